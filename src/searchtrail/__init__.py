@@ -1,0 +1,46 @@
+"""searchtrail: record how people search, and turn it into metrics and training data."""
+
+__version__ = "0.1.0"
+
+from searchtrail.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    SearchtrailError,
+    SessionConflict,
+    SessionNotFound,
+    TimestampOutOfWindow,
+)
+from searchtrail.limits import Limits
+from searchtrail.models import (
+    NewSessionEvent,
+    PushResult,
+    SearchResultItem,
+    Session,
+    SessionAddEventsRequest,
+    SessionCreateRequest,
+    StoredEvent,
+)
+from searchtrail.service import Clickstream
+from searchtrail.settings import Settings
+
+__all__ = [
+    "Clickstream",
+    "Conflict",
+    "InvalidInput",
+    "Limits",
+    "NewSessionEvent",
+    "NotFound",
+    "PushResult",
+    "SearchResultItem",
+    "SearchtrailError",
+    "Session",
+    "SessionAddEventsRequest",
+    "SessionConflict",
+    "SessionCreateRequest",
+    "SessionNotFound",
+    "Settings",
+    "StoredEvent",
+    "TimestampOutOfWindow",
+    "__version__",
+]

@@ -1,0 +1,178 @@
+"""The domain errors searchtrail raises, and the only place their HTTP status is decided.
+
+The store and the service raise these; they never know about HTTP. The HTTP layer
+turns each into one JSON shape (``{"detail": ..., "code": ...}``) in
+``searchtrail.http.errors``, using the ``status`` and ``code`` declared here::
+
+    SearchtrailError                    500 internal (never raised on purpose)
+    ├── InvalidInput                    422 invalid_input      a field is malformed
+    │   └── TimestampOutOfWindow        400 invalid_timestamp  a valid time outside the window
+    ├── BadRequest                      400 bad_request        well-formed, but cannot be done
+    ├── NotFound                        404 not_found
+    │   ├── SessionNotFound
+    │   ├── BatchNotFound
+    │   └── NoCollectingBatch
+    ├── Conflict                        409 conflict
+    │   └── SessionConflict             a replayed session that contradicts the stored one
+    ├── PayloadTooLarge                 413 payload_too_large
+    ├── Unauthorized                    401 unauthorized
+    ├── Forbidden                       403 forbidden
+    ├── RateLimited                     429 rate_limited
+    └── SchemaOutdated                  503 schema_outdated    run `searchtrail db upgrade`
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+__all__ = [
+    "BadRequest",
+    "BatchNotFound",
+    "Conflict",
+    "FieldError",
+    "Forbidden",
+    "InvalidInput",
+    "NoCollectingBatch",
+    "NotFound",
+    "PayloadTooLarge",
+    "RateLimited",
+    "SchemaOutdated",
+    "SearchtrailError",
+    "SessionConflict",
+    "SessionNotFound",
+    "TimestampOutOfWindow",
+    "Unauthorized",
+]
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One field at fault: where it is (``("events", 3, "created_at")``) and what was wrong."""
+
+    loc: tuple[str | int, ...]
+    msg: str
+    type: str = "value_error"
+
+    @property
+    def field(self) -> str:
+        return format_loc(self.loc)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"loc": list(self.loc), "field": self.field, "msg": self.msg, "type": self.type}
+
+
+def format_loc(loc: tuple[str | int, ...] | list[str | int]) -> str:
+    """``("events", 3, "created_at")`` -> ``events[3].created_at``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+class SearchtrailError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.detail, "code": self.code}
+
+
+class InvalidInput(SearchtrailError):
+    status = 422
+    code = "invalid_input"
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e.field}: {e.msg}" for e in errors))
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": [e.as_dict() for e in self.errors], "code": self.code}
+
+
+class TimestampOutOfWindow(SearchtrailError):
+    status = 400
+    code = "invalid_timestamp"
+
+    def __init__(self, field: str, value: Any, window: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(f"Invalid utc timestamp: {value} ({field} must be {window})")
+
+
+class BadRequest(SearchtrailError):
+    status = 400
+    code = "bad_request"
+
+
+class NotFound(SearchtrailError):
+    status = 404
+    code = "not_found"
+
+
+class SessionNotFound(NotFound):
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"Session with id={session_id} not found")
+
+
+class BatchNotFound(NotFound):
+    def __init__(self, batch_id: int) -> None:
+        self.batch_id = batch_id
+        super().__init__(f"Batch with id={batch_id} not found")
+
+
+class NoCollectingBatch(NotFound):
+    def __init__(self) -> None:
+        super().__init__("There is no collecting batch")
+
+
+class Conflict(SearchtrailError):
+    status = 409
+    code = "conflict"
+
+
+class SessionConflict(Conflict):
+    def __init__(self, session_id: str, fields: list[str]) -> None:
+        self.session_id = session_id
+        self.fields = fields
+        super().__init__(
+            f"Session with id={session_id} already exists with different "
+            f"{', '.join(fields)}; a session is registered once and never overwritten"
+        )
+
+
+class PayloadTooLarge(SearchtrailError):
+    status = 413
+    code = "payload_too_large"
+
+
+class Unauthorized(SearchtrailError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(SearchtrailError):
+    status = 403
+    code = "forbidden"
+
+
+class RateLimited(SearchtrailError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class SchemaOutdated(SearchtrailError):
+    status = 503
+    code = "schema_outdated"

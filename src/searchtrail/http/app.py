@@ -1,0 +1,55 @@
+"""``create_app(settings)``: the FastAPI application, built on demand, never at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from searchtrail import __version__
+from searchtrail.http.errors import install_error_handlers
+from searchtrail.http.openapi import install_openapi
+from searchtrail.http.routers import health, sessions
+from searchtrail.service import Clickstream
+from searchtrail.settings import Settings
+
+__all__ = ["CLIENT_PREFIX", "INTERNAL_PREFIX", "create_app", "create_app_from_env"]
+
+CLIENT_PREFIX = "/api/v1/clickstream"
+INTERNAL_PREFIX = "/api/v1/clickstream/internal"
+
+
+def create_app(settings: Settings | None = None, clickstream: Clickstream | None = None) -> FastAPI:
+    """Build the app; a ``clickstream`` passed in is used as is and left to the caller to close."""
+    settings = settings or (clickstream.settings if clickstream else Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = clickstream is None
+        app.state.clickstream = clickstream or Clickstream(settings=settings)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.clickstream.close()
+
+    app = FastAPI(
+        title="searchtrail",
+        version=__version__,
+        description="Clickstream for search: sessions, events, batches, training data.",
+        lifespan=lifespan,
+    )
+    if clickstream is not None:
+        app.state.clickstream = clickstream
+    install_error_handlers(app)
+    install_openapi(app)
+    app.include_router(health.router)
+    for prefix in ("", CLIENT_PREFIX):
+        app.include_router(sessions.router, prefix=prefix)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The factory `searchtrail serve` hands uvicorn, so each worker builds its own app."""
+    return create_app(Settings())

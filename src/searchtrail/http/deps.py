@@ -1,0 +1,38 @@
+"""Dependencies shared by the routers, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from searchtrail.errors import PayloadTooLarge
+from searchtrail.service import Clickstream
+
+__all__ = ["ClickstreamDep", "RawBody", "get_clickstream", "read_body"]
+
+
+def get_clickstream(request: Request) -> Clickstream:
+    cs: Clickstream = request.app.state.clickstream
+    return cs
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with 413 as soon as it passes the configured size."""
+    cs = get_clickstream(request)
+    limit = cs.limits.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {declared} bytes; at most {limit} are accepted")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+ClickstreamDep = Annotated[Clickstream, Depends(get_clickstream)]
+RawBody = Annotated[bytes, Depends(read_body)]

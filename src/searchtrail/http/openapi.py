@@ -1,0 +1,52 @@
+"""OpenAPI for bodies the routers parse themselves.
+
+Routers read the raw body (to enforce the size limit, accept ``text/plain`` from
+browsers and validate JSON in one pass under the configured limits), so FastAPI cannot
+see the body model; ``body_doc`` declares it and ``install_openapi`` adds the schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Response
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+__all__ = ["body_doc", "install_openapi", "json_response"]
+
+_REF = "#/components/schemas/{model}"
+_BODY_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    _BODY_MODELS[model.__name__] = model
+    schema = {"$ref": _REF.format(model=model.__name__)}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema}, "text/plain": {"schema": schema}},
+        }
+    }
+
+
+def install_openapi(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            for name, model in _BODY_MODELS.items():
+                generated = model.model_json_schema(ref_template=_REF, mode="validation")
+                schemas.update(generated.pop("$defs", {}))
+                schemas.setdefault(name, generated)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """Serialize once with pydantic-core; FastAPI skips its own pass for a ready Response."""
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")

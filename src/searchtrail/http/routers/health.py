@@ -1,0 +1,17 @@
+"""Liveness with a real round trip to the database, for load balancers and `serve` scripts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from searchtrail import __version__
+from searchtrail.http.deps import ClickstreamDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", summary="Service and database health")
+async def health(cs: ClickstreamDep) -> dict[str, object]:
+    await run_in_threadpool(cs.store.ping)
+    return {"status": "ok", "version": __version__, "database": cs.store.dialect}

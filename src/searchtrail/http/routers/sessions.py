@@ -1,0 +1,63 @@
+"""Client endpoints on sessions: register, read, flag irrelevant, push events."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from searchtrail.http.deps import ClickstreamDep, RawBody
+from searchtrail.http.openapi import body_doc, json_response
+from searchtrail.models import (
+    PushResult,
+    Session,
+    SessionAddEventsRequest,
+    SessionCreateRequest,
+    SessionIdRequest,
+    parse_json,
+)
+
+router = APIRouter(tags=["sessions"])
+
+
+@router.post(
+    "/session",
+    response_model=Session,
+    summary="Register a session",
+    openapi_extra=body_doc(SessionCreateRequest),
+    responses={
+        400: {"description": "created_at outside the window"},
+        409: {"description": "replay contradicts the stored session"},
+    },
+)
+async def create_session(cs: ClickstreamDep, body: RawBody) -> Response:
+    req = parse_json(SessionCreateRequest, body, cs.limits)
+    return json_response(await run_in_threadpool(cs.create_session, req))
+
+
+@router.get("/session", response_model=Session, summary="Get a session with its events")
+async def get_session(cs: ClickstreamDep, session_id: str = Query(min_length=1)) -> Response:
+    return json_response(await run_in_threadpool(cs.get_session, session_id))
+
+
+@router.post(
+    "/session/events",
+    response_model=PushResult,
+    summary="Push events to a session",
+    openapi_extra=body_doc(SessionAddEventsRequest),
+    responses={404: {"description": "unknown session"}},
+)
+async def push_events(cs: ClickstreamDep, body: RawBody) -> Response:
+    req = parse_json(SessionAddEventsRequest, body, cs.limits)
+    return json_response(await run_in_threadpool(cs.push_events, req))
+
+
+@router.post(
+    "/session/irrelevant",
+    summary="Flag a session irrelevant",
+    openapi_extra=body_doc(SessionIdRequest),
+    responses={404: {"description": "unknown session"}},
+)
+async def mark_irrelevant(cs: ClickstreamDep, body: RawBody) -> dict[str, object]:
+    req = parse_json(SessionIdRequest, body, cs.limits)
+    await run_in_threadpool(cs.mark_irrelevant, req.session_id)
+    return {"session_id": req.session_id, "is_irrelevant": True}

@@ -1,0 +1,26 @@
+"""Size limits on what a client may send, in one value passed to validation.
+
+They live apart from the settings so that models can be validated with them
+(``Model.model_validate_json(raw, context={"limits": limits})``) without importing
+the environment-reading settings class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_LIMITS", "Limits"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_events_per_push: int = 1000
+    max_results_per_session: int = 1000
+    max_body_bytes: int = 2_000_000
+    max_id_chars: int = 128
+    max_event_type_chars: int = 64
+    max_query_chars: int = 5000
+    max_meta_bytes: int = 16_384
+
+
+DEFAULT_LIMITS = Limits()

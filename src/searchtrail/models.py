@@ -1,0 +1,335 @@
+"""The request and response models of the contract, shared by the service, HTTP layer and client.
+
+Size limits are configurable, so they are read from the validation context
+(``{"limits": Limits(...)}``) rather than fixed in the field types; without a
+context the defaults apply. A request is validated in one place, here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any, TypeVar
+
+import pydantic_core
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from searchtrail.errors import FieldError, InvalidInput
+from searchtrail.limits import DEFAULT_LIMITS, Limits
+from searchtrail.timestamps import to_epoch_ms
+
+__all__ = [
+    "BatchInfo",
+    "BatchSessionsPage",
+    "NewSessionEvent",
+    "PushResult",
+    "ReleaseRequest",
+    "ReleaseResult",
+    "SearchResultItem",
+    "Session",
+    "SessionAddEventsRequest",
+    "SessionCreateRequest",
+    "SessionIdRequest",
+    "ShownResult",
+    "StoredEvent",
+    "parse",
+    "parse_json",
+]
+
+
+def _limits(info: ValidationInfo) -> Limits:
+    ctx = info.context
+    if isinstance(ctx, dict):
+        limits = ctx.get("limits")
+        if isinstance(limits, Limits):
+            return limits
+    return DEFAULT_LIMITS
+
+
+def _check_id(value: str, max_chars: int, what: str = "an id") -> str:
+    if not 1 <= len(value) <= max_chars:
+        raise ValueError(f"{what} must be 1 to {max_chars} characters, got {len(value)}")
+    if not value.isprintable():
+        raise ValueError(f"{what} must contain only printable characters")
+    return value
+
+
+def _check_json_size(value: Any, max_bytes: int, what: str) -> None:
+    size = len(pydantic_core.to_json(value))
+    if size > max_bytes:
+        raise ValueError(f"{what} must be at most {max_bytes} bytes of JSON, got {size}")
+
+
+def _epoch_ms_or_none(value: object) -> object:
+    return None if value is None else to_epoch_ms(value)
+
+
+# Epoch milliseconds after validation; the input may be seconds, milliseconds or ISO 8601.
+Timestamp = Annotated[
+    int | None,
+    BeforeValidator(_epoch_ms_or_none),
+    Field(
+        default=None,
+        description="Epoch seconds, epoch milliseconds (>= 1e11) or ISO 8601 (no offset = UTC). "
+        "Missing means the time of receipt.",
+        json_schema_extra={"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]},
+    ),
+]
+JsonObject = dict[str, JsonValue]
+
+
+class _Strict(BaseModel):
+    # Unknown fields are refused: a typo such as "evnt_type" must not silently become a click.
+    model_config = ConfigDict(extra="forbid", revalidate_instances="always")
+
+
+class SearchResultItem(_Strict):
+    object_id: str
+    rank: float | None = None
+    meta: JsonObject | None = None
+
+    @field_validator("object_id")
+    @classmethod
+    def _object_id(cls, v: str, info: ValidationInfo) -> str:
+        return _check_id(v, _limits(info).max_id_chars)
+
+    @field_validator("meta")
+    @classmethod
+    def _meta(cls, v: JsonObject | None, info: ValidationInfo) -> JsonObject | None:
+        if v is not None:
+            _check_json_size(v, _limits(info).max_meta_bytes, "meta")
+        return v
+
+
+class SessionCreateRequest(_Strict):
+    session_id: str | None = Field(
+        default=None, description="Chosen by the client; omitted, the server generates one."
+    )
+    search_query: JsonValue = Field(
+        default=None, description="Usually the text typed; may be an object for structured queries."
+    )
+    search_results: list[SearchResultItem] = Field(
+        default_factory=list, description="Ranked as shown, first = top."
+    )
+    search_meta: JsonObject | None = None
+    payload_filter: JsonObject | None = None
+    sort_by: JsonObject | None = None
+    user_id: str | None = None
+    created_at: Timestamp
+
+    @field_validator("session_id", "user_id")
+    @classmethod
+    def _ids(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else _check_id(v, _limits(info).max_id_chars)
+
+    @field_validator("search_query")
+    @classmethod
+    def _query(cls, v: JsonValue, info: ValidationInfo) -> JsonValue:
+        limits = _limits(info)
+        if isinstance(v, str):
+            if len(v) > limits.max_query_chars:
+                limit = limits.max_query_chars
+                raise ValueError(f"a text query must be at most {limit} characters, got {len(v)}")
+        elif v is not None:
+            _check_json_size(v, limits.max_meta_bytes, "a structured query")
+        return v
+
+    @field_validator("search_results")
+    @classmethod
+    def _results(cls, v: list[SearchResultItem], info: ValidationInfo) -> list[SearchResultItem]:
+        limit = _limits(info).max_results_per_session
+        if len(v) > limit:
+            raise ValueError(f"at most {limit} results per session, got {len(v)}")
+        return v
+
+    @field_validator("search_meta", "payload_filter", "sort_by")
+    @classmethod
+    def _objects(cls, v: JsonObject | None, info: ValidationInfo) -> JsonObject | None:
+        if v is not None:
+            _check_json_size(v, _limits(info).max_meta_bytes, str(info.field_name))
+        return v
+
+
+class NewSessionEvent(_Strict):
+    model_config = ConfigDict(populate_by_name=True)
+
+    event_id: str = Field(
+        description="Unique within its session; a repeat is a no-op. Omitted, it is derived "
+        "from the event's content, so an identical retry is still a no-op."
+    )
+    object_id: str | None = None
+    event_type: str = Field(
+        default="click",
+        validation_alias=AliasChoices("event_type", "name"),
+        description='Also accepted as "name".',
+    )
+    created_at: Timestamp
+    meta: JsonObject | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_event_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("event_id") is None:
+            content = {k: v for k, v in data.items() if k != "event_id"}
+            digest = hashlib.sha256(pydantic_core.to_json(content, fallback=str)).hexdigest()
+            data = {**data, "event_id": f"auto-{digest[:32]}"}
+        return data
+
+    @field_validator("event_id", "object_id")
+    @classmethod
+    def _ids(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else _check_id(v, _limits(info).max_id_chars)
+
+    @field_validator("event_type")
+    @classmethod
+    def _type(cls, v: str, info: ValidationInfo) -> str:
+        return _check_id(v, _limits(info).max_event_type_chars, "an event type")
+
+    @field_validator("meta")
+    @classmethod
+    def _meta(cls, v: JsonObject | None, info: ValidationInfo) -> JsonObject | None:
+        if v is not None:
+            _check_json_size(v, _limits(info).max_meta_bytes, "meta")
+        return v
+
+
+class SessionAddEventsRequest(_Strict):
+    session_id: str
+    events: list[NewSessionEvent]
+
+    @field_validator("session_id")
+    @classmethod
+    def _sid(cls, v: str, info: ValidationInfo) -> str:
+        return _check_id(v, _limits(info).max_id_chars)
+
+    @field_validator("events")
+    @classmethod
+    def _count(cls, v: list[NewSessionEvent], info: ValidationInfo) -> list[NewSessionEvent]:
+        limit = _limits(info).max_events_per_push
+        if len(v) > limit:
+            raise ValueError(f"at most {limit} events per request, got {len(v)}")
+        return v
+
+
+class SessionIdRequest(_Strict):
+    session_id: str
+
+    @field_validator("session_id")
+    @classmethod
+    def _sid(cls, v: str, info: ValidationInfo) -> str:
+        return _check_id(v, _limits(info).max_id_chars)
+
+
+class ShownResult(BaseModel):
+    """A result as stored: no input limits are re-applied on the way out."""
+
+    object_id: str
+    rank: float | None = None
+    meta: JsonObject | None = None
+
+
+class StoredEvent(BaseModel):
+    event_id: str
+    object_id: str | None
+    event_type: str
+    created_at: int = Field(description="Epoch seconds, as the original service answers.")
+    created_at_ms: int
+    meta: JsonObject | None = None
+
+
+class Session(BaseModel):
+    """A session as stored: SessionGetResponse of the contract."""
+
+    session_id: str
+    search_query: JsonValue = None
+    search_results: list[ShownResult] = Field(default_factory=list)
+    search_meta: JsonObject | None = None
+    payload_filter: JsonObject | None = None
+    sort_by: JsonObject | None = None
+    user_id: str | None = None
+    created_at: int = Field(description="Epoch seconds, as the original service answers.")
+    created_at_ms: int
+    is_irrelevant: bool = False
+    batch_id: int | None = None
+    session_number: int | None = None
+    events: list[StoredEvent] = Field(default_factory=list)
+
+
+class PushResult(BaseModel):
+    session_id: str
+    stored: int = Field(description="Events stored by this request.")
+    duplicates: int = Field(description="Events whose event_id the session already had.")
+
+
+class ReleaseRequest(_Strict):
+    release_id: str
+
+    @field_validator("release_id")
+    @classmethod
+    def _rid(cls, v: str, info: ValidationInfo) -> str:
+        return _check_id(v, _limits(info).max_id_chars)
+
+
+class ReleaseResult(BaseModel):
+    release_id: str
+    batch_id: int
+    released_at: int
+    released_at_ms: int
+
+
+class BatchInfo(BaseModel):
+    batch_id: int
+    state: str
+    release_id: str | None = None
+    created_at_ms: int
+    released_at_ms: int | None = None
+    sessions: int = 0
+    events: int = 0
+
+
+class BatchSessionsPage(BaseModel):
+    batch_id: int
+    last_number: int | None
+    sessions: list[Session]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _invalid(exc: ValidationError) -> InvalidInput:
+    return InvalidInput(
+        [
+            FieldError(
+                loc=tuple(e["loc"]),
+                msg=e["msg"].removeprefix("Value error, "),
+                type=e["type"],
+            )
+            for e in exc.errors(include_url=False)
+        ]
+    )
+
+
+def parse(model: type[M], data: Any, limits: Limits = DEFAULT_LIMITS) -> M:
+    """Validate a Python value (a dict or a model) against ``model`` under ``limits``."""
+    try:
+        return model.model_validate(data, context={"limits": limits})
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def parse_json(model: type[M], raw: bytes | str, limits: Limits = DEFAULT_LIMITS) -> M:
+    """Validate a JSON document in one pass; malformed JSON is an ``InvalidInput`` too."""
+    try:
+        return model.model_validate_json(raw, context={"limits": limits})
+    except ValidationError as exc:
+        raise _invalid(exc) from None

@@ -1,0 +1,117 @@
+"""The one schema, written once for every dialect.
+
+Design choices that matter for speed and correctness:
+
+- ``sessions.session_number`` is the primary key and comes from the database's own
+  auto-increment (SQLite rowid, PostgreSQL identity). It is unique and increasing in
+  registration order, which is all the contract asks of a number *within* a batch, and
+  no shared counter row is updated by every registration.
+- ``batches.collecting`` is 1 for the collecting batch and NULL otherwise; a unique
+  constraint on it makes "exactly one batch collects" a database fact on both dialects.
+- Events point at the integer ``session_number``, not the text id, which keeps the
+  unique index that deduplicates events small.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import postgresql
+
+__all__ = ["api_keys", "batches", "events", "improvement_queue", "metadata", "sessions"]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BIGINT on PostgreSQL; on SQLite only "INTEGER PRIMARY KEY" is the fast rowid alias.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Json = JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("batch_id", Id, primary_key=True, autoincrement=True),
+    Column("state", String(16), nullable=False),
+    Column("collecting", Integer, nullable=True, unique=True),
+    Column("release_id", String(1024), nullable=True, unique=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("released_at_ms", BigInteger, nullable=True),
+    Column("updated_at_ms", BigInteger, nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("session_number", Id, primary_key=True, autoincrement=True),
+    Column("session_id", String(1024), nullable=False, unique=True),
+    Column("batch_id", Id, ForeignKey("batches.batch_id"), nullable=False),
+    Column("search_query", Json, nullable=True),
+    Column("search_results", Json, nullable=False),
+    Column("search_meta", Json, nullable=True),
+    Column("payload_filter", Json, nullable=True),
+    Column("sort_by", Json, nullable=True),
+    Column("user_id", String(1024), nullable=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("created_at_given", Boolean, nullable=False),
+    Column("is_irrelevant", Boolean, nullable=False, default=False),
+    Column("registered_at_ms", BigInteger, nullable=False),
+    Index("ix_sessions_batch_id_session_number", "batch_id", "session_number"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("session_number", Id, ForeignKey("sessions.session_number"), nullable=False),
+    Column("event_id", String(1024), nullable=False),
+    Column("object_id", String(1024), nullable=True),
+    Column("event_type", String(1024), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("meta", Json, nullable=True),
+    UniqueConstraint("session_number", "event_id"),
+)
+
+improvement_queue = Table(
+    "improvement_queue",
+    metadata,
+    Column("entry_id", Id, primary_key=True, autoincrement=True),
+    Column("session_id", String(1024), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("enqueued_at_ms", BigInteger, nullable=False),
+    Column("claimed_at_ms", BigInteger, nullable=True),
+    Column("claimed_by", String(256), nullable=True),
+    Column("finished_at_ms", BigInteger, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_improvement_queue_state_entry_id", "state", "entry_id"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False),
+    Column("prefix", String(32), nullable=False, unique=True),
+    Column("key_hash", String(128), nullable=False),
+    Column("scopes", String(256), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("revoked_at_ms", BigInteger, nullable=True),
+)

@@ -1,0 +1,108 @@
+"""Typed settings: flags, ``SEARCHTRAIL_*`` environment variables, or keyword arguments.
+
+A wrong value fails at start-up with the variable's name, never at the first request.
+The original service's ``CLICKSTREAM_TIME_MAX_DELTA_*`` variables are honoured too, so
+an existing deployment keeps its window when it switches.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from searchtrail.errors import format_loc
+from searchtrail.limits import Limits
+from searchtrail.timestamps import TimeWindow
+
+__all__ = ["DEFAULT_DATABASE_URL", "Settings", "describe_settings_error"]
+
+DEFAULT_DATABASE_URL = "sqlite:///searchtrail.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SEARCHTRAIL_",
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="sqlite:///PATH (the embedded default) or postgresql://USER:PASS@HOST/DB.",
+    )
+    host: str = Field("127.0.0.1", description="Address `serve` binds.")
+    port: int = Field(8000, ge=0, le=65535, description="Port `serve` binds.")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="Server log level."
+    )
+
+    time_max_delta_minus_sec: int = Field(
+        12 * 3600,
+        ge=0,
+        validation_alias=AliasChoices(
+            "time_max_delta_minus_sec",
+            "SEARCHTRAIL_TIME_MAX_DELTA_MINUS_SEC",
+            "CLICKSTREAM_TIME_MAX_DELTA_MINUS_SEC",
+        ),
+        description="How far in the past a client timestamp may be (seconds). "
+        "Also read from CLICKSTREAM_TIME_MAX_DELTA_MINUS_SEC.",
+    )
+    time_max_delta_plus_sec: int = Field(
+        5 * 60,
+        ge=0,
+        validation_alias=AliasChoices(
+            "time_max_delta_plus_sec",
+            "SEARCHTRAIL_TIME_MAX_DELTA_PLUS_SEC",
+            "CLICKSTREAM_TIME_MAX_DELTA_PLUS_SEC",
+        ),
+        description="How far in the future a client timestamp may be (seconds). "
+        "Also read from CLICKSTREAM_TIME_MAX_DELTA_PLUS_SEC.",
+    )
+
+    max_events_per_push: int = Field(1000, ge=1, description="Events in one push.")
+    max_results_per_session: int = Field(1000, ge=0, description="Results in one session.")
+    max_body_bytes: int = Field(2_000_000, ge=1024, description="Request body size; beyond: 413.")
+    max_id_chars: int = Field(128, ge=1, le=1024, description="Length of any id.")
+    max_event_type_chars: int = Field(64, ge=1, le=1024, description="Length of an event type.")
+    max_query_chars: int = Field(5000, ge=1, description="Length of a text query.")
+    max_meta_bytes: int = Field(16_384, ge=2, description="JSON size of each meta object.")
+
+    sqlite_busy_timeout_ms: int = Field(
+        30_000, ge=0, description="How long a SQLite writer waits for another process's lock."
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL",
+        description="FULL survives power loss as well as a crash; NORMAL only a process crash.",
+    )
+    pool_size: int = Field(10, ge=1, description="PostgreSQL connections per process.")
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_events_per_push=self.max_events_per_push,
+            max_results_per_session=self.max_results_per_session,
+            max_body_bytes=self.max_body_bytes,
+            max_id_chars=self.max_id_chars,
+            max_event_type_chars=self.max_event_type_chars,
+            max_query_chars=self.max_query_chars,
+            max_meta_bytes=self.max_meta_bytes,
+        )
+
+    @property
+    def time_window(self) -> TimeWindow:
+        return TimeWindow(self.time_max_delta_minus_sec, self.time_max_delta_plus_sec)
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line per bad setting, naming the environment variable an operator would set."""
+    lines = []
+    for err in exc.errors():
+        name = format_loc(tuple(err["loc"])) or "settings"
+        env = name if name.isupper() else f"SEARCHTRAIL_{name.upper()}"
+        got = err.get("input")
+        lines.append(f"{env}: {err['msg']} (got {got!r})")
+    return "\n".join(lines)
