@@ -8,6 +8,7 @@ context the defaults apply. A request is validated in one place, here.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Annotated, Any, TypeVar
 
 import pydantic_core
@@ -181,7 +182,8 @@ class NewSessionEvent(_Strict):
     def _derive_event_id(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("event_id") is None:
             content = {k: v for k, v in data.items() if k != "event_id"}
-            digest = hashlib.sha256(pydantic_core.to_json(content, fallback=str)).hexdigest()
+            canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+            digest = hashlib.sha256(canonical.encode()).hexdigest()
             data = {**data, "event_id": f"auto-{digest[:32]}"}
         return data
 

@@ -7,6 +7,7 @@ an existing deployment keeps its window when it switches.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import AliasChoices, Field, ValidationError
@@ -16,7 +17,7 @@ from searchtrail.errors import format_loc
 from searchtrail.limits import Limits
 from searchtrail.timestamps import TimeWindow
 
-__all__ = ["DEFAULT_DATABASE_URL", "Settings", "describe_settings_error"]
+__all__ = ["DEFAULT_DATABASE_URL", "Settings", "describe_settings_error", "env_names"]
 
 DEFAULT_DATABASE_URL = "sqlite:///searchtrail.db"
 
@@ -97,12 +98,23 @@ class Settings(BaseSettings):
         return TimeWindow(self.time_max_delta_minus_sec, self.time_max_delta_plus_sec)
 
 
+def env_names(field: str) -> list[str]:
+    """The environment variables that set ``field``, in the order they are looked up."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(c) for c in alias.choices if isinstance(c, str) and c.isupper()]
+    return [f"SEARCHTRAIL_{field.upper()}"]
+
+
 def describe_settings_error(exc: ValidationError) -> str:
-    """One line per bad setting, naming the environment variable an operator would set."""
+    """One line per bad setting, naming the environment variable the operator actually set."""
     lines = []
     for err in exc.errors():
         name = format_loc(tuple(err["loc"])) or "settings"
-        env = name if name.isupper() else f"SEARCHTRAIL_{name.upper()}"
-        got = err.get("input")
-        lines.append(f"{env}: {err['msg']} (got {got!r})")
+        if name in Settings.model_fields:
+            names = env_names(name)
+            name = next((n for n in names if n in os.environ), names[0])
+        elif not name.isupper():
+            name = f"SEARCHTRAIL_{name.upper()}"
+        lines.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)

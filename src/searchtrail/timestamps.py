@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 __all__ = [
     "MAX_EPOCH_MS",
@@ -26,6 +26,7 @@ __all__ = [
 MS_THRESHOLD = 10**11
 # 9999-12-31T23:59:59.999Z, the last instant datetime can represent.
 MAX_EPOCH_MS = 253_402_300_799_999
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def now_ms() -> int:
@@ -74,7 +75,7 @@ def _string_to_ms(value: str) -> int:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = parsed - _EPOCH
     ms = delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
     if ms < 0:
         raise ValueError("a timestamp must not be before 1970-01-01T00:00:00Z")
@@ -82,11 +83,9 @@ def _string_to_ms(value: str) -> int:
 
 
 def ms_to_iso(ms: int) -> str:
-    return (
-        datetime.fromtimestamp(ms / 1000, tz=UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    # timedelta, not ms / 1000: a float loses the last millisecond after the year 2200.
+    dt = _EPOCH + timedelta(milliseconds=ms)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,34 @@
+"""Nothing an operator can set or run goes undocumented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from searchtrail.cli import main
+from searchtrail.settings import Settings, env_names
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_every_setting_is_documented() -> None:
+    text = (DOCS / "settings.md").read_text()
+    missing = [n for f in Settings.model_fields for n in env_names(f) if f"`{n}`" not in text]
+    assert missing == [], f"add these to docs/settings.md: {missing}"
+
+
+def _commands(group: click.Group, prefix: str = "searchtrail") -> list[str]:
+    out = []
+    for name, cmd in group.commands.items():
+        path = f"{prefix} {name}"
+        out.append(path)
+        if isinstance(cmd, click.Group):
+            out.extend(_commands(cmd, path))
+    return out
+
+
+def test_every_cli_command_is_documented() -> None:
+    text = (DOCS / "cli.md").read_text()
+    missing = [c for c in _commands(main) if f"`{c}" not in text]
+    assert missing == [], f"add these to docs/cli.md: {missing}"

@@ -1,0 +1,183 @@
+"""The library object, on a real SQLite file: the four operations and their rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from searchtrail import (
+    Clickstream,
+    InvalidInput,
+    SessionConflict,
+    SessionNotFound,
+    Settings,
+    TimestampOutOfWindow,
+)
+from searchtrail.timestamps import now_ms
+
+RESULTS = [{"object_id": "a", "rank": 1}, {"object_id": "b", "rank": 2, "meta": {"price": 3}}]
+
+
+def register(cs: Clickstream, session_id: str = "s1", **extra: Any) -> Any:
+    fields = {"session_id": session_id, "search_query": "red shoes", "search_results": RESULTS}
+    return cs.create_session({**fields, **extra})
+
+
+def test_create_and_get(cs: Clickstream) -> None:
+    created = register(cs, user_id="u1", search_meta={"page": 1})
+    got = cs.get_session("s1")
+    assert got == created
+    assert got.search_query == "red shoes"
+    assert [r.object_id for r in got.search_results] == ["a", "b"]
+    assert got.search_results[1].meta == {"price": 3}
+    assert got.user_id == "u1" and got.search_meta == {"page": 1}
+    assert got.is_irrelevant is False and got.events == []
+    assert got.created_at == got.created_at_ms // 1000
+    assert abs(got.created_at_ms - now_ms()) < 60_000
+    assert got.batch_id is not None and got.session_number is not None
+
+
+def test_session_id_generated_when_omitted(cs: Clickstream) -> None:
+    a = cs.create_session(search_query="q")
+    b = cs.create_session(search_query="q")
+    assert a.session_id and b.session_id and a.session_id != b.session_id
+    assert cs.get_session(a.session_id).session_id == a.session_id
+
+
+def test_structured_query_round_trips(cs: Clickstream) -> None:
+    query = {"text": "shoes", "image": "https://x/y.png", "filters": [1, 2.5, None, True]}
+    cs.create_session(session_id="s", search_query=query)
+    assert cs.get_session("s").search_query == query
+
+
+def test_created_at_keeps_milliseconds(cs: Clickstream) -> None:
+    ms = now_ms() - 12_345
+    cs.create_session(session_id="s", created_at=ms)
+    assert cs.get_session("s").created_at_ms == ms
+    cs.create_session(session_id="t", created_at=ms / 1000)
+    assert cs.get_session("t").created_at_ms == ms
+
+
+def test_replay_that_matches_answers_stored(cs: Clickstream) -> None:
+    first = register(cs)
+    again = register(cs)
+    assert again == first
+    assert again.created_at_ms == first.created_at_ms  # server time is not overwritten
+
+
+def test_replay_with_given_created_at(cs: Clickstream) -> None:
+    ms = now_ms() - 1000
+    first = register(cs, created_at=ms)
+    assert register(cs, created_at=ms) == first
+    with pytest.raises(SessionConflict, match="created_at"):
+        register(cs, created_at=ms - 5000)
+
+
+def test_replay_that_contradicts_is_conflict(cs: Clickstream) -> None:
+    register(cs)
+    with pytest.raises(SessionConflict) as info:
+        register(cs, search_query="blue shoes", user_id="u9")
+    assert info.value.fields == ["search_query", "user_id"]
+    assert cs.get_session("s1").search_query == "red shoes"
+
+
+def test_push_counts_stored_and_duplicates(cs: Clickstream) -> None:
+    register(cs)
+    r = cs.push_events("s1", [{"event_id": "e1", "object_id": "a"}, {"event_id": "e1"}])
+    assert (r.stored, r.duplicates) == (1, 1)
+    r = cs.push_events("s1", [{"event_id": "e1"}, {"event_id": "e2", "event_type": "purchase"}])
+    assert (r.stored, r.duplicates) == (1, 1)
+    events = cs.get_session("s1").events
+    assert [(e.event_id, e.event_type, e.object_id) for e in events] == [
+        ("e1", "click", "a"),
+        ("e2", "purchase", None),
+    ]
+
+
+def test_same_event_id_in_two_sessions_is_two_events(cs: Clickstream) -> None:
+    register(cs, "s1")
+    register(cs, "s2")
+    assert cs.push_events("s1", [{"event_id": "e"}]).stored == 1
+    assert cs.push_events("s2", [{"event_id": "e"}]).stored == 1
+
+
+def test_events_in_time_order(cs: Clickstream) -> None:
+    register(cs)
+    now = now_ms()
+    cs.push_events(
+        "s1",
+        [
+            {"event_id": "late", "created_at": now - 1000},
+            {"event_id": "early", "created_at": now - 5000},
+            {"event_id": "middle", "created_at": (now - 3000) / 1000},
+        ],
+    )
+    assert [e.event_id for e in cs.get_session("s1").events] == ["early", "middle", "late"]
+
+
+def test_seed_event_shape_name_and_no_id(cs: Clickstream) -> None:
+    register(cs)
+    iso = "2026-01-01T00:00:00Z"
+    cs_wide = Clickstream(
+        settings=cs.settings.model_copy(update={"time_max_delta_minus_sec": 10**9})
+    )
+    try:
+        event = {"created_at": iso, "name": "add_to_cart"}
+        assert cs_wide.push_events("s1", [event]).stored == 1
+        assert cs_wide.push_events("s1", [event]).duplicates == 1  # a retry is a no-op
+        (stored,) = cs_wide.get_session("s1").events
+        assert stored.event_type == "add_to_cart"
+        assert stored.event_id.startswith("auto-")
+    finally:
+        cs_wide.close()
+
+
+def test_push_is_all_or_nothing(cs: Clickstream) -> None:
+    register(cs)
+    good = {"event_id": "ok"}
+    with pytest.raises(InvalidInput) as info:
+        cs.push_events("s1", [good, {"event_id": "bad", "created_at": "never"}])
+    assert info.value.errors[0].field == "events[1].created_at"
+    with pytest.raises(TimestampOutOfWindow) as window:
+        cs.push_events("s1", [good, {"event_id": "old", "created_at": 1_000_000_000}])
+    assert window.value.field == "events[1].created_at"
+    assert cs.get_session("s1").events == []
+
+
+def test_push_to_unknown_session(cs: Clickstream) -> None:
+    with pytest.raises(SessionNotFound, match="Session with id=nope not found"):
+        cs.push_events("nope", [{"event_id": "e"}])
+
+
+def test_mark_irrelevant(cs: Clickstream) -> None:
+    register(cs)
+    cs.mark_irrelevant("s1")
+    cs.mark_irrelevant("s1")  # idempotent
+    assert cs.get_session("s1").is_irrelevant is True
+    with pytest.raises(SessionNotFound):
+        cs.mark_irrelevant("nope")
+
+
+def test_get_unknown(cs: Clickstream) -> None:
+    with pytest.raises(SessionNotFound):
+        cs.get_session("nope")
+
+
+def test_window_is_configurable(database_url: str) -> None:
+    settings = Settings(
+        database_url=database_url, time_max_delta_minus_sec=10, time_max_delta_plus_sec=0
+    )
+    with Clickstream(settings=settings) as cs:
+        with pytest.raises(TimestampOutOfWindow, match="at most 10 s in the past"):
+            cs.create_session(created_at=now_ms() - 60_000)
+        with pytest.raises(TimestampOutOfWindow):
+            cs.create_session(created_at=now_ms() + 60_000)
+
+
+def test_data_survives_reopening(database_url: str) -> None:
+    with Clickstream(database_url) as cs:
+        register(cs)
+        cs.push_events("s1", [{"event_id": "e1"}])
+    with Clickstream(database_url) as cs:
+        assert [e.event_id for e in cs.get_session("s1").events] == ["e1"]
