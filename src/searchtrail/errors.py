@@ -18,7 +18,8 @@ turns each into one JSON shape (``{"detail": ..., "code": ...}``) in
     ├── Unauthorized                    401 unauthorized
     ├── Forbidden                       403 forbidden
     ├── RateLimited                     429 rate_limited
-    └── SchemaOutdated                  503 schema_outdated    run `searchtrail db upgrade`
+    ├── SchemaOutdated                  503 schema_outdated    run `searchtrail db upgrade`
+    └── Unavailable                     503 unavailable        the database is locked or unreachable
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "SessionNotFound",
     "TimestampOutOfWindow",
     "Unauthorized",
+    "Unavailable",
 ]
 
 
@@ -176,3 +178,11 @@ class RateLimited(SearchtrailError):
 class SchemaOutdated(SearchtrailError):
     status = 503
     code = "schema_outdated"
+
+
+class Unavailable(SearchtrailError):
+    """The database did not answer in time; nothing was committed, so a retry is safe."""
+
+    status = 503
+    code = "unavailable"
+    retry_after = 1

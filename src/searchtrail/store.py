@@ -22,9 +22,10 @@ import pydantic_core
 from sqlalchemy import Connection, Engine, Row, create_engine, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from searchtrail.errors import SessionNotFound
+from searchtrail.errors import SessionNotFound, Unavailable
 from searchtrail.models import Session, ShownResult, StoredEvent
 from searchtrail.schema import batches, events, metadata, sessions
 
@@ -94,6 +95,16 @@ def _make_engine(url: str, *, busy_timeout_ms: int, synchronous: str, pool_size:
     )
 
 
+@contextmanager
+def _unavailable_on_db_outage() -> Iterator[None]:
+    """A locked or unreachable database is a 503 the client may retry, never a 500."""
+    try:
+        yield
+    except (OperationalError, InterfaceError, PoolTimeout) as exc:
+        cause = getattr(exc, "orig", None) or exc
+        raise Unavailable(f"the database is unavailable ({type(cause).__name__})") from exc
+
+
 class Store:
     def __init__(
         self,
@@ -122,7 +133,7 @@ class Store:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
+        with _unavailable_on_db_outage(), self.engine.connect() as conn, conn.begin():
             yield conn
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
@@ -130,6 +141,7 @@ class Store:
         for attempt in range(5):
             try:
                 with (
+                    _unavailable_on_db_outage(),
                     self._write_lock,
                     self.engine.connect().execution_options(searchtrail_write=True) as conn,
                     conn.begin(),

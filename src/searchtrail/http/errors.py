@@ -13,7 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from searchtrail.errors import FieldError, InvalidInput, RateLimited, SearchtrailError
+from searchtrail.errors import (
+    FieldError,
+    InvalidInput,
+    RateLimited,
+    SearchtrailError,
+    Unavailable,
+)
 
 __all__ = ["install_error_handlers"]
 
@@ -32,7 +38,8 @@ _CODES = {
 
 def _domain(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SearchtrailError)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    retry_after = exc.retry_after if isinstance(exc, RateLimited | Unavailable) else None
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
