@@ -78,6 +78,51 @@ def serve(**options: Any) -> None:
     )
 
 
+@main.command()
+@click.argument("source", type=click.File("r"))
+@click.option("--database-url", help="[SEARCHTRAIL_DATABASE_URL, default sqlite:///searchtrail.db]")
+@click.option(
+    "--any-age",
+    is_flag=True,
+    help="Accept timestamps of any age (replaying history); the future limit still holds.",
+)
+def insert(source: Any, database_url: str | None, any_age: bool) -> None:
+    """Replay sessions from JSON Lines (one session a line, with an optional "events" list).
+
+    Goes through the same validation and idempotency as the API, so replaying a file
+    twice stores nothing new. Stops at the first bad line, naming it.
+    """
+    import json
+
+    from searchtrail.errors import SearchtrailError
+    from searchtrail.service import Clickstream
+
+    settings = load_settings(database_url=database_url)
+    if any_age:
+        settings = settings.model_copy(update={"time_max_delta_minus_sec": 10**11})
+    counts = {"sessions": 0, "events_stored": 0, "events_duplicate": 0}
+    with Clickstream(settings=settings) as cs:
+        for lineno, line in enumerate(source, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("a line must be a JSON object")
+                events = record.pop("events", None) or []
+                session = cs.create_session(record)
+                if events:
+                    pushed = cs.push_events(session.session_id, events)
+                    counts["events_stored"] += pushed.stored
+                    counts["events_duplicate"] += pushed.duplicates
+            except (SearchtrailError, ValueError) as exc:
+                click.echo(f"searchtrail insert: line {lineno}: {exc}", err=True)
+                click.echo(json.dumps(counts), err=True)
+                sys.exit(1)
+            counts["sessions"] += 1
+    click.echo(json.dumps(counts))
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 

@@ -1,0 +1,51 @@
+"""The `searchtrail` command's non-server subcommands, run as real processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from searchtrail import Clickstream
+from tests.support import clean_env
+
+
+def run(*args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "searchtrail.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_insert_replays_history_idempotently(database_url: str) -> None:
+    lines = [
+        {"session_id": "old", "search_query": "q", "created_at": "2020-01-01T00:00:00Z",
+         "events": [{"event_id": "e1", "created_at": 1_577_836_900}, {"event_id": "e2"}]},
+        {"session_id": "new", "search_results": [{"object_id": "a"}]},
+    ]  # fmt: skip
+    text = "\n".join(json.dumps(line) for line in lines) + "\n\n"
+    first = run("insert", "-", "--database-url", database_url, "--any-age", stdin=text)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {"sessions": 2, "events_stored": 2, "events_duplicate": 0}
+    again = run("insert", "-", "--database-url", database_url, "--any-age", stdin=text)
+    assert json.loads(again.stdout) == {"sessions": 2, "events_stored": 0, "events_duplicate": 2}
+    with Clickstream(database_url) as cs:
+        assert cs.get_session("old").created_at == 1_577_836_800
+        assert [e.event_id for e in cs.get_session("old").events] == ["e1", "e2"]
+
+
+def test_insert_names_the_bad_line_and_keeps_the_window(database_url: str) -> None:
+    text = '{"session_id": "a"}\n{"session_id": "b", "created_at": "2020-01-01T00:00:00Z"}\n'
+    proc = run("insert", "-", "--database-url", database_url, stdin=text)
+    assert proc.returncode == 1
+    assert "line 2: Invalid utc timestamp" in proc.stderr
+    bad = run("insert", "-", "--database-url", database_url, stdin='{"session_id": 5}\n')
+    assert (
+        bad.returncode == 1 and "line 1: session_id: Input should be a valid string" in bad.stderr
+    )
