@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -121,6 +122,102 @@ def insert(source: Any, database_url: str | None, any_age: bool) -> None:
                 sys.exit(1)
             counts["sessions"] += 1
     click.echo(json.dumps(counts))
+
+
+def _parse_weights(values: tuple[str, ...]) -> dict[str, float]:
+    weights: dict[str, float] = {}
+    for value in values:
+        event_type, sep, number = value.partition("=")
+        try:
+            weights[event_type] = float(number)
+        except ValueError:
+            sep = ""
+        if not sep or not event_type:
+            raise click.BadParameter(f"expected TYPE=WEIGHT, got {value!r}", param_hint="--weight")
+    return weights
+
+
+@main.command()
+@click.option("--batch", "batch_id", type=int, required=True, help="The batch to export.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "parquet"]),
+    default="jsonl",
+    show_default=True,
+    help="File format.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The file; a directory of SPLIT.FORMAT files when there is a test or irrelevant split.",
+)
+@click.option("--database-url", help="[SEARCHTRAIL_DATABASE_URL]")
+@click.option(
+    "--layout",
+    type=click.Choice(["sessions", "triplets"]),
+    default="sessions",
+    show_default=True,
+    help="One record per session, or one (anchor, positive, negative) row per pair.",
+)
+@click.option(
+    "--include-irrelevant", is_flag=True, help="Write irrelevant sessions as their own split."
+)
+@click.option(
+    "--test-fraction",
+    type=float,
+    help="Send the latest fraction of sessions (by created_at) to a test split.",
+)
+@click.option(
+    "--split-at", help="Send sessions created at or after this time (epoch or ISO) to test."
+)
+@click.option(
+    "--weight",
+    "weights",
+    multiple=True,
+    metavar="TYPE=WEIGHT",
+    help="Override one event type's weight (repeatable); 0 removes the type.",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar [default: on a terminal]."
+)
+def export(
+    batch_id: int,
+    fmt: str,
+    out: Path,
+    database_url: str | None,
+    layout: str,
+    include_irrelevant: bool,
+    test_fraction: float | None,
+    split_at: str | None,
+    weights: tuple[str, ...],
+    progress: bool | None,
+) -> None:
+    """Write a released batch as training data (JSONL or Parquet); prints a JSON summary."""
+    from searchtrail.errors import SearchtrailError
+    from searchtrail.service import Clickstream
+
+    overrides = _parse_weights(weights)
+    settings = load_settings(database_url=database_url)
+    table = {**settings.export_event_weights, **overrides}
+    try:
+        with Clickstream(settings=settings) as cs:
+            summary = cs.export(
+                batch_id,
+                out,
+                format="parquet" if fmt == "parquet" else "jsonl",
+                layout="triplets" if layout == "triplets" else "sessions",
+                weights=table,
+                include_irrelevant=include_irrelevant,
+                test_fraction=test_fraction,
+                split_at=split_at,
+                progress=progress,
+            )
+    except SearchtrailError as exc:
+        click.echo(f"searchtrail export: {exc.detail}", err=True)
+        sys.exit(1)
+    click.echo(summary.model_dump_json(indent=2))
 
 
 def _safe_url(url: str) -> str:

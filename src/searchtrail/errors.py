@@ -11,7 +11,8 @@ turns each into one JSON shape (``{"detail": ..., "code": ...}``) in
     ├── NotFound                        404 not_found
     │   ├── SessionNotFound
     │   ├── BatchNotFound
-    │   └── NoCollectingBatch
+    │   ├── NoCollectingBatch
+    │   └── QueueEntryNotFound
     ├── Conflict                        409 conflict
     │   └── SessionConflict             a replayed session that contradicts the stored one
     ├── PayloadTooLarge                 413 payload_too_large
@@ -37,6 +38,7 @@ __all__ = [
     "NoCollectingBatch",
     "NotFound",
     "PayloadTooLarge",
+    "QueueEntryNotFound",
     "RateLimited",
     "SchemaOutdated",
     "SearchtrailError",
@@ -134,6 +136,12 @@ class BatchNotFound(NotFound):
 class NoCollectingBatch(NotFound):
     def __init__(self) -> None:
         super().__init__("There is no collecting batch")
+
+
+class QueueEntryNotFound(NotFound):
+    def __init__(self, entry_id: int) -> None:
+        self.entry_id = entry_id
+        super().__init__(f"Improvement queue entry with id={entry_id} not found")
 
 
 class Conflict(SearchtrailError):

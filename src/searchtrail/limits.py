@@ -21,6 +21,8 @@ class Limits:
     max_event_type_chars: int = 64
     max_query_chars: int = 5000
     max_meta_bytes: int = 16_384
+    max_page_size: int = 1000
+    max_events_limit: int = 1000
 
 
 DEFAULT_LIMITS = Limits()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic_core
 from pydantic import (
@@ -30,10 +30,20 @@ from searchtrail.limits import DEFAULT_LIMITS, Limits
 from searchtrail.timestamps import to_epoch_ms
 
 __all__ = [
+    "AckRequest",
     "BatchInfo",
+    "BatchList",
     "BatchSessionsPage",
+    "BatchSessionsQuery",
+    "BatchStateName",
+    "BatchStateRequest",
+    "ClaimRequest",
+    "ClaimResult",
     "NewSessionEvent",
     "PushResult",
+    "QueueCounts",
+    "QueueEntry",
+    "QueueState",
     "ReleaseRequest",
     "ReleaseResult",
     "SearchResultItem",
@@ -289,20 +299,132 @@ class ReleaseResult(BaseModel):
     released_at_ms: int
 
 
+BatchStateName = Literal["collecting", "released", "fine_tuning", "archiving", "archived"]
+
+
 class BatchInfo(BaseModel):
     batch_id: int
-    state: str
+    state: BatchStateName
     release_id: str | None = None
     created_at_ms: int
     released_at_ms: int | None = None
-    sessions: int = 0
-    events: int = 0
+    updated_at_ms: int
+    sessions: int = Field(0, description="Sessions registered in the batch.")
+    events: int = Field(0, description="Events stored in those sessions.")
+
+
+class BatchList(BaseModel):
+    batches: list[BatchInfo]
+
+
+class BatchStateRequest(_Strict):
+    batch_id: int
+    state: BatchStateName
+
+
+class BatchSessionsQuery(_Strict):
+    """One page of a batch: keyset on ``session_number``, so any depth costs the same."""
+
+    batch_id: int
+    after_number: int = Field(0, ge=0, description="Answer sessions with a larger number.")
+    limit: int | None = Field(
+        None, ge=1, description="Sessions in the page; default 10 (at most max_page_size)."
+    )
+    events_limit: int | None = Field(
+        None,
+        ge=0,
+        description="Events per session, oldest first; default 100 (at most max_events_limit).",
+    )
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, v: int | None, info: ValidationInfo) -> int:
+        limit = _limits(info).max_page_size
+        if v is None:
+            return min(10, limit)
+        if v > limit:
+            raise ValueError(f"limit must be at most {limit} (max_page_size), got {v}")
+        return v
+
+    @field_validator("events_limit")
+    @classmethod
+    def _events_limit(cls, v: int | None, info: ValidationInfo) -> int:
+        limit = _limits(info).max_events_limit
+        if v is None:
+            return min(100, limit)
+        if v > limit:
+            raise ValueError(f"events_limit must be at most {limit} (max_events_limit), got {v}")
+        return v
 
 
 class BatchSessionsPage(BaseModel):
     batch_id: int
-    last_number: int | None
+    last_number: int | None = Field(description="Pass as after_number for the next page.")
     sessions: list[Session]
+
+
+QueueState = Literal["pending", "claimed", "done", "failed"]
+
+
+class QueueEntry(BaseModel):
+    """A session queued for the improvement worker."""
+
+    entry_id: int
+    session_id: str
+    state: QueueState
+    attempts: int = Field(description="Claims so far; pass it back as `attempt` to acknowledge.")
+    enqueued_at_ms: int
+    claimed_at_ms: int | None = None
+    claimed_by: str | None = None
+    lease_expires_at_ms: int | None = Field(
+        None, description="While claimed: after this the entry is handed out again."
+    )
+    finished_at_ms: int | None = None
+    error: str | None = None
+
+
+class ClaimRequest(_Strict):
+    worker: str | None = Field(None, description="Who claims, recorded as claimed_by.")
+    limit: int = Field(10, ge=1, description="Most entries to hand out.")
+
+    @field_validator("worker")
+    @classmethod
+    def _worker(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else _check_id(v, _limits(info).max_id_chars, "a worker name")
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, v: int, info: ValidationInfo) -> int:
+        limit = _limits(info).max_page_size
+        if v > limit:
+            raise ValueError(f"limit must be at most {limit} (max_page_size), got {v}")
+        return v
+
+
+class ClaimResult(BaseModel):
+    entries: list[QueueEntry]
+
+
+class AckRequest(_Strict):
+    entry_id: int
+    attempt: int = Field(ge=1, description="The entry's `attempts` as the claim answered it.")
+    status: Literal["done", "failed"]
+    error: str | None = Field(None, description="Why it failed, kept for the operator.")
+
+    @field_validator("error")
+    @classmethod
+    def _error(cls, v: str | None, info: ValidationInfo) -> str | None:
+        limit = _limits(info).max_meta_bytes
+        if v is not None and len(v) > limit:
+            raise ValueError(f"error must be at most {limit} characters, got {len(v)}")
+        return v
+
+
+class QueueCounts(BaseModel):
+    pending: int = 0
+    claimed: int = 0
+    done: int = 0
+    failed: int = 0
 
 
 M = TypeVar("M", bound=BaseModel)

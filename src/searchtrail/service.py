@@ -13,14 +13,27 @@ embed the service with no HTTP at all::
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from searchtrail.errors import SessionConflict, TimestampOutOfWindow
+from searchtrail.errors import BadRequest, SessionConflict, TimestampOutOfWindow
+from searchtrail.export import ExportSummary, Format, Layout, export_batch
 from searchtrail.models import (
+    AckRequest,
+    BatchInfo,
+    BatchSessionsPage,
+    BatchSessionsQuery,
+    BatchStateName,
+    BatchStateRequest,
+    ClaimRequest,
     NewSessionEvent,
     PushResult,
+    QueueCounts,
+    QueueEntry,
+    ReleaseRequest,
+    ReleaseResult,
     Session,
     SessionAddEventsRequest,
     SessionCreateRequest,
@@ -28,10 +41,10 @@ from searchtrail.models import (
     parse,
 )
 from searchtrail.settings import Settings
-from searchtrail.store import Store
+from searchtrail.store import BatchState, Store
 from searchtrail.timestamps import ms_to_iso, now_ms
 
-__all__ = ["Clickstream"]
+__all__ = ["BATCH_TRANSITIONS", "Clickstream"]
 
 # Compared on a replayed registration; created_at only when both sides were given by a client.
 _REPLAY_FIELDS = (
@@ -42,6 +55,34 @@ _REPLAY_FIELDS = (
     "sort_by",
     "user_id",
 )
+
+# Where a batch may go from each state by set_batch_state: forward (skipping allowed), and
+# fine_tuning back to released when a run failed. collecting leaves only by release_batch.
+BATCH_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    BatchState.COLLECTING: (),
+    BatchState.RELEASED: (BatchState.FINE_TUNING, BatchState.ARCHIVING, BatchState.ARCHIVED),
+    BatchState.FINE_TUNING: (BatchState.RELEASED, BatchState.ARCHIVING, BatchState.ARCHIVED),
+    BatchState.ARCHIVING: (BatchState.ARCHIVED,),
+    BatchState.ARCHIVED: (),
+}
+
+
+def _check_transition(batch_id: int, target: str) -> Callable[[str], None]:
+    def check(current: str) -> None:
+        if current == target or target in BATCH_TRANSITIONS[current]:
+            return
+        if target == BatchState.RELEASED and current == BatchState.COLLECTING:
+            raise BadRequest(
+                f"Batch {batch_id} is collecting; release it with POST /batch/release "
+                "(release_batch), which takes an idempotency key"
+            )
+        allowed = ", ".join(BATCH_TRANSITIONS[current]) or "no other state"
+        raise BadRequest(
+            f"Batch {batch_id} cannot go from {current} to {target}; from {current} it can go "
+            f"to {allowed}"
+        )
+
+    return check
 
 
 class Clickstream:
@@ -164,3 +205,136 @@ class Clickstream:
     def mark_irrelevant(self, session_id: str) -> None:
         sid = parse(SessionIdRequest, {"session_id": session_id}, self.limits).session_id
         self.store.mark_irrelevant(sid)
+
+    # -- batches (internal) -------------------------------------------------------
+
+    def release_batch(self, request: ReleaseRequest | Mapping[str, Any] | str) -> ReleaseResult:
+        """Close the collecting batch; the same ``release_id`` again answers the same batch."""
+        data = {"release_id": request} if isinstance(request, str) else request
+        req = parse(ReleaseRequest, data, self.limits)
+        return self.store.release_batch(req.release_id, now_ms())
+
+    def list_batches(self, state: BatchStateName | None = None) -> list[BatchInfo]:
+        """Every batch, oldest first, with its session and event counts."""
+        return self.store.list_batches(state)
+
+    def get_batch(self, batch_id: int) -> BatchInfo:
+        return self.store.get_batch(batch_id)
+
+    def set_batch_state(self, batch_id: int, state: BatchStateName) -> BatchInfo:
+        """Move a batch along its life (see ``BATCH_TRANSITIONS``); the same state is a no-op."""
+        req = parse(BatchStateRequest, {"batch_id": batch_id, "state": state}, self.limits)
+        return self.store.set_batch_state(
+            req.batch_id, req.state, _check_transition(req.batch_id, req.state), now_ms()
+        )
+
+    def batch_sessions(
+        self,
+        batch_id: int,
+        after_number: int = 0,
+        limit: int | None = None,
+        events_limit: int | None = None,
+    ) -> BatchSessionsPage:
+        """One page of a batch's sessions after ``after_number``, in ``session_number`` order.
+
+        ``limit`` defaults to 10 and ``events_limit`` to 100, as the contract says, or to
+        the configured maximum when that is lower.
+        """
+        req = parse(
+            BatchSessionsQuery,
+            {
+                "batch_id": batch_id,
+                "after_number": after_number,
+                "limit": limit,
+                "events_limit": events_limit,
+            },
+            self.limits,
+        )
+        # The validators fill both defaults; the asserts tell mypy.
+        assert req.limit is not None
+        assert req.events_limit is not None
+        return self.store.batch_sessions(
+            req.batch_id, req.after_number, req.limit, req.events_limit
+        )
+
+    def iter_batch_sessions(
+        self, batch_id: int, page_size: int | None = None, events_limit: int | None = None
+    ) -> Iterator[Session]:
+        """Every session of a batch, page by page, so memory holds one page at a time."""
+        after = 0
+        size = self.limits.max_page_size if page_size is None else page_size
+        while True:
+            page = self.batch_sessions(batch_id, after, size, events_limit)
+            if page.last_number is None:
+                return
+            yield from page.sessions
+            after = page.last_number
+
+    # -- improvement queue (internal) ---------------------------------------------
+
+    @property
+    def _lease_ms(self) -> int:
+        return self.settings.improvement_lease_sec * 1000
+
+    def use_for_improvement(self, session_id: str) -> QueueEntry:
+        """Queue a session for the improvement worker; queued already, the open entry answers."""
+        sid = parse(SessionIdRequest, {"session_id": session_id}, self.limits).session_id
+        return self.store.enqueue_improvement(sid, now_ms(), self._lease_ms)
+
+    def claim_improvements(
+        self, request: ClaimRequest | Mapping[str, Any] | None = None, /, **fields: Any
+    ) -> list[QueueEntry]:
+        """Hand pending entries to one worker; each is handed out once per lease."""
+        req = parse(ClaimRequest, request if request is not None else fields, self.limits)
+        return self.store.claim_improvements(
+            req.worker,
+            req.limit,
+            now_ms(),
+            self._lease_ms,
+            self.settings.improvement_max_attempts,
+        )
+
+    def ack_improvement(
+        self, request: AckRequest | Mapping[str, Any] | None = None, /, **fields: Any
+    ) -> QueueEntry:
+        """Mark a claimed entry done or failed; ``attempt`` proves the claim is still ours."""
+        req = parse(AckRequest, request if request is not None else fields, self.limits)
+        return self.store.finish_improvement(
+            req.entry_id, req.attempt, req.status, req.error, now_ms(), self._lease_ms
+        )
+
+    def improvement_counts(self) -> QueueCounts:
+        return self.store.improvement_counts()
+
+    # -- training data ------------------------------------------------------------
+
+    def export(
+        self,
+        batch_id: int,
+        out: str | Path,
+        *,
+        format: Format = "jsonl",
+        layout: Layout = "sessions",
+        weights: Mapping[str, float] | None = None,
+        include_irrelevant: bool = False,
+        test_fraction: float | None = None,
+        split_at: int | str | None = None,
+        progress: bool | None = None,
+    ) -> ExportSummary:
+        """Write a released batch as training data; see ``searchtrail.export``.
+
+        ``weights`` default to the ``export_event_weights`` setting; ``split_at`` is a
+        timestamp (epoch s, ms or ISO 8601) from which sessions go to the test split.
+        """
+        return export_batch(
+            self.store,
+            batch_id,
+            out,
+            format=format,
+            layout=layout,
+            weights=self.settings.export_event_weights if weights is None else weights,
+            include_irrelevant=include_irrelevant,
+            test_fraction=test_fraction,
+            split_at=split_at,
+            progress=progress,
+        )

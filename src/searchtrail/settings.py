@@ -8,7 +8,7 @@ an existing deployment keeps its window when it switches.
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,7 +17,13 @@ from searchtrail.errors import format_loc
 from searchtrail.limits import Limits
 from searchtrail.timestamps import TimeWindow
 
-__all__ = ["DEFAULT_DATABASE_URL", "Settings", "describe_settings_error", "env_names"]
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "Settings",
+    "describe_settings_error",
+    "env_names",
+    "settings_table",
+]
 
 DEFAULT_DATABASE_URL = "sqlite:///searchtrail.db"
 
@@ -81,6 +87,34 @@ class Settings(BaseSettings):
     )
     pool_size: int = Field(10, ge=1, description="PostgreSQL connections per process.")
 
+    max_page_size: int = Field(
+        1000,
+        ge=1,
+        description="Largest `limit` of GET /batch/sessions and of an improvement-queue claim.",
+    )
+    max_events_limit: int = Field(
+        1000,
+        ge=0,
+        description="Largest `events_limit` (events per session) of GET /batch/sessions.",
+    )
+    improvement_lease_sec: int = Field(
+        600,
+        ge=1,
+        description="How long a claimed improvement-queue entry stays with its worker; "
+        "unacknowledged after that, it is handed out again.",
+    )
+    improvement_max_attempts: int = Field(
+        5,
+        ge=1,
+        description="Claims of one improvement-queue entry whose lease expired before it is "
+        "marked failed instead of handed out again.",
+    )
+    export_event_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: {"click": 1.0, "add_to_cart": 2.0, "purchase": 3.0},
+        description="Weight of each event type in training data, as JSON; a result's weight is "
+        "the largest of its events'; types not listed (or 0) do not make a positive.",
+    )
+
     @property
     def limits(self) -> Limits:
         return Limits(
@@ -91,6 +125,8 @@ class Settings(BaseSettings):
             max_event_type_chars=self.max_event_type_chars,
             max_query_chars=self.max_query_chars,
             max_meta_bytes=self.max_meta_bytes,
+            max_page_size=self.max_page_size,
+            max_events_limit=self.max_events_limit,
         )
 
     @property
@@ -118,3 +154,16 @@ def describe_settings_error(exc: ValidationError) -> str:
             name = f"SEARCHTRAIL_{name.upper()}"
         lines.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)
+
+
+def settings_table() -> str:
+    """The Markdown table of docs/settings.md, so the docs are regenerated, never hand-kept."""
+    import json
+
+    rows = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = json.dumps(default) if isinstance(default, dict) else str(default)
+        envs = " / ".join(f"`{n}`" for n in env_names(name))
+        rows.append(f"| `{name}` | {envs} | `{shown}` | {field.description} |")
+    return "\n".join(rows) + "\n"

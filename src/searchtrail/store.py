@@ -16,20 +16,50 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pydantic_core
-from sqlalchemy import Connection, Engine, Row, create_engine, event, func, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    and_,
+    create_engine,
+    event,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from searchtrail.errors import SessionNotFound, Unavailable
-from searchtrail.models import Session, ShownResult, StoredEvent
-from searchtrail.schema import batches, events, metadata, sessions
+from searchtrail.errors import (
+    BatchNotFound,
+    Conflict,
+    NoCollectingBatch,
+    QueueEntryNotFound,
+    SessionNotFound,
+    Unavailable,
+)
+from searchtrail.models import (
+    BatchInfo,
+    BatchSessionsPage,
+    QueueCounts,
+    QueueEntry,
+    ReleaseResult,
+    Session,
+    ShownResult,
+    StoredEvent,
+)
+from searchtrail.schema import batches, events, improvement_queue, metadata, sessions
 
-__all__ = ["BatchState", "Store", "normalize_database_url"]
+__all__ = ["BatchState", "QueueState", "SessionActions", "Store", "normalize_database_url"]
 
 T = TypeVar("T")
 
@@ -41,6 +71,33 @@ class BatchState:
     ARCHIVING = "archiving"
     ARCHIVED = "archived"
     ALL = (COLLECTING, RELEASED, FINE_TUNING, ARCHIVING, ARCHIVED)
+
+
+class QueueState:
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    DONE = "done"
+    FAILED = "failed"
+    ALL = (PENDING, CLAIMED, DONE, FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionActions:
+    """What training data needs of a session: what was shown and what was done to it.
+
+    ``actions`` holds each distinct ``(object_id, event_type)`` once, so a session's
+    size here is bounded by its results, not by how many events it collected.
+    """
+
+    session_number: int
+    session_id: str
+    user_id: str | None
+    created_at_ms: int
+    search_query: Any
+    result_ids: list[str]
+    is_irrelevant: bool
+    events: int
+    actions: list[tuple[str | None, str]]
 
 
 def normalize_database_url(url: str) -> str:
@@ -183,6 +240,232 @@ class Store:
             return int(batch_id)
         return int(opened)
 
+    def release_batch(self, release_id: str, now: int) -> ReleaseResult:
+        """Close the collecting batch under ``release_id``; the same key answers the same batch.
+
+        The collecting row is locked (``FOR UPDATE``) against registrations, which hold it
+        ``FOR SHARE``: on PostgreSQL a release waits for registrations in flight, so a
+        session never lands in a batch after its release was answered.
+        """
+
+        def released(conn: Connection) -> ReleaseResult | None:
+            row = conn.execute(select(batches).where(batches.c.release_id == release_id)).first()
+            if row is None:
+                return None
+            return ReleaseResult(
+                release_id=release_id,
+                batch_id=row.batch_id,
+                released_at=row.released_at_ms // 1000,
+                released_at_ms=row.released_at_ms,
+            )
+
+        def work(conn: Connection) -> ReleaseResult:
+            answer = released(conn)
+            if answer is not None:
+                return answer
+            batch_id = conn.execute(
+                select(batches.c.batch_id).where(batches.c.collecting == 1).with_for_update()
+            ).scalar()
+            if batch_id is None:
+                # A concurrent release with this key may have taken the batch while we waited.
+                answer = released(conn)
+                if answer is not None:
+                    return answer
+                raise NoCollectingBatch()
+            conn.execute(
+                update(batches)
+                .where(batches.c.batch_id == batch_id)
+                .values(
+                    state=BatchState.RELEASED,
+                    collecting=None,
+                    release_id=release_id,
+                    released_at_ms=now,
+                    updated_at_ms=now,
+                )
+            )
+            return ReleaseResult(
+                release_id=release_id,
+                batch_id=batch_id,
+                released_at=now // 1000,
+                released_at_ms=now,
+            )
+
+        return self._write(work)
+
+    def set_batch_state(
+        self, batch_id: int, state: str, check: Callable[[str], None], now: int
+    ) -> BatchInfo:
+        """Move a batch to ``state``; ``check(current)`` raises if the move is not allowed."""
+
+        def work(conn: Connection) -> BatchInfo:
+            current = conn.execute(
+                select(batches.c.state).where(batches.c.batch_id == batch_id).with_for_update()
+            ).scalar()
+            if current is None:
+                raise BatchNotFound(batch_id)
+            check(current)
+            if current != state:
+                conn.execute(
+                    update(batches)
+                    .where(batches.c.batch_id == batch_id)
+                    .values(state=state, updated_at_ms=now)
+                )
+            return self._batch_infos(conn, batch_id=batch_id)[0]
+
+        return self._write(work)
+
+    def get_batch(self, batch_id: int) -> BatchInfo:
+        with self._read() as conn:
+            found = self._batch_infos(conn, batch_id=batch_id)
+        if not found:
+            raise BatchNotFound(batch_id)
+        return found[0]
+
+    def list_batches(self, state: str | None = None) -> list[BatchInfo]:
+        with self._read() as conn:
+            return self._batch_infos(conn, state=state)
+
+    def _batch_infos(
+        self, conn: Connection, *, batch_id: int | None = None, state: str | None = None
+    ) -> list[BatchInfo]:
+        """Batches with their session and event counts, two grouped scans, no per-batch query."""
+        n_sessions = select(sessions.c.batch_id, func.count().label("n")).group_by(
+            sessions.c.batch_id
+        )
+        n_events = select(sessions.c.batch_id, func.count().label("n")).select_from(
+            sessions.join(events, events.c.session_number == sessions.c.session_number)
+        )
+        query = select(batches)
+        if batch_id is not None:
+            query = query.where(batches.c.batch_id == batch_id)
+            n_sessions = n_sessions.where(sessions.c.batch_id == batch_id)
+            n_events = n_events.where(sessions.c.batch_id == batch_id)
+        if state is not None:
+            query = query.where(batches.c.state == state)
+        s_sub = n_sessions.subquery()
+        e_sub = n_events.group_by(sessions.c.batch_id).subquery()
+        query = (
+            query.add_columns(
+                func.coalesce(s_sub.c.n, 0).label("n_sessions"),
+                func.coalesce(e_sub.c.n, 0).label("n_events"),
+            )
+            .outerjoin(s_sub, s_sub.c.batch_id == batches.c.batch_id)
+            .outerjoin(e_sub, e_sub.c.batch_id == batches.c.batch_id)
+            .order_by(batches.c.batch_id)
+        )
+        return [
+            BatchInfo(
+                batch_id=r.batch_id,
+                state=r.state,
+                release_id=r.release_id,
+                created_at_ms=r.created_at_ms,
+                released_at_ms=r.released_at_ms,
+                updated_at_ms=r.updated_at_ms,
+                sessions=r.n_sessions,
+                events=r.n_events,
+            )
+            for r in conn.execute(query)
+        ]
+
+    def _require_batch(self, conn: Connection, batch_id: int) -> None:
+        found = conn.execute(select(batches.c.batch_id).where(batches.c.batch_id == batch_id))
+        if found.scalar() is None:
+            raise BatchNotFound(batch_id)
+
+    def batch_sessions(
+        self, batch_id: int, after_number: int, limit: int, events_limit: int | None
+    ) -> BatchSessionsPage:
+        """One page by keyset on ``session_number`` and its events in one more query."""
+        with self._read() as conn:
+            self._require_batch(conn, batch_id)
+            rows = conn.execute(
+                select(sessions)
+                .where(sessions.c.batch_id == batch_id, sessions.c.session_number > after_number)
+                .order_by(sessions.c.session_number)
+                .limit(limit)
+            ).all()
+            numbers = [r.session_number for r in rows]
+            evs = self._events(conn, numbers, events_limit)
+        return BatchSessionsPage(
+            batch_id=batch_id,
+            last_number=numbers[-1] if numbers else None,
+            sessions=[self._session(r, evs[r.session_number]) for r in rows],
+        )
+
+    def session_actions(self, batch_id: int, after_number: int, limit: int) -> list[SessionActions]:
+        """A keyset page of a batch for training data: two queries, events already grouped."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(
+                    sessions.c.session_number,
+                    sessions.c.session_id,
+                    sessions.c.user_id,
+                    sessions.c.created_at_ms,
+                    sessions.c.search_query,
+                    sessions.c.search_results,
+                    sessions.c.is_irrelevant,
+                )
+                .where(sessions.c.batch_id == batch_id, sessions.c.session_number > after_number)
+                .order_by(sessions.c.session_number)
+                .limit(limit)
+            ).all()
+            if not rows:
+                return []
+            grouped = conn.execute(
+                select(
+                    events.c.session_number,
+                    events.c.object_id,
+                    events.c.event_type,
+                    func.count().label("n"),
+                )
+                .where(
+                    events.c.session_number >= rows[0].session_number,
+                    events.c.session_number <= rows[-1].session_number,
+                )
+                .group_by(events.c.session_number, events.c.object_id, events.c.event_type)
+            )
+            counts: dict[int, int] = {}
+            actions: dict[int, list[tuple[str | None, str]]] = {}
+            for g in grouped:
+                counts[g.session_number] = counts.get(g.session_number, 0) + g.n
+                actions.setdefault(g.session_number, []).append((g.object_id, g.event_type))
+        return [
+            SessionActions(
+                session_number=r.session_number,
+                session_id=r.session_id,
+                user_id=r.user_id,
+                created_at_ms=r.created_at_ms,
+                search_query=r.search_query,
+                result_ids=[item["object_id"] for item in r.search_results],
+                is_irrelevant=bool(r.is_irrelevant),
+                events=counts.get(r.session_number, 0),
+                actions=actions.get(r.session_number, []),
+            )
+            for r in rows
+        ]
+
+    def created_at_quantile(self, batch_id: int, fraction: float) -> int | None:
+        """The ``created_at_ms`` below which ``fraction`` of the batch's trainable sessions lie.
+
+        Trainable here means relevant and with events: the sessions an export can use.
+        ``None`` when no session is at or above the quantile.
+        """
+        has_events = exists().where(events.c.session_number == sessions.c.session_number)
+        where = (sessions.c.batch_id == batch_id, sessions.c.is_irrelevant == false(), has_events)
+        with self._read() as conn:
+            total = conn.execute(select(func.count()).where(*where)).scalar_one()
+            skip = int(total * fraction)
+            if skip >= total:
+                return None
+            value = conn.execute(
+                select(sessions.c.created_at_ms)
+                .where(*where)
+                .order_by(sessions.c.created_at_ms)
+                .offset(skip)
+                .limit(1)
+            ).scalar_one()
+        return int(value)
+
     # -- sessions ---------------------------------------------------------------
 
     def create_session(self, row: dict[str, Any], now: int) -> tuple[Session, bool, bool]:
@@ -258,30 +541,224 @@ class Store:
     def _events(
         self, conn: Connection, numbers: Sequence[int], limit: int | None
     ) -> dict[int, list[StoredEvent]]:
+        """The events of many sessions in one query, at most ``limit`` each (oldest first).
+
+        ``ROW_NUMBER()`` numbers each session's events in the database, so a page of
+        sessions costs one query however many events they hold.
+        """
         out: dict[int, list[StoredEvent]] = {n: [] for n in numbers}
-        if not numbers:
+        if not numbers or limit == 0:
             return out
-        query = (
-            select(events)
-            .where(events.c.session_number.in_(numbers))
-            .order_by(events.c.session_number, events.c.created_at_ms, events.c.id)
-        )
-        if limit is not None and len(numbers) == 1:
-            query = query.limit(limit)
+        order = (events.c.created_at_ms, events.c.id)
+        if limit is None:
+            query = (
+                select(events)
+                .where(events.c.session_number.in_(numbers))
+                .order_by(events.c.session_number, *order)
+            )
+        else:
+            position = (
+                func.row_number()
+                .over(partition_by=events.c.session_number, order_by=order)
+                .label("position")
+            )
+            ranked = select(events, position).where(events.c.session_number.in_(numbers)).subquery()
+            query = (
+                select(*(ranked.c[c.name] for c in events.c))
+                .where(ranked.c.position <= limit)
+                .order_by(ranked.c.session_number, ranked.c.created_at_ms, ranked.c.id)
+            )
         for r in conn.execute(query):
-            bucket = out[r.session_number]
-            if limit is None or len(bucket) < limit:
-                bucket.append(
-                    StoredEvent(
-                        event_id=r.event_id,
-                        object_id=r.object_id,
-                        event_type=r.event_type,
-                        created_at=r.created_at_ms // 1000,
-                        created_at_ms=r.created_at_ms,
-                        meta=r.meta,
-                    )
+            out[r.session_number].append(
+                StoredEvent(
+                    event_id=r.event_id,
+                    object_id=r.object_id,
+                    event_type=r.event_type,
+                    created_at=r.created_at_ms // 1000,
+                    created_at_ms=r.created_at_ms,
+                    meta=r.meta,
                 )
+            )
         return out
+
+    def bulk_register(
+        self, rows: Sequence[dict[str, Any]], event_rows: Sequence[dict[str, Any]], now: int
+    ) -> None:
+        """Load many sessions (``create_session`` rows) and their events in one transaction.
+
+        No validation, no replay checks: for fixtures, benchmarks and imports of data that
+        is already clean. Each event row names its session by ``session_id``.
+        """
+
+        def work(conn: Connection) -> None:
+            if not rows:
+                return
+            batch_id = self._collecting_batch_id(conn, now)
+            inserted = conn.execute(
+                sessions.insert().returning(
+                    sessions.c.session_id, sessions.c.session_number, sort_by_parameter_order=True
+                ),
+                [{**r, "batch_id": batch_id, "registered_at_ms": now} for r in rows],
+            )
+            numbers = {r.session_id: r.session_number for r in inserted}
+            if event_rows:
+                conn.execute(
+                    events.insert(),
+                    [
+                        {k: v for k, v in e.items() if k != "session_id"}
+                        | {"session_number": numbers[e["session_id"]]}
+                        for e in event_rows
+                    ],
+                )
+
+        self._write(work)
+
+    # -- improvement queue --------------------------------------------------------
+
+    def enqueue_improvement(self, session_id: str, now: int, lease_ms: int) -> QueueEntry:
+        """Queue a session once: while an entry for it is pending or claimed, answer that one."""
+        q = improvement_queue
+
+        def work(conn: Connection) -> QueueEntry:
+            # The session row is the lock that keeps two concurrent enqueues from both inserting.
+            found = conn.execute(
+                select(sessions.c.session_number)
+                .where(sessions.c.session_id == session_id)
+                .with_for_update(key_share=True)
+            ).scalar()
+            if found is None:
+                raise SessionNotFound(session_id)
+            open_entry = conn.execute(
+                select(q)
+                .where(
+                    q.c.session_id == session_id,
+                    q.c.state.in_((QueueState.PENDING, QueueState.CLAIMED)),
+                )
+                .order_by(q.c.entry_id)
+                .limit(1)
+            ).first()
+            if open_entry is not None:
+                return self._queue_entry(open_entry, lease_ms)
+            entry_id = conn.execute(
+                q.insert()
+                .values(
+                    session_id=session_id,
+                    state=QueueState.PENDING,
+                    attempts=0,
+                    enqueued_at_ms=now,
+                )
+                .returning(q.c.entry_id)
+            ).scalar_one()
+            return self._queue_entry(
+                conn.execute(select(q).where(q.c.entry_id == entry_id)).one(), lease_ms
+            )
+
+        return self._write(work)
+
+    def claim_improvements(
+        self, worker: str | None, limit: int, now: int, lease_ms: int, max_attempts: int
+    ) -> list[QueueEntry]:
+        """Hand out up to ``limit`` entries, oldest first, each to one claimer only.
+
+        Selecting and marking happen in one write transaction (on PostgreSQL with
+        ``FOR UPDATE SKIP LOCKED``, so concurrent claimers take different rows). An entry
+        whose lease expired is handed out again, unless it used up ``max_attempts``.
+        """
+        q = improvement_queue
+        expired = and_(q.c.state == QueueState.CLAIMED, q.c.claimed_at_ms <= now - lease_ms)
+
+        def work(conn: Connection) -> list[QueueEntry]:
+            conn.execute(
+                update(q)
+                .where(expired, q.c.attempts >= max_attempts)
+                .values(
+                    state=QueueState.FAILED,
+                    finished_at_ms=now,
+                    error=f"lease expired on each of {max_attempts} claims",
+                )
+            )
+            ids = (
+                conn.execute(
+                    select(q.c.entry_id)
+                    .where(or_(q.c.state == QueueState.PENDING, expired))
+                    .order_by(q.c.entry_id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+                .scalars()
+                .all()
+            )
+            if not ids:
+                return []
+            conn.execute(
+                update(q)
+                .where(q.c.entry_id.in_(ids))
+                .values(
+                    state=QueueState.CLAIMED,
+                    claimed_at_ms=now,
+                    claimed_by=worker,
+                    attempts=q.c.attempts + 1,
+                )
+            )
+            claimed = conn.execute(select(q).where(q.c.entry_id.in_(ids)).order_by(q.c.entry_id))
+            return [self._queue_entry(r, lease_ms) for r in claimed]
+
+        return self._write(work)
+
+    def finish_improvement(
+        self, entry_id: int, attempt: int, state: str, error: str | None, now: int, lease_ms: int
+    ) -> QueueEntry:
+        """Acknowledge a claim as done or failed; repeating the same acknowledgement is a no-op."""
+        q = improvement_queue
+
+        def work(conn: Connection) -> QueueEntry:
+            row = conn.execute(select(q).where(q.c.entry_id == entry_id).with_for_update()).first()
+            if row is None:
+                raise QueueEntryNotFound(entry_id)
+            if row.state == state and row.attempts == attempt:
+                return self._queue_entry(row, lease_ms)
+            if row.state != QueueState.CLAIMED:
+                raise Conflict(
+                    f"Improvement queue entry {entry_id} is {row.state}, not claimed; "
+                    "only a claimed entry can be acknowledged"
+                )
+            if row.attempts != attempt:
+                raise Conflict(
+                    f"Improvement queue entry {entry_id} was claimed again (attempt "
+                    f"{row.attempts}) after the lease of attempt {attempt} expired"
+                )
+            conn.execute(
+                update(q)
+                .where(q.c.entry_id == entry_id)
+                .values(state=state, finished_at_ms=now, error=error)
+            )
+            return self._queue_entry(
+                conn.execute(select(q).where(q.c.entry_id == entry_id)).one(), lease_ms
+            )
+
+        return self._write(work)
+
+    def improvement_counts(self) -> QueueCounts:
+        q = improvement_queue
+        with self._read() as conn:
+            rows = conn.execute(select(q.c.state, func.count().label("n")).group_by(q.c.state))
+            return QueueCounts(**{r.state: r.n for r in rows if r.state in QueueState.ALL})
+
+    @staticmethod
+    def _queue_entry(row: Row[Any], lease_ms: int) -> QueueEntry:
+        claimed = row.state == QueueState.CLAIMED
+        return QueueEntry(
+            entry_id=row.entry_id,
+            session_id=row.session_id,
+            state=row.state,
+            attempts=row.attempts,
+            enqueued_at_ms=row.enqueued_at_ms,
+            claimed_at_ms=row.claimed_at_ms,
+            claimed_by=row.claimed_by,
+            lease_expires_at_ms=row.claimed_at_ms + lease_ms if claimed else None,
+            finished_at_ms=row.finished_at_ms,
+            error=row.error,
+        )
 
     @staticmethod
     def _session(row: Row[Any], evs: list[StoredEvent]) -> Session:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from searchtrail import __version__
 from searchtrail.http.errors import install_error_handlers
 from searchtrail.http.openapi import install_openapi
-from searchtrail.http.routers import health, sessions
+from searchtrail.http.routers import health, internal, sessions
 from searchtrail.service import Clickstream
 from searchtrail.settings import Settings
 
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, clickstream: Clickstream | None
     app.include_router(health.router)
     for prefix in ("", CLIENT_PREFIX):
         app.include_router(sessions.router, prefix=prefix)
+    app.include_router(internal.router, prefix=INTERNAL_PREFIX)
     return app
 
 
