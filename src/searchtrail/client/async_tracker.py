@@ -1,0 +1,301 @@
+"""``AsyncTracker``: ``Tracker`` for asyncio code, with an asyncio task instead of a thread.
+
+``track_session`` and ``track_event`` are plain (not ``async``) calls that append and
+return; call them from the event loop's thread. The task starts at the first call.
+There is no ``atexit`` here (no loop runs then): ``aclose()`` flushes, and so does the
+task being cancelled when ``asyncio.run`` ends with the tracker still open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from searchtrail.client._calls import CLIENT_PREFIX, Call, Endpoints
+from searchtrail.client._tracking import EVENT, SESSION, Plan, TrackerCore, TrackerStats
+from searchtrail.client.aio import AsyncClient
+from searchtrail.errors import SearchtrailError
+
+__all__ = ["AsyncTracker"]
+
+log = logging.getLogger("searchtrail.client")
+
+
+class _GiveUp(Exception):
+    pass
+
+
+class AsyncTracker:
+    """Fire-and-forget clickstream for asyncio handlers; see ``Tracker`` for the rules."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 10.0,
+        prefix: str = CLIENT_PREFIX,
+        headers: Mapping[str, str] | None = None,
+        max_queue: int = 100_000,
+        flush_at: int = 500,
+        flush_interval: float = 0.5,
+        max_events_per_push: int = 1000,
+        max_batch: int = 10_000,
+        backoff_base: float = 0.2,
+        backoff_max: float = 30.0,
+        max_retries: int = 5,
+        close_timeout: float = 10.0,
+    ) -> None:
+        self._client = AsyncClient(
+            base_url, api_key, timeout=timeout, prefix=prefix, headers=headers
+        )
+        self._core = core = TrackerCore(
+            Endpoints(prefix, None),
+            max_queue=max_queue,
+            flush_at=flush_at,
+            max_events_per_push=max_events_per_push,
+            max_batch=max_batch,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_retries=max_retries,
+        )
+        self.flush_interval = flush_interval
+        self.close_timeout = close_timeout
+        self._queue = core.queue
+        self._append = core.queue.append
+        self._max_queue = max_queue
+        self._flush_at = flush_at
+        self._prefix = core.id_prefix
+        self._next = core.sequence.__next__
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._round = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._deadline: float | None = None
+        self._plan: Plan | None = None
+        self._call: Call[Any] | None = None
+
+    # -- hot path -----------------------------------------------------------------
+
+    def track_session(
+        self,
+        session_id: str | None = None,
+        search_query: Any = None,
+        search_results: list[Any] | None = None,
+        *,
+        user_id: str | None = None,
+        search_meta: dict[str, Any] | None = None,
+        payload_filter: dict[str, Any] | None = None,
+        sort_by: dict[str, Any] | None = None,
+        created_at: int | float | str | None = None,
+    ) -> str:
+        """Queue a session's registration and return its id (generated when not given)."""
+        if session_id is None:
+            session_id = self._prefix + format(self._next(), "x")
+        if self._core.closed or len(self._queue) >= self._max_queue:
+            self._core.drop()
+            return session_id
+        if self._task is None:
+            self._start()
+        self._append(
+            (
+                SESSION,
+                session_id,
+                {
+                    "session_id": session_id,
+                    "search_query": search_query,
+                    "search_results": search_results,
+                    "search_meta": search_meta,
+                    "payload_filter": payload_filter,
+                    "sort_by": sort_by,
+                    "user_id": user_id,
+                    "created_at": int(time.time() * 1000) if created_at is None else created_at,
+                },
+            )
+        )
+        if len(self._queue) >= self._flush_at:
+            self._wake.set()
+        return session_id
+
+    def track_event(
+        self,
+        session_id: str,
+        object_id: str | None = None,
+        event_type: str = "click",
+        *,
+        event_id: str | None = None,
+        meta: dict[str, Any] | None = None,
+        created_at: int | float | str | None = None,
+    ) -> str:
+        """Queue one event of a session and return its ``event_id`` (generated when not given)."""
+        if event_id is None:
+            event_id = self._prefix + format(self._next(), "x")
+        queue = self._queue
+        if len(queue) >= self._max_queue or self._core.closed:
+            self._core.drop()
+            return event_id
+        if self._task is None:
+            self._start()
+        self._append(
+            (
+                EVENT,
+                session_id,
+                {
+                    "event_id": event_id,
+                    "object_id": object_id,
+                    "event_type": event_type,
+                    "created_at": int(time.time() * 1000) if created_at is None else created_at,
+                    "meta": meta,
+                },
+            )
+        )
+        if len(queue) >= self._flush_at:
+            self._wake.set()
+        return event_id
+
+    # -- control ------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name="searchtrail-async-tracker"
+        )
+
+    def stats(self) -> TrackerStats:
+        return self._core.stats()
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Send everything queued so far and wait for it; False if ``timeout`` ran out first."""
+
+        async def idle() -> None:
+            while not self._core.idle() and self._task is not None and not self._task.done():
+                self._round.clear()
+                self._wake.set()
+                await self._round.wait()
+
+        try:
+            await asyncio.wait_for(idle(), timeout)
+        except TimeoutError:
+            return False
+        return self._core.idle()
+
+    async def aclose(self, timeout: float | None = None) -> TrackerStats:
+        """Stop taking items, send what is queued within ``timeout`` seconds, give up the rest."""
+        core = self._core
+        if not core.closed:
+            wait = self.close_timeout if timeout is None else timeout
+            self._deadline = time.monotonic() + wait
+            core.closed = True
+            self._stop.set()
+            self._wake.set()
+            task = self._task
+            if task is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), wait + 1.0)
+                except TimeoutError:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                    core.give_up()
+            await self._client.aclose()
+        core.report_drops()
+        return core.stats()
+
+    async def __aenter__(self) -> AsyncTracker:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- worker -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        core = self._core
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+                self._wake.clear()
+                closing = core.closed
+                while core.queue:
+                    await self._drive(core.take())
+                core.report_drops()
+                self._round.set()
+                if closing:
+                    return
+        except _GiveUp:
+            core.give_up()
+        except asyncio.CancelledError:
+            if not core.closed:
+                await self._last_flush()
+            raise
+        finally:
+            self._round.set()
+
+    async def _last_flush(self) -> None:
+        """The loop is ending with the tracker open: finish the round and the queue, bounded."""
+        core = self._core
+        core.closed = True
+        self._deadline = time.monotonic() + self.close_timeout
+        try:
+            if self._plan is not None and self._call is not None:
+                await self._continue(self._plan, self._call)
+            while core.queue:
+                await self._drive(core.take())
+        except _GiveUp:
+            core.give_up()
+        core.report_drops()
+        await self._client.aclose()
+
+    async def _drive(self, items: list[Any]) -> None:
+        plan = self._core.plan(items)
+        try:
+            call = next(plan)
+        except StopIteration:
+            return
+        await self._continue(plan, call)
+
+    async def _continue(self, plan: Plan, call: Call[Any]) -> None:
+        # Left set if cancelled mid-round, so _last_flush can resend the call and go on.
+        self._plan = plan
+        while True:
+            self._call = call
+            try:
+                call = plan.send(await self._send(call))
+            except StopIteration:
+                self._plan = self._call = None
+                return
+
+    async def _send(self, call: Call[Any]) -> object:
+        core = self._core
+        attempt = 0
+        while True:
+            try:
+                return await self._client.send(call)
+            except SearchtrailError as exc:
+                attempt += 1
+                if not core.retryable(exc, attempt):
+                    return exc
+                delay = core.delay(attempt, exc)
+                if self._deadline is not None:
+                    left = self._deadline - time.monotonic()
+                    if left <= 0:
+                        raise _GiveUp from exc
+                    delay = min(delay, left)
+                core.retried()
+                core.report_drops()
+                log.debug("searchtrail tracker: retrying in %.3fs after %r", delay, exc)
+                if self._deadline is None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay)
+                else:
+                    await asyncio.sleep(delay)
