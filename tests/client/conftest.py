@@ -1,23 +1,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.support import Server, serve
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real `searchtrail serve` per module; tests use their own session ids."""
-    tmp = tmp_path_factory.mktemp("serve")
-    with serve(f"sqlite:///{tmp / 'searchtrail.db'}", tmp) as running:
-        yield running
+@pytest.fixture(scope="package")
+def server_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'searchtrail.db'}"
 
 
-@pytest.fixture
-def own_server(database_url: str, tmp_path: Path) -> Iterator[Server]:
-    """A server of the test's own, on the test's own SQLite file (``database_url``)."""
-    with serve(database_url, tmp_path) as running:
+@pytest.fixture(scope="package")
+def server(server_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real `searchtrail serve` for the package (starting one costs seconds).
+
+    Tests use their own session ids. The short busy timeout lets a test that locks the
+    file see 503 at once; the server's own writes never wait on each other.
+    """
+    env = {"SEARCHTRAIL_SQLITE_BUSY_TIMEOUT_MS": "50"}
+    with serve(server_database_url, tmp_path_factory.mktemp("serve"), env=env) as running:
         yield running

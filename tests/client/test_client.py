@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -30,7 +29,7 @@ from searchtrail.errors import (
 )
 from searchtrail.http.app import CLIENT_PREFIX as SERVER_CLIENT_PREFIX
 from searchtrail.http.app import INTERNAL_PREFIX
-from tests.support import Server, free_port, serve
+from tests.support import Server, free_port
 
 
 def sid() -> str:
@@ -184,20 +183,22 @@ def test_batches_paging_and_improvement_queue(server: Server) -> None:
         assert c.improvement_counts().done == before.done + 1
 
 
-def test_unavailable_when_the_database_is_locked(database_url: str, tmp_path: Path) -> None:
-    env = {"SEARCHTRAIL_SQLITE_BUSY_TIMEOUT_MS": "50"}
-    with serve(database_url, tmp_path, env=env) as server, Client(server.url) as c:
-        c.create_session(session_id="s1")
-        holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")
+def test_unavailable_when_the_database_is_locked(server: Server, server_database_url: str) -> None:
+    s = sid()
+    with Client(server.url) as c:
+        c.create_session(session_id=s)
+        holder = sqlite3.connect(
+            server_database_url.removeprefix("sqlite:///"), isolation_level=None
+        )
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         try:
             with pytest.raises(Unavailable) as info:
-                c.push_events("s1", [{"event_id": "e"}])
+                c.push_events(s, [{"event_id": "e"}])
             assert info.value.retry_after == 1
         finally:
             holder.execute("ROLLBACK")
             holder.close()
-        assert c.push_events("s1", [{"event_id": "e"}]).stored == 1
+        assert c.push_events(s, [{"event_id": "e"}]).stored == 1
 
 
 def test_connection_refused_is_connection_failed() -> None:
