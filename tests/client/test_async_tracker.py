@@ -42,18 +42,21 @@ def test_aclose_flushes(server: Server) -> None:
 
 
 def test_loop_ending_without_aclose_still_flushes(server: Server) -> None:
-    s = sid()
+    sessions = [sid() for _ in range(12)]
 
     async def main() -> None:
-        tracker = AsyncTracker(server.url, **HOLD)
-        tracker.track_session(s)
-        for i in range(20):
-            tracker.track_event(s, event_id=f"e{i}")
+        tracker = AsyncTracker(server.url, concurrency=3, **HOLD)
+        for s in sessions:
+            tracker.track_session(s)
+            for i in range(20):
+                tracker.track_event(s, event_id=f"e{i}")
+        tracker._wake.set()  # a round starts and is cut off mid-way
+        await asyncio.sleep(0.01)
         # returns with the tracker open: asyncio.run cancels its task, which flushes
 
     asyncio.run(main())
     with Client(server.url) as c:
-        assert len(c.get_session(s).events) == 20
+        assert [len(c.get_session(s).events) for s in sessions] == [20] * 12
 
 
 def test_flush_by_count_drops_and_context_manager(server: Server) -> None:

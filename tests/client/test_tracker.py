@@ -45,8 +45,9 @@ def stored_events(database_url: str, session_id: str) -> list[str]:
         return [e.event_id for e in cs.get_session(session_id).events]
 
 
-def test_close_flushes_sessions_before_their_events(server: Server) -> None:
-    tracker = Tracker(server.url, **HOLD)
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_close_flushes_sessions_before_their_events(server: Server, concurrency: int) -> None:
+    tracker = Tracker(server.url, concurrency=concurrency, **HOLD)
     ids = []
     for n in range(3):
         # Events are tracked before and after other sessions: each waits for its own.
@@ -97,27 +98,30 @@ def test_server_restarted_mid_stream_loses_and_duplicates_nothing(
     database_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    s = sid()
-    tracked: list[str] = []
+    sessions = [sid() for _ in range(10)]
+    tracked: list[tuple[str, str]] = []
+
+    def stream(tracker: Tracker, n: int) -> None:
+        for i in range(n):
+            s = sessions[i % len(sessions)]
+            tracked.append((s, tracker.track_event(s)))
+
     with serve(database_url, tmp_path, port=port) as first:
-        tracker = Tracker(first.url, flush_at=25, flush_interval=0.01, **FAST)
-        tracker.track_session(s, search_query="q")
-        for _ in range(200):
-            tracked.append(tracker.track_event(s))
+        tracker = Tracker(first.url, flush_at=25, flush_interval=0.01, concurrency=4, **FAST)
+        for s in sessions:
+            tracker.track_session(s, search_query="q")
+        stream(tracker, 200)
         wait_until(lambda: tracker.stats().events_sent > 0, "some events sent")
-        for _ in range(200):
-            tracked.append(tracker.track_event(s))
+        stream(tracker, 200)
         first.kill(signal.SIGKILL)  # maybe mid-push: committed, answer lost
-    for _ in range(200):
-        tracked.append(tracker.track_event(s))
+    stream(tracker, 200)
     wait_until(lambda: tracker.stats().retries > 0, "retries while the server is down")
     with serve(database_url, tmp_path, port=port):
-        for _ in range(200):
-            tracked.append(tracker.track_event(s))
+        stream(tracker, 200)
         stats = tracker.close(timeout=60)
     assert (stats.unsent, stats.dropped, stats.rejected, stats.pending) == (0, 0, 0, 0)
-    assert stats.events_sent == 800
-    stored = stored_events(database_url, s)
+    assert (stats.sessions_sent, stats.events_sent) == (10, 800)
+    stored = [(s, e) for s in sessions for e in stored_events(database_url, s)]
     assert len(stored) == len(set(stored)) == 800
     assert set(stored) == set(tracked)
 

@@ -154,40 +154,43 @@ class TrackerCore:
             self.counters.in_flight += n
         return items
 
-    def plan(self, items: list[Item]) -> Plan:
-        """Registrations first, then each session's events grouped into pushes.
+    def lanes(self, items: list[Item]) -> list[Plan]:
+        """One plan per session: its registrations, then its events grouped into pushes.
 
-        A session's events wait for its registration in the same round; if that was
-        refused, they are refused with it instead of being sent to a 404.
+        Lanes of one round are independent and may run side by side; the next round
+        starts when all are done, so a session registered in one round exists before
+        events of a later round reach it. Events whose registration was refused are
+        refused with it instead of being sent to a 404.
         """
-        sessions: list[dict[str, Any]] = []
+        sessions: dict[str, list[dict[str, Any]]] = {}
         events: dict[str, list[dict[str, Any]]] = {}
         for kind, sid, payload in items:
-            if kind == SESSION:
-                sessions.append(payload)
-            else:
-                events.setdefault(sid, []).append(payload)
-        refused: dict[str, str] = {}
-        for payload in sessions:
+            (sessions if kind == SESSION else events).setdefault(sid, []).append(payload)
+        order = dict.fromkeys([*sessions, *events])
+        return [self._lane(sid, sessions.get(sid, []), events.get(sid, [])) for sid in order]
+
+    def _lane(self, sid: str, bodies: list[dict[str, Any]], evs: list[dict[str, Any]]) -> Plan:
+        refused: str | None = None
+        registered = False
+        for payload in bodies:
             payload["search_results"] = _normalize_results(payload.get("search_results"))
-            sid = payload["session_id"]
             outcome = yield self.endpoints.create_session(payload)
             if isinstance(outcome, SearchtrailError):
-                refused[sid] = outcome.detail
+                refused = outcome.detail
                 self._reject("session", sid, None, outcome)
             else:
+                registered = True
                 with self.lock:
                     self.counters.sessions_sent += 1
             self._done(1)
-        for sid, evs in events.items():
-            if sid in refused:
-                for ev in evs:
-                    self._reject_event(sid, ev, 0, f"its session was refused: {refused[sid]}")
-                self._done(len(evs))
-                continue
-            size = self.max_events_per_push
-            for start in range(0, len(evs), size):
-                yield from self._push(sid, evs[start : start + size])
+        if refused is not None and not registered:
+            for ev in evs:
+                self._reject_event(sid, ev, 0, f"its session was refused: {refused}")
+            self._done(len(evs))
+            return
+        size = self.max_events_per_push
+        for start in range(0, len(evs), size):
+            yield from self._push(sid, evs[start : start + size])
 
     def _push(self, sid: str, chunk: list[dict[str, Any]]) -> Plan:
         outcome = yield self.endpoints.push_events({"session_id": sid, "events": chunk})

@@ -50,7 +50,10 @@ class AsyncTracker:
         backoff_max: float = 30.0,
         max_retries: int = 5,
         close_timeout: float = 10.0,
+        concurrency: int = 4,
     ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
         self._client = AsyncClient(
             base_url, api_key, timeout=timeout, prefix=prefix, headers=headers
         )
@@ -74,11 +77,11 @@ class AsyncTracker:
         self._next = core.sequence.__next__
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._round = asyncio.Event()
+        self._round_done = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._deadline: float | None = None
-        self._plan: Plan | None = None
-        self._call: Call[Any] | None = None
+        self._concurrency = concurrency
+        self._active: dict[int, tuple[Plan, Call[Any] | None]] = {}
 
     # -- hot path -----------------------------------------------------------------
 
@@ -173,9 +176,9 @@ class AsyncTracker:
 
         async def idle() -> None:
             while not self._core.idle() and self._task is not None and not self._task.done():
-                self._round.clear()
+                self._round_done.clear()
                 self._wake.set()
-                await self._round.wait()
+                await self._round_done.wait()
 
         try:
             await asyncio.wait_for(idle(), timeout)
@@ -227,9 +230,9 @@ class AsyncTracker:
                 self._wake.clear()
                 closing = core.closed
                 while core.queue:
-                    await self._drive(core.take())
+                    await self._round(core.lanes(core.take()))
                 core.report_drops()
-                self._round.set()
+                self._round_done.set()
                 if closing:
                     return
         except _GiveUp:
@@ -239,7 +242,7 @@ class AsyncTracker:
                 await self._last_flush()
             raise
         finally:
-            self._round.set()
+            self._round_done.set()
 
     async def _last_flush(self) -> None:
         """The loop is ending with the tracker open: finish the round and the queue, bounded."""
@@ -247,32 +250,52 @@ class AsyncTracker:
         core.closed = True
         self._deadline = time.monotonic() + self.close_timeout
         try:
-            if self._plan is not None and self._call is not None:
-                await self._continue(self._plan, self._call)
+            interrupted = list(self._active.values())
+            self._active.clear()
+            await self._gather(interrupted)
             while core.queue:
-                await self._drive(core.take())
+                await self._round(core.lanes(core.take()))
         except _GiveUp:
             core.give_up()
         core.report_drops()
         await self._client.aclose()
 
-    async def _drive(self, items: list[Any]) -> None:
-        plan = self._core.plan(items)
-        try:
-            call = next(plan)
-        except StopIteration:
-            return
-        await self._continue(plan, call)
+    async def _round(self, lanes: list[Plan]) -> None:
+        await self._gather([(lane, None) for lane in lanes])
+
+    async def _gather(self, lanes: list[tuple[Plan, Call[Any] | None]]) -> None:
+        """Run lanes up to ``concurrency`` at once; a give-up in one is raised after all end.
+
+        Every lane sits in ``_active`` until it ends, with the call it is making (None
+        before it starts), so a cancelled round can be picked up again by _last_flush.
+        """
+        limit = asyncio.Semaphore(self._concurrency)
+        for plan, call in lanes:
+            self._active[id(plan)] = (plan, call)
+
+        async def one(plan: Plan, call: Call[Any] | None) -> None:
+            async with limit:
+                if call is None:
+                    try:
+                        call = next(plan)
+                    except StopIteration:
+                        del self._active[id(plan)]
+                        return
+                await self._continue(plan, call)
+
+        outcomes = await asyncio.gather(*(one(p, c) for p, c in lanes), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _continue(self, plan: Plan, call: Call[Any]) -> None:
-        # Left set if cancelled mid-round, so _last_flush can resend the call and go on.
-        self._plan = plan
+        key = id(plan)
         while True:
-            self._call = call
+            self._active[key] = (plan, call)
             try:
                 call = plan.send(await self._send(call))
             except StopIteration:
-                self._plan = self._call = None
+                del self._active[key]
                 return
 
     async def _send(self, call: Call[Any]) -> object:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import queue
 import threading
 import time
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from searchtrail.client._calls import CLIENT_PREFIX, Call, Endpoints
-from searchtrail.client._tracking import EVENT, SESSION, TrackerCore, TrackerStats
+from searchtrail.client._tracking import EVENT, SESSION, Plan, TrackerCore, TrackerStats
 from searchtrail.client.sync import Client
 from searchtrail.errors import SearchtrailError
 
@@ -55,7 +56,10 @@ class Tracker:
         backoff_max: float = 30.0,
         max_retries: int = 5,
         close_timeout: float = 10.0,
+        concurrency: int = 4,
     ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
         self._client = Client(base_url, api_key, timeout=timeout, prefix=prefix, headers=headers)
         self._core = core = TrackerCore(
             Endpoints(prefix, None),
@@ -80,6 +84,17 @@ class Tracker:
         self._stop = threading.Event()
         self._idle = threading.Condition()
         self._deadline: float | None = None
+        self._lanes: queue.SimpleQueue[Plan | None] = queue.SimpleQueue()
+        self._finished = threading.Semaphore(0)
+        self._gave_up = False
+        # Own threads rather than an executor: an executor refuses work once the
+        # interpreter starts exiting, which is exactly when atexit must still send.
+        self._helpers = [
+            threading.Thread(target=self._helper, name="searchtrail-tracker-lane", daemon=True)
+            for _ in range(concurrency - 1)
+        ]
+        for helper in self._helpers:
+            helper.start()
         self._thread = threading.Thread(target=self._run, name="searchtrail-tracker", daemon=True)
         self._thread.start()
         atexit.register(self._at_exit)
@@ -221,7 +236,7 @@ class Tracker:
                 self._wake.clear()
                 closing = core.closed
                 while core.queue:
-                    self._drive(core.take())
+                    self._round(core.lanes(core.take()))
                 core.report_drops()
                 with self._idle:
                     self._idle.notify_all()
@@ -233,11 +248,46 @@ class Tracker:
             log.exception("searchtrail tracker: the worker stopped")
             core.give_up()
         finally:
+            for _ in self._helpers:
+                self._lanes.put(None)
             with self._idle:
                 self._idle.notify_all()
 
-    def _drive(self, items: list[Any]) -> None:
-        plan = self._core.plan(items)
+    def _round(self, lanes: list[Plan]) -> None:
+        """Run a round's lanes, up to ``concurrency`` at once; return when all are done."""
+        if not self._helpers or len(lanes) == 1:
+            for lane in lanes:
+                self._drive(lane)
+            return
+        self._gave_up = False
+        for lane in lanes:
+            self._lanes.put(lane)
+        # This thread takes lanes too, so a round never waits on an idle helper.
+        while True:
+            try:
+                mine = self._lanes.get_nowait()
+            except queue.Empty:
+                break
+            if mine is not None:
+                self._lane_done(mine)
+        for _ in lanes:
+            self._finished.acquire()
+        if self._gave_up:
+            raise _GiveUp
+
+    def _lane_done(self, lane: Plan) -> None:
+        try:
+            self._drive(lane)
+        except _GiveUp:
+            self._gave_up = True
+        finally:
+            self._finished.release()
+
+    def _helper(self) -> None:
+        while (lane := self._lanes.get()) is not None:
+            self._lane_done(lane)
+
+    def _drive(self, plan: Plan) -> None:
         try:
             call = next(plan)
             while True:
