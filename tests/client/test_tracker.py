@@ -186,6 +186,18 @@ def test_refusals_are_counted_with_the_reason_and_good_events_still_land(
         assert sorted(e.event_id for e in c.get_session(good).events) == sorted(ok)
 
 
+def test_a_push_too_large_for_the_server_is_split_not_refused(server: Server) -> None:
+    s = sid()
+    tracker = Tracker(server.url, **HOLD)
+    tracker.track_session(s)
+    for _ in range(1000):  # about 3 MB in one push; the server takes at most 2 MB
+        tracker.track_event(s, meta={"text": "x" * 3000})
+    stats = tracker.close()
+    assert (stats.events_sent, stats.rejected) == (1000, 0)
+    with Client(server.url) as c:
+        assert len(c.get_session(s).events) == 1000
+
+
 def test_close_gives_up_after_its_timeout_and_counts_the_rest() -> None:
     tracker = Tracker(f"http://127.0.0.1:{free_port()}", timeout=1, **HOLD, **FAST)
     tracker.track_session("s1")

@@ -205,8 +205,9 @@ class Tracker:
             self._stop.set()
             self._wake.set()
             self._thread.join(wait + 1.0)
-            if self._thread.is_alive():
-                # Stuck inside one request past the deadline: what it holds is not confirmed.
+            if self._thread.is_alive() or self._core.queue:
+                # Stuck inside one request past the deadline, or an item appended by a
+                # thread racing close(): not confirmed, so counted as unsent.
                 self._core.give_up()
             self._client.close()
         self._core.report_drops()
