@@ -234,6 +234,23 @@ def test_unsent_at_exit_is_flushed_by_atexit(server: Server) -> None:
         )
 
 
+def test_the_readme_example_runs_and_lands(server: Server) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("From a search backend", 1)[1].split("```python\n", 1)[1]
+    code = block.split("```", 1)[0].replace("http://127.0.0.1:8000", server.url)
+    done = subprocess.run(
+        [sys.executable, "-c", code + "print(sid)\n"],
+        env=clean_env(),
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    with Client(server.url) as c:
+        got = c.get_session(done.stdout.decode().strip())
+    assert [r.object_id for r in got.search_results] == ["sku-1", "sku-2"]
+    assert [(e.object_id, e.event_type) for e in got.events] == [("sku-2", "click")]
+
+
 def test_backoff_honours_retry_after_and_jitters_below_the_cap() -> None:
     core = TrackerCore(Endpoints("", None), max_queue=1, flush_at=1, max_events_per_push=1,
                        max_batch=1, backoff_base=0.1, backoff_max=1.0, max_retries=3)  # fmt: skip
