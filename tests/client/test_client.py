@@ -8,9 +8,9 @@ import uuid
 import httpx
 import pytest
 
-from searchtrail import Client, NewSessionEvent, SessionCreateRequest
+from searchtrail import Client, NewSessionEvent, Session, SessionCreateRequest
 from searchtrail.client import CLIENT_PREFIX, ConnectionFailed, ServerError
-from searchtrail.client._calls import Call, error_from_response, nothing
+from searchtrail.client._calls import Call, error_from_response, model, nothing
 from searchtrail.errors import (
     BadRequest,
     BatchNotFound,
@@ -237,6 +237,12 @@ def test_error_codes_map_to_domain_errors(
         assert exc.retry_after == 7
     if type(exc) is Unavailable:
         assert exc.retry_after == 3
+
+
+def test_an_answer_outside_the_contract_is_a_server_error(server: Server) -> None:
+    with Client(server.url) as c, pytest.raises(ServerError) as info:
+        c.send(Call("GET", "/health", model(Session)))  # 200, but not a session
+    assert info.value.status_code == 200 and "unexpected answer" in str(info.value)
 
 
 def test_non_json_answer_is_a_server_error() -> None:

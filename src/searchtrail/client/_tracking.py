@@ -298,7 +298,7 @@ class TrackerCore:
                 rejected=c.rejected,
                 retries=c.retries,
                 unsent=c.unsent,
-                pending=queued + c.in_flight,
+                pending=max(0, queued + c.in_flight),
                 rejections=tuple(c.rejections),
             )
 

@@ -13,6 +13,7 @@ from searchtrail.client._calls import (
     Call,
     ConnectionFailed,
     Endpoints,
+    ServerError,
     body,
     error_from_response,
 )
@@ -86,9 +87,15 @@ class Client:
             )
         except httpx.TransportError as exc:
             raise ConnectionFailed(f"{call.method} {call.path}: {exc!r}") from exc
-        if response.is_success:
+        except httpx.HTTPError as exc:
+            raise ServerError(f"{call.method} {call.path}: {exc!r}", 0) from exc
+        if not response.is_success:
+            raise error_from_response(response, call)
+        try:
             return call.parse(response.content)
-        raise error_from_response(response, call)
+        except ValueError as exc:  # not the contract's answer: a wrong base_url or prefix?
+            detail = f"{call.method} {call.path}: unexpected answer: {response.text[:200]!r}"
+            raise ServerError(detail, response.status_code) from exc
 
     # -- client endpoints ---------------------------------------------------------
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from searchtrail.client._calls import CLIENT_PREFIX, Call, Endpoints
+from searchtrail.client._calls import CLIENT_PREFIX, Call, Endpoints, ServerError
 from searchtrail.client._tracking import EVENT, SESSION, Plan, TrackerCore, TrackerStats
 from searchtrail.client.sync import Client
 from searchtrail.errors import SearchtrailError
@@ -306,19 +306,23 @@ class Tracker:
             try:
                 return self._client.send(call)
             except SearchtrailError as exc:
-                attempt += 1
-                if not core.retryable(exc, attempt):
-                    return exc
-                delay = core.delay(attempt, exc)
-                if self._deadline is not None:
-                    left = self._deadline - time.monotonic()
-                    if left <= 0:
-                        raise _GiveUp from exc
-                    delay = min(delay, left)
-                core.retried()
-                core.report_drops()
-                log.debug("searchtrail tracker: retrying in %.3fs after %r", delay, exc)
-                if self._deadline is None:
-                    self._stop.wait(delay)  # close() cuts it short, then the deadline bounds it
-                else:
-                    time.sleep(delay)
+                error = exc
+            except Exception as exc:  # a bug, here or below: refuse the item, loudly
+                log.exception("searchtrail tracker: sending %s %s failed", call.method, call.path)
+                return ServerError(repr(exc), 0)
+            attempt += 1
+            if not core.retryable(error, attempt):
+                return error
+            delay = core.delay(attempt, error)
+            if self._deadline is not None:
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    raise _GiveUp from error
+                delay = min(delay, left)
+            core.retried()
+            core.report_drops()
+            log.debug("searchtrail tracker: retrying in %.3fs after %r", delay, error)
+            if self._deadline is None:
+                self._stop.wait(delay)  # close() cuts it short, then the deadline bounds it
+            else:
+                time.sleep(delay)
