@@ -35,8 +35,18 @@ def local_server() -> Iterator[str]:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         db = Path(tmp) / "bench.db"
-        cmd = [sys.executable, "-m", "searchtrail.cli", "serve", "--port", str(port),
-               "--database-url", f"sqlite:///{db}", "--log-level", "warning"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "searchtrail.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--database-url",
+            f"sqlite:///{db}",
+            "--log-level",
+            "warning",
+        ]
         proc = subprocess.Popen(cmd)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -101,8 +111,10 @@ def report(what: str, ns: list[int], warmup: int) -> None:
     ns = sorted(ns)
     q = statistics.quantiles(ns, n=1000)
     print(f"{what} caller time over {len(ns)} calls (after {warmup} warm-up):")
-    print(f"  median {statistics.median(ns) / 1000:.2f} us, p99 {q[989] / 1000:.2f} us, "
-          f"p99.9 {q[998] / 1000:.2f} us, max {ns[-1] / 1000:.1f} us")  # fmt: skip
+    print(
+        f"  median {statistics.median(ns) / 1000:.2f} us, p99 {q[989] / 1000:.2f} us, "
+        f"p99.9 {q[998] / 1000:.2f} us, max {ns[-1] / 1000:.1f} us"
+    )
 
 
 def throughput(url: str, sessions: int, per_session: int) -> tuple[float, float]:
@@ -138,8 +150,10 @@ def main() -> None:
         shapes = [(args.sessions, args.per_session), (args.small_sessions, 5)]
         for sessions, per_session in shapes:
             rate, secs = throughput(url, sessions, per_session)
-            print(f"sustained: {sessions} sessions x {per_session} events "
-                  f"sent in {secs:.2f} s = {rate:,.0f} events/s")  # fmt: skip
+            print(
+                f"sustained: {sessions} sessions x {per_session} events "
+                f"sent in {secs:.2f} s = {rate:,.0f} events/s"
+            )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import uuid
 import httpx
 import pytest
 
+import searchtrail
 from searchtrail import Client, NewSessionEvent, Session, SessionCreateRequest
 from searchtrail.client import CLIENT_PREFIX, ConnectionFailed, ServerError
 from searchtrail.client._calls import Call, error_from_response, model, nothing
@@ -36,6 +37,10 @@ def sid() -> str:
     return f"s-{uuid.uuid4().hex[:12]}"
 
 
+def test_exported_from_the_package() -> None:
+    assert {"Client", "AsyncClient", "Tracker", "AsyncTracker"} <= set(searchtrail.__all__)
+
+
 def test_prefixes_match_the_server() -> None:
     assert SERVER_CLIENT_PREFIX == CLIENT_PREFIX
     with Client("http://x") as c:
@@ -55,10 +60,17 @@ def test_session_round_trip(server: Server) -> None:
             user_id="u1",
         )
         assert created.session_id == s1 and created.batch_id is not None
-        assert c.create_session({"session_id": s1, "search_query": "red shoes",
-                                 "search_results": [{"object_id": "a"},
-                                                    {"object_id": "b", "rank": 0.5}],
-                                 "user_id": "u1"}) == created  # fmt: skip
+        assert (
+            c.create_session(
+                {
+                    "session_id": s1,
+                    "search_query": "red shoes",
+                    "search_results": [{"object_id": "a"}, {"object_id": "b", "rank": 0.5}],
+                    "user_id": "u1",
+                }
+            )
+            == created
+        )
         pushed = c.push_events(s1, [{"event_id": "e1", "object_id": "a"}, {"event_id": "e2"}])
         assert (pushed.stored, pushed.duplicates) == (2, 0)
         again = c.push_events(
@@ -138,8 +150,9 @@ def test_timestamp_conflict_bad_request_and_too_large(server: Server) -> None:
         with pytest.raises(BadRequest):
             c.set_batch_state(batch.batch_id, "archived")  # collecting leaves only by release
         with pytest.raises(PayloadTooLarge):
-            c.push_events(s1, [{"event_id": f"e{i}", "meta": {"x": "y" * 3000}}
-                               for i in range(1000)])  # fmt: skip
+            c.push_events(
+                s1, [{"event_id": f"e{i}", "meta": {"x": "y" * 3000}} for i in range(1000)]
+            )
 
 
 def test_batches_paging_and_improvement_queue(server: Server) -> None:
@@ -177,8 +190,9 @@ def test_batches_paging_and_improvement_queue(server: Server) -> None:
         claimed = c.claim_improvements(worker="w1", limit=1000)
         mine_claimed = [e for e in claimed if e.entry_id == entry.entry_id]
         assert mine_claimed and mine_claimed[0].claimed_by == "w1"
-        done = c.ack_improvement(entry_id=entry.entry_id, attempt=mine_claimed[0].attempts,
-                                 status="done")  # fmt: skip
+        done = c.ack_improvement(
+            entry_id=entry.entry_id, attempt=mine_claimed[0].attempts, status="done"
+        )
         assert done.state == "done"
         assert c.improvement_counts().done == before.done + 1
 

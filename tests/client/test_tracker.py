@@ -251,8 +251,16 @@ def test_the_readme_example_runs_and_lands(server: Server) -> None:
 
 
 def test_backoff_honours_retry_after_and_jitters_below_the_cap() -> None:
-    core = TrackerCore(Endpoints("", None), max_queue=1, flush_at=1, max_events_per_push=1,
-                       max_batch=1, backoff_base=0.1, backoff_max=1.0, max_retries=3)  # fmt: skip
+    core = TrackerCore(
+        Endpoints("", None),
+        max_queue=1,
+        flush_at=1,
+        max_events_per_push=1,
+        max_batch=1,
+        backoff_base=0.1,
+        backoff_max=1.0,
+        max_retries=3,
+    )
     delays = [core.delay(a, ConnectionFailed("refused")) for a in range(1, 200)]
     assert all(0 <= d <= 1.0 for d in delays) and len(set(delays)) > 100
     assert all(core.delay(1, RateLimited("slow", 5)) >= 5 for _ in range(50))

@@ -216,8 +216,9 @@ class TrackerCore:
 
     def _reject_event(self, sid: str, ev: dict[str, Any], status: int, reason: str) -> None:
         event_id = ev.get("event_id")
-        self._record(Rejection("event", sid, event_id if isinstance(event_id, str) else None,
-                               status, reason))  # fmt: skip
+        self._record(
+            Rejection("event", sid, event_id if isinstance(event_id, str) else None, status, reason)
+        )
 
     def _reject(self, kind: str, sid: str, event_id: str | None, exc: SearchtrailError) -> None:
         self._record(Rejection(kind, sid, event_id, _status(exc), exc.detail))
