@@ -241,6 +241,9 @@ class AsyncTracker:
             if not core.closed:
                 await self._last_flush()
             raise
+        except Exception:  # pragma: no cover - a bug; say so rather than die quietly
+            log.exception("searchtrail tracker: the worker stopped")
+            core.give_up()
         finally:
             self._round_done.set()
 
