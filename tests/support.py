@@ -47,11 +47,15 @@ class Server:
 
 @contextmanager
 def serve(
-    database_url: str, log_dir: Path, *args: str, env: dict[str, str] | None = None
+    database_url: str,
+    log_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[Server]:
-    """Start `searchtrail serve` on a free port and wait until /health answers."""
-    port = free_port()
-    log = log_dir / f"serve-{port}.log"
+    """Start `searchtrail serve` on a free port (or ``port``) and wait until /health answers."""
+    port = port or free_port()
+    log = log_dir / f"serve-{port}-{time.monotonic_ns()}.log"
     cmd = [
         sys.executable, "-m", "searchtrail.cli", "serve",
         "--port", str(port), "--database-url", database_url, "--log-level", "warning", *args,

@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from searchtrail.client import AsyncClient, AsyncTracker, Client, Tracker
 from searchtrail.errors import (
     Conflict,
     InvalidInput,
@@ -25,7 +26,10 @@ from searchtrail.service import Clickstream
 from searchtrail.settings import Settings
 
 __all__ = [
+    "AsyncClient",
+    "AsyncTracker",
     "Clickstream",
+    "Client",
     "Conflict",
     "InvalidInput",
     "Limits",
@@ -42,5 +46,6 @@ __all__ = [
     "Settings",
     "StoredEvent",
     "TimestampOutOfWindow",
+    "Tracker",
     "__version__",
 ]
