@@ -35,6 +35,9 @@ EXPECTED_SCOPES = {
 }
 
 
+INGEST_ROUTES = {r for r, scope in EXPECTED_SCOPES.items() if scope == "ingest"}
+
+
 def _short(path: str) -> str:
     return path.removeprefix("/api/v1/clickstream").removeprefix("/t")
 
@@ -43,7 +46,17 @@ def app_routes() -> list[tuple[str, str]]:
     """Every (method, path) the app serves, as its OpenAPI document lists them."""
     with TestClient(create_app(Settings(browser_prefix="/t"))) as client:
         spec = client.get("/openapi.json").json()
-    return [(m.upper(), p) for p, ops in spec["paths"].items() for m in ops]
+    routes = []
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            # The document tells clients which routes take a key, and how.
+            schemes = {name for s in op.get("security", []) for name in s}
+            expected = {"HTTPBearer", "APIKeyHeader"} if path not in PUBLIC else set()
+            if (method.upper(), _short(path)) in INGEST_ROUTES:
+                expected.add("APIKeyQuery")
+            assert schemes == expected, (method, path)
+            routes.append((method.upper(), path))
+    return routes
 
 
 ROUTES = app_routes()

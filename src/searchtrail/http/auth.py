@@ -15,8 +15,10 @@ can do no more than the page it sits in already does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from searchtrail.errors import Forbidden, Unauthorized
@@ -24,7 +26,7 @@ from searchtrail.keys import ApiKeyInfo, Scope
 from searchtrail.ratelimit import RateLimiter
 from searchtrail.service import Clickstream
 
-__all__ = ["Limiters", "ScopeGuard", "presented_key"]
+__all__ = ["IngestGuard", "Limiters", "ScopeGuard"]
 
 QUERY_KEY = "key"
 
@@ -35,33 +37,30 @@ class Limiters:
     per_ip: RateLimiter
 
 
-def presented_key(request: Request, *, allow_query: bool) -> tuple[str | None, bool]:
-    """The key the request carries, and whether it came in the URL."""
-    auth = request.headers.get("authorization")
-    if auth:
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip(), False
-    header = request.headers.get("x-api-key")
-    if header:
-        return header.strip(), False
-    if allow_query:
-        in_url = request.query_params.get(QUERY_KEY)
-        if in_url:
-            return in_url, True
-    return None, False
+# Declared as FastAPI security schemes so that /docs offers "Authorize" and the OpenAPI
+# document says which routes need a key; none of them ever raises by itself.
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer KEY")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: KEY")
+_query = APIKeyQuery(
+    name=QUERY_KEY,
+    auto_error=False,
+    description="?key=KEY, for browsers' sendBeacon: ingest routes and ingest-only keys only",
+)
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+Header = Annotated[str | None, Security(_header)]
+Query = Annotated[str | None, Security(_query)]
 
 
-class ScopeGuard:
-    """A FastAPI dependency that lets a request through if its key has ``scope``."""
-
+class _Guard:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
 
     def __repr__(self) -> str:
-        return f"ScopeGuard({self.scope.value})"
+        return f"{type(self).__name__}({self.scope.value})"
 
-    async def __call__(self, request: Request) -> ApiKeyInfo | None:
+    async def check(
+        self, request: Request, bearer: Bearer, header: Header, query: str | None = None
+    ) -> ApiKeyInfo | None:
         cs: Clickstream = request.app.state.clickstream
         limiters: Limiters = request.app.state.limiters
         keys = cs.keys
@@ -72,7 +71,13 @@ class ScopeGuard:
             ip = request.client.host if request.client else "unknown"
             limiters.per_ip.take(f"ip:{ip}", f"client {ip}")
             return None
-        key, in_url = presented_key(request, allow_query=self.scope is Scope.INGEST)
+        in_url = False
+        if bearer is not None and bearer.credentials.strip():
+            key: str | None = bearer.credentials.strip()
+        elif header and header.strip():
+            key = header.strip()
+        else:
+            key, in_url = query or None, bool(query)
         if key is None:
             raise Unauthorized(
                 "an API key is required: send Authorization: Bearer KEY or X-API-Key: KEY"
@@ -92,3 +97,22 @@ class ScopeGuard:
         limiters.per_key.take(f"key:{info.key_id}", f"API key {info.prefix}")
         request.state.api_key = info
         return info
+
+
+class ScopeGuard(_Guard):
+    """Lets a request through if its key, sent in a header, has ``scope``."""
+
+    async def __call__(self, request: Request, bearer: Bearer, header: Header) -> ApiKeyInfo | None:
+        return await self.check(request, bearer, header)
+
+
+class IngestGuard(_Guard):
+    """The ingest scope, which also takes an ingest-only key in the URL (``?key=``)."""
+
+    def __init__(self) -> None:
+        super().__init__(Scope.INGEST)
+
+    async def __call__(
+        self, request: Request, bearer: Bearer, header: Header, query: Query
+    ) -> ApiKeyInfo | None:
+        return await self.check(request, bearer, header, query)

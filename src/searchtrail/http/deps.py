@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from searchtrail.errors import PayloadTooLarge
-from searchtrail.http.auth import ScopeGuard
+from searchtrail.http.auth import IngestGuard, ScopeGuard
 from searchtrail.keys import ApiKeyInfo, Scope
 from searchtrail.service import Clickstream
 
@@ -49,6 +49,6 @@ RawBody = Annotated[bytes, Depends(read_body)]
 
 # The key a request was let in with (None while the service has no keys). Declare it
 # first in a route, so an unauthorized request is refused before its body is read.
-IngestKey = Annotated[ApiKeyInfo | None, Depends(ScopeGuard(Scope.INGEST))]
+IngestKey = Annotated[ApiKeyInfo | None, Depends(IngestGuard())]
 ReadKey = Annotated[ApiKeyInfo | None, Depends(ScopeGuard(Scope.READ))]
 AdminKey = Annotated[ApiKeyInfo | None, Depends(ScopeGuard(Scope.ADMIN))]
