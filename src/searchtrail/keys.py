@@ -149,8 +149,8 @@ class KeyRing:
 
     def revoke(self, key_id: int | str) -> ApiKeyInfo:
         """Revoke by id or prefix; revoking twice keeps the first revocation time."""
-        if isinstance(key_id, str) and key_id.isdigit():
-            key_id = int(key_id)
+        if isinstance(key_id, str) and key_id.isdigit() and len(key_id) != _PREFIX_CHARS:
+            key_id = int(key_id)  # an id; a prefix is 12 hex digits, which may all be digits
         info = self.store.revoke_api_key(key_id, now_ms())
         with self._lock:
             self._verified = {h: v for h, v in self._verified.items() if v[1].key_id != info.key_id}
