@@ -38,6 +38,7 @@ def test_keys_create_list_revoke(database_url: str, tmp_path: Path) -> None:
         )
         assert again.status_code == 401
     assert "authentication is OFF" not in log_before
+    assert "API keys are required" in log_before
     assert key.split("_", 2)[2] not in server.log.read_text()
     assert (
         run("keys", "list", "--database-url", database_url).stdout.splitlines()[1].split("\t")[5]

@@ -70,7 +70,9 @@ def serve(**options: Any) -> None:
     # Create the schema once here, not racing in every worker.
     with Clickstream(settings=settings) as cs:
         has_keys = cs.store.api_keys_exist()
-    if not has_keys:
+    if has_keys:
+        click.echo("searchtrail: API keys are required (see `searchtrail keys list`).", err=True)
+    else:
         if not _is_loopback(settings.host) and not settings.insecure:
             click.echo(
                 f"searchtrail: refusing to listen on {settings.host} with no API key: anyone "
