@@ -54,6 +54,12 @@ def main() -> None:
     "--max-results-per-session", type=int, help="[SEARCHTRAIL_MAX_RESULTS_PER_SESSION, 1000]"
 )
 @click.option("--max-body-bytes", type=int, help="[SEARCHTRAIL_MAX_BODY_BYTES, 2000000]")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    default=None,
+    help="Bind a non-loopback --host although no API key exists [SEARCHTRAIL_INSECURE].",
+)
 def serve(**options: Any) -> None:
     """Start the HTTP service (uvicorn)."""
     import uvicorn
@@ -62,7 +68,31 @@ def serve(**options: Any) -> None:
 
     settings = load_settings(**options)
     # Create the schema once here, not racing in every worker.
-    Clickstream(settings=settings).close()
+    with Clickstream(settings=settings) as cs:
+        has_keys = cs.store.api_keys_exist()
+    if has_keys:
+        click.echo("searchtrail: API keys are required (see `searchtrail keys list`).", err=True)
+    else:
+        if not _is_loopback(settings.host) and not settings.insecure:
+            click.echo(
+                f"searchtrail: refusing to listen on {settings.host} with no API key: anyone "
+                "who reaches the port could read and change everything.\n"
+                "Create a key first (searchtrail keys create --name NAME --scope ingest), "
+                "listen on 127.0.0.1, or pass --insecure (SEARCHTRAIL_INSECURE=1) if "
+                "something in front of the service guards it.",
+                err=True,
+            )
+            sys.exit(2)
+        click.echo(
+            "searchtrail: no API key exists, so authentication is OFF"
+            + (
+                f" and --insecure exposes the service on {settings.host}"
+                if not _is_loopback(settings.host)
+                else "; listening on loopback only"
+            )
+            + " (create one with `searchtrail keys create`).",
+            err=True,
+        )
     click.echo(
         f"searchtrail {__version__} on http://{settings.host}:{settings.port} "
         f"({settings.workers} worker(s), database {_safe_url(settings.database_url)})",
@@ -218,6 +248,86 @@ def export(
         click.echo(f"searchtrail export: {exc.detail}", err=True)
         sys.exit(1)
     click.echo(summary.model_dump_json(indent=2))
+
+
+@main.group()
+def keys() -> None:
+    """API keys: create, list, revoke (docs/security.md)."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who or what uses the key, for `keys list`.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(["ingest", "read", "admin"]),
+    help="ingest, read or admin (repeatable).",
+)
+@click.option("--database-url", help="[SEARCHTRAIL_DATABASE_URL]")
+def keys_create(name: str, scopes: tuple[str, ...], database_url: str | None) -> None:
+    """Create a key and print it once: only its hash is stored."""
+    from searchtrail.service import Clickstream
+
+    with Clickstream(settings=load_settings(database_url=database_url)) as cs:
+        created = cs.keys.create(name, list(scopes))
+    click.echo(
+        f"created key {created.key_id} ({created.prefix}) {created.name!r} with scopes "
+        f"{' '.join(created.scopes)}; it is shown only now:",
+        err=True,
+    )
+    click.echo(created.key)
+
+
+@keys.command("list")
+@click.option("--database-url", help="[SEARCHTRAIL_DATABASE_URL]")
+def keys_list(database_url: str | None) -> None:
+    """List keys (id, prefix, name, scopes, created, revoked), never the keys themselves."""
+    from searchtrail.service import Clickstream
+    from searchtrail.timestamps import ms_to_iso
+
+    with Clickstream(settings=load_settings(database_url=database_url)) as cs:
+        infos = cs.keys.list()
+    click.echo("id\tprefix\tname\tscopes\tcreated\trevoked")
+    for k in infos:
+        revoked = ms_to_iso(k.revoked_at_ms) if k.revoked_at_ms is not None else "-"
+        click.echo(
+            f"{k.key_id}\t{k.prefix}\t{k.name}\t{','.join(k.scopes)}\t"
+            f"{ms_to_iso(k.created_at_ms)}\t{revoked}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.option("--database-url", help="[SEARCHTRAIL_DATABASE_URL]")
+def keys_revoke(key_id: str, database_url: str | None) -> None:
+    """Revoke a key by id or prefix; running servers refuse it within auth_cache_sec."""
+    from searchtrail.errors import SearchtrailError
+    from searchtrail.service import Clickstream
+
+    settings = load_settings(database_url=database_url)
+    try:
+        with Clickstream(settings=settings) as cs:
+            info = cs.keys.revoke(key_id)
+    except SearchtrailError as exc:
+        click.echo(f"searchtrail keys revoke: {exc.detail}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"revoked key {info.key_id} ({info.prefix}); running servers refuse it within "
+        f"{settings.auth_cache_sec:g} s"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _safe_url(url: str) -> str:

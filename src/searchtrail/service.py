@@ -20,6 +20,7 @@ from typing import Any
 
 from searchtrail.errors import BadRequest, SessionConflict, TimestampOutOfWindow
 from searchtrail.export import ExportSummary, Format, Layout, export_batch
+from searchtrail.keys import KeyRing
 from searchtrail.models import (
     AckRequest,
     BatchInfo,
@@ -108,6 +109,8 @@ class Clickstream:
         )
         if create_schema:
             self.store.create_schema()
+        # API keys: create, list, revoke, verify (searchtrail.keys).
+        self.keys = KeyRing(self.store, cache_sec=settings.auth_cache_sec)
 
     def close(self) -> None:
         self.store.close()

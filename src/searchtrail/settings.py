@@ -115,6 +115,47 @@ class Settings(BaseSettings):
         "the largest of its events'; types not listed (or 0) do not make a positive.",
     )
 
+    insecure: bool = Field(
+        False,
+        description="Let `serve` bind a non-loopback address while no API key exists "
+        "(anyone who reaches the port can then read and write everything).",
+    )
+    auth_cache_sec: float = Field(
+        5.0,
+        ge=0,
+        description="How long a process trusts a verified API key before reading it again; "
+        "a revoke made by another process (`searchtrail keys revoke`) takes effect within this.",
+    )
+    rate_limit_per_sec: float = Field(
+        100.0,
+        ge=0,
+        description="Requests per second allowed to each API key, per server process "
+        "(token bucket); 0 turns the limit off.",
+    )
+    rate_limit_burst: int = Field(
+        200, ge=1, description="Requests an API key may send at once before the rate applies."
+    )
+    anonymous_rate_limit_per_sec: float = Field(
+        0.0,
+        ge=0,
+        description="While no API key exists: requests per second allowed to each client IP, "
+        "per server process; 0 turns the limit off.",
+    )
+    anonymous_rate_limit_burst: int = Field(
+        100, ge=1, description="Requests a client IP may send at once, while no API key exists."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins (as JSON, e.g. ["https://shop.example"]) whose pages may call '
+        "the API from the browser; empty: no CORS headers at all.",
+    )
+    browser_prefix: str | None = Field(
+        None,
+        pattern=r"^(/[A-Za-z0-9._~-]+)+$",
+        description="A second path prefix for the ingest endpoints and /st.js, e.g. /t, "
+        "for pages whose ad-blockers drop paths that say analytics or events.",
+    )
+
     @property
     def limits(self) -> Limits:
         return Limits(

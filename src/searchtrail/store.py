@@ -43,10 +43,12 @@ from searchtrail.errors import (
     BatchNotFound,
     Conflict,
     NoCollectingBatch,
+    NotFound,
     QueueEntryNotFound,
     SessionNotFound,
     Unavailable,
 )
+from searchtrail.keys import ApiKeyInfo, scopes_of
 from searchtrail.models import (
     BatchInfo,
     BatchSessionsPage,
@@ -57,7 +59,7 @@ from searchtrail.models import (
     ShownResult,
     StoredEvent,
 )
-from searchtrail.schema import batches, events, improvement_queue, metadata, sessions
+from searchtrail.schema import api_keys, batches, events, improvement_queue, metadata, sessions
 
 __all__ = ["BatchState", "QueueState", "SessionActions", "Store", "normalize_database_url"]
 
@@ -776,6 +778,65 @@ class Store:
             batch_id=row.batch_id,
             session_number=row.session_number,
             events=evs,
+        )
+
+    # -- API keys -------------------------------------------------------------------
+
+    def create_api_key(
+        self, *, name: str, prefix: str, key_hash: str, scopes: str, now: int
+    ) -> ApiKeyInfo:
+        row = {"name": name, "prefix": prefix, "key_hash": key_hash, "scopes": scopes}
+
+        def work(conn: Connection) -> ApiKeyInfo:
+            conn.execute(api_keys.insert().values(**row, created_at_ms=now))
+            found = conn.execute(select(api_keys).where(api_keys.c.prefix == prefix)).one()
+            return self._api_key(found)
+
+        return self._write(work)
+
+    def api_key_by_prefix(self, prefix: str) -> tuple[ApiKeyInfo, str] | None:
+        """The key's record and stored hash, for the caller to compare in constant time."""
+        with self._read() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.prefix == prefix)).first()
+        return None if row is None else (self._api_key(row), row.key_hash)
+
+    def api_keys_exist(self) -> bool:
+        with self._read() as conn:
+            return conn.execute(select(api_keys.c.key_id).limit(1)).first() is not None
+
+    def list_api_keys(self) -> list[ApiKeyInfo]:
+        with self._read() as conn:
+            rows = conn.execute(select(api_keys).order_by(api_keys.c.key_id))
+            return [self._api_key(r) for r in rows]
+
+    def revoke_api_key(self, key: int | str, now: int) -> ApiKeyInfo:
+        """Revoke by key_id or prefix; an already revoked key keeps its first revocation."""
+        where = api_keys.c.key_id == key if isinstance(key, int) else api_keys.c.prefix == key
+
+        def work(conn: Connection) -> ApiKeyInfo:
+            row = conn.execute(select(api_keys).where(where)).first()
+            if row is None:
+                raise NotFound(f"API key {key} not found")
+            if row.revoked_at_ms is None:
+                conn.execute(
+                    update(api_keys)
+                    .where(api_keys.c.key_id == row.key_id)
+                    .values(revoked_at_ms=now)
+                )
+                row = conn.execute(select(api_keys).where(api_keys.c.key_id == row.key_id)).one()
+            return self._api_key(row)
+
+        return self._write(work)
+
+    @staticmethod
+    def _api_key(row: Row[Any]) -> ApiKeyInfo:
+        return ApiKeyInfo(
+            key_id=row.key_id,
+            name=row.name,
+            prefix=row.prefix,
+            scopes=scopes_of(row.scopes),
+            created_at_ms=row.created_at_ms,
+            revoked_at_ms=row.revoked_at_ms,
         )
 
     def count(self, table_name: str) -> int:

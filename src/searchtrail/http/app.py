@@ -6,11 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from searchtrail import __version__
+from searchtrail.http.auth import Limiters
 from searchtrail.http.errors import install_error_handlers
 from searchtrail.http.openapi import install_openapi
-from searchtrail.http.routers import health, internal, sessions
+from searchtrail.http.routers import browser, health, internal, keys, sessions
+from searchtrail.ratelimit import RateLimiter
 from searchtrail.service import Clickstream
 from searchtrail.settings import Settings
 
@@ -42,12 +45,33 @@ def create_app(settings: Settings | None = None, clickstream: Clickstream | None
     )
     if clickstream is not None:
         app.state.clickstream = clickstream
+    app.state.limiters = Limiters(
+        per_key=RateLimiter(settings.rate_limit_per_sec, settings.rate_limit_burst),
+        per_ip=RateLimiter(
+            settings.anonymous_rate_limit_per_sec, settings.anonymous_rate_limit_burst
+        ),
+    )
     install_error_handlers(app)
     install_openapi(app)
+    if settings.cors_origins:
+        # No credentials: keys travel in headers or the URL, never in cookies.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            allow_credentials=False,
+            max_age=3600,
+        )
     app.include_router(health.router)
     for prefix in ("", CLIENT_PREFIX):
         app.include_router(sessions.router, prefix=prefix)
+        app.include_router(browser.router, prefix=prefix)
+    if settings.browser_prefix:
+        app.include_router(sessions.ingest_router, prefix=settings.browser_prefix)
+        app.include_router(browser.router, prefix=settings.browser_prefix)
     app.include_router(internal.router, prefix=INTERNAL_PREFIX)
+    app.include_router(keys.router, prefix=INTERNAL_PREFIX)
     return app
 
 

@@ -7,9 +7,19 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from searchtrail.errors import PayloadTooLarge
+from searchtrail.http.auth import IngestGuard, ScopeGuard
+from searchtrail.keys import ApiKeyInfo, Scope
 from searchtrail.service import Clickstream
 
-__all__ = ["ClickstreamDep", "RawBody", "get_clickstream", "read_body"]
+__all__ = [
+    "AdminKey",
+    "ClickstreamDep",
+    "IngestKey",
+    "RawBody",
+    "ReadKey",
+    "get_clickstream",
+    "read_body",
+]
 
 
 def get_clickstream(request: Request) -> Clickstream:
@@ -36,3 +46,9 @@ async def read_body(request: Request) -> bytes:
 
 ClickstreamDep = Annotated[Clickstream, Depends(get_clickstream)]
 RawBody = Annotated[bytes, Depends(read_body)]
+
+# The key a request was let in with (None while the service has no keys). Declare it
+# first in a route, so an unauthorized request is refused before its body is read.
+IngestKey = Annotated[ApiKeyInfo | None, Depends(IngestGuard())]
+ReadKey = Annotated[ApiKeyInfo | None, Depends(ScopeGuard(Scope.READ))]
+AdminKey = Annotated[ApiKeyInfo | None, Depends(ScopeGuard(Scope.ADMIN))]

@@ -1,7 +1,7 @@
 """Internal endpoints: batches for the fine-tuning job, the improvement queue for its worker.
 
-Mounted only under ``INTERNAL_PREFIX``; a deployment keeps them off the public network
-(or behind an API-key scope).
+Mounted only under ``INTERNAL_PREFIX``. Reading batches needs the ``read`` scope;
+releasing, moving batches and the improvement queue need ``admin``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from searchtrail.http.deps import ClickstreamDep, RawBody
+from searchtrail.http.deps import AdminKey, ClickstreamDep, RawBody, ReadKey
 from searchtrail.http.openapi import body_doc, json_response
 from searchtrail.models import (
     AckRequest,
@@ -41,7 +41,7 @@ router = APIRouter(tags=["internal"])
     openapi_extra=body_doc(SessionIdRequest),
     responses={404: {"description": "unknown session"}},
 )
-async def use_for_improvement(cs: ClickstreamDep, body: RawBody) -> Response:
+async def use_for_improvement(_key: AdminKey, cs: ClickstreamDep, body: RawBody) -> Response:
     req = parse_json(SessionIdRequest, body, cs.limits)
     return json_response(await run_in_threadpool(cs.use_for_improvement, req.session_id))
 
@@ -55,6 +55,7 @@ async def use_for_improvement(cs: ClickstreamDep, body: RawBody) -> Response:
     responses={404: {"description": "unknown batch"}},
 )
 async def batch_sessions(
+    _key: ReadKey,
     cs: ClickstreamDep,
     batch_id: int = Query(),
     after_number: int = Query(0),
@@ -73,13 +74,15 @@ async def batch_sessions(
     openapi_extra=body_doc(ReleaseRequest),
     responses={404: {"description": "There is no collecting batch"}},
 )
-async def release_batch(cs: ClickstreamDep, body: RawBody) -> Response:
+async def release_batch(_key: AdminKey, cs: ClickstreamDep, body: RawBody) -> Response:
     req = parse_json(ReleaseRequest, body, cs.limits)
     return json_response(await run_in_threadpool(cs.release_batch, req))
 
 
 @router.get("/batches", response_model=BatchList, summary="Batches with their counts")
-async def list_batches(cs: ClickstreamDep, state: BatchStateName | None = None) -> Response:
+async def list_batches(
+    _key: ReadKey, cs: ClickstreamDep, state: BatchStateName | None = None
+) -> Response:
     return json_response(BatchList(batches=await run_in_threadpool(cs.list_batches, state)))
 
 
@@ -89,7 +92,7 @@ async def list_batches(cs: ClickstreamDep, state: BatchStateName | None = None) 
     summary="One batch with its counts",
     responses={404: {"description": "unknown batch"}},
 )
-async def get_batch(cs: ClickstreamDep, batch_id: int = Query()) -> Response:
+async def get_batch(_key: ReadKey, cs: ClickstreamDep, batch_id: int = Query()) -> Response:
     return json_response(await run_in_threadpool(cs.get_batch, batch_id))
 
 
@@ -105,7 +108,7 @@ async def get_batch(cs: ClickstreamDep, batch_id: int = Query()) -> Response:
         404: {"description": "unknown batch"},
     },
 )
-async def set_batch_state(cs: ClickstreamDep, body: RawBody) -> Response:
+async def set_batch_state(_key: AdminKey, cs: ClickstreamDep, body: RawBody) -> Response:
     req = parse_json(BatchStateRequest, body, cs.limits)
     return json_response(await run_in_threadpool(cs.set_batch_state, req.batch_id, req.state))
 
@@ -117,7 +120,7 @@ async def set_batch_state(cs: ClickstreamDep, body: RawBody) -> Response:
     description="Each entry goes to one claimer; unacknowledged past its lease, it comes back.",
     openapi_extra=body_doc(ClaimRequest),
 )
-async def claim_improvements(cs: ClickstreamDep, body: RawBody) -> Response:
+async def claim_improvements(_key: AdminKey, cs: ClickstreamDep, body: RawBody) -> Response:
     req = parse_json(ClaimRequest, body, cs.limits)
     return json_response(ClaimResult(entries=await run_in_threadpool(cs.claim_improvements, req)))
 
@@ -132,11 +135,11 @@ async def claim_improvements(cs: ClickstreamDep, body: RawBody) -> Response:
         409: {"description": "not claimed, or claimed again after the lease expired"},
     },
 )
-async def ack_improvement(cs: ClickstreamDep, body: RawBody) -> Response:
+async def ack_improvement(_key: AdminKey, cs: ClickstreamDep, body: RawBody) -> Response:
     req = parse_json(AckRequest, body, cs.limits)
     return json_response(await run_in_threadpool(cs.ack_improvement, req))
 
 
 @router.get("/improvement/counts", response_model=QueueCounts, summary="Entries per state")
-async def improvement_counts(cs: ClickstreamDep) -> Response:
+async def improvement_counts(_key: AdminKey, cs: ClickstreamDep) -> Response:
     return json_response(await run_in_threadpool(cs.improvement_counts))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from searchtrail.http.deps import ClickstreamDep, RawBody
+from searchtrail.http.deps import ClickstreamDep, IngestKey, RawBody, ReadKey
 from searchtrail.http.openapi import body_doc, json_response
 from searchtrail.models import (
     PushResult,
@@ -16,10 +16,14 @@ from searchtrail.models import (
     parse_json,
 )
 
+__all__ = ["ingest_router", "router"]
+
+# The writes a browser page makes; also mounted under the browser prefix.
+ingest_router = APIRouter(tags=["sessions"])
 router = APIRouter(tags=["sessions"])
 
 
-@router.post(
+@ingest_router.post(
     "/session",
     response_model=Session,
     summary="Register a session",
@@ -29,35 +33,40 @@ router = APIRouter(tags=["sessions"])
         409: {"description": "replay contradicts the stored session"},
     },
 )
-async def create_session(cs: ClickstreamDep, body: RawBody) -> Response:
+async def create_session(_key: IngestKey, cs: ClickstreamDep, body: RawBody) -> Response:
     req = parse_json(SessionCreateRequest, body, cs.limits)
     return json_response(await run_in_threadpool(cs.create_session, req))
 
 
 @router.get("/session", response_model=Session, summary="Get a session with its events")
-async def get_session(cs: ClickstreamDep, session_id: str = Query(min_length=1)) -> Response:
+async def get_session(
+    _key: ReadKey, cs: ClickstreamDep, session_id: str = Query(min_length=1)
+) -> Response:
     return json_response(await run_in_threadpool(cs.get_session, session_id))
 
 
-@router.post(
+@ingest_router.post(
     "/session/events",
     response_model=PushResult,
     summary="Push events to a session",
     openapi_extra=body_doc(SessionAddEventsRequest),
     responses={404: {"description": "unknown session"}},
 )
-async def push_events(cs: ClickstreamDep, body: RawBody) -> Response:
+async def push_events(_key: IngestKey, cs: ClickstreamDep, body: RawBody) -> Response:
     req = parse_json(SessionAddEventsRequest, body, cs.limits)
     return json_response(await run_in_threadpool(cs.push_events, req))
 
 
-@router.post(
+@ingest_router.post(
     "/session/irrelevant",
     summary="Flag a session irrelevant",
     openapi_extra=body_doc(SessionIdRequest),
     responses={404: {"description": "unknown session"}},
 )
-async def mark_irrelevant(cs: ClickstreamDep, body: RawBody) -> dict[str, object]:
+async def mark_irrelevant(_key: IngestKey, cs: ClickstreamDep, body: RawBody) -> dict[str, object]:
     req = parse_json(SessionIdRequest, body, cs.limits)
     await run_in_threadpool(cs.mark_irrelevant, req.session_id)
     return {"session_id": req.session_id, "is_irrelevant": True}
+
+
+router.include_router(ingest_router)

@@ -1,0 +1,118 @@
+"""Who may call what: API-key scopes and rate limits, checked before a body is read.
+
+Each guarded route declares one scope through a ``ScopeGuard`` dependency (the
+``IngestKey``, ``ReadKey`` and ``AdminKey`` aliases of ``searchtrail.http.deps``).
+While no key was ever created the service is open (``serve`` keeps it on loopback)
+and only the per-IP limit applies; after that every guarded route needs a key that
+has the route's scope.
+
+A key travels in ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``. Browsers'
+``sendBeacon`` cannot set headers, so ingest routes also take ``?key=KEY``, but only
+a key whose sole scope is ``ingest``: a URL ends up in proxies' logs, and such a key
+can do no more than the page it sits in already does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from searchtrail.errors import Forbidden, Unauthorized
+from searchtrail.keys import ApiKeyInfo, Scope
+from searchtrail.ratelimit import RateLimiter
+from searchtrail.service import Clickstream
+
+__all__ = ["IngestGuard", "Limiters", "ScopeGuard"]
+
+QUERY_KEY = "key"
+
+
+@dataclass(frozen=True)
+class Limiters:
+    per_key: RateLimiter
+    per_ip: RateLimiter
+
+
+# Declared as FastAPI security schemes so that /docs offers "Authorize" and the OpenAPI
+# document says which routes need a key; none of them ever raises by itself.
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer KEY")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: KEY")
+_query = APIKeyQuery(
+    name=QUERY_KEY,
+    auto_error=False,
+    description="?key=KEY, for browsers' sendBeacon: ingest routes and ingest-only keys only",
+)
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+Header = Annotated[str | None, Security(_header)]
+Query = Annotated[str | None, Security(_query)]
+
+
+class _Guard:
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.scope.value})"
+
+    async def check(
+        self, request: Request, bearer: Bearer, header: Header, query: str | None = None
+    ) -> ApiKeyInfo | None:
+        cs: Clickstream = request.app.state.clickstream
+        limiters: Limiters = request.app.state.limiters
+        keys = cs.keys
+        required = keys.required_cached()
+        if required is None:
+            required = await run_in_threadpool(keys.required)
+        if not required:
+            ip = request.client.host if request.client else "unknown"
+            limiters.per_ip.take(f"ip:{ip}", f"client {ip}")
+            return None
+        in_url = False
+        if bearer is not None and bearer.credentials.strip():
+            key: str | None = bearer.credentials.strip()
+        elif header and header.strip():
+            key = header.strip()
+        else:
+            key, in_url = query or None, bool(query)
+        if key is None:
+            raise Unauthorized(
+                "an API key is required: send Authorization: Bearer KEY or X-API-Key: KEY"
+            )
+        info = keys.verify_cached(key) or await run_in_threadpool(keys.verify, key)
+        if info is None:
+            raise Unauthorized("the API key is not valid, or it was revoked")
+        if in_url and info.scopes != [Scope.INGEST]:
+            raise Forbidden(
+                f"API key {info.prefix} has scopes other than ingest; such a key is accepted "
+                "only in a header, never in the URL"
+            )
+        if self.scope not in info.scopes:
+            raise Forbidden(
+                f"API key {info.prefix} lacks the {self.scope.value!r} scope this endpoint needs"
+            )
+        limiters.per_key.take(f"key:{info.key_id}", f"API key {info.prefix}")
+        request.state.api_key = info
+        return info
+
+
+class ScopeGuard(_Guard):
+    """Lets a request through if its key, sent in a header, has ``scope``."""
+
+    async def __call__(self, request: Request, bearer: Bearer, header: Header) -> ApiKeyInfo | None:
+        return await self.check(request, bearer, header)
+
+
+class IngestGuard(_Guard):
+    """The ingest scope, which also takes an ingest-only key in the URL (``?key=``)."""
+
+    def __init__(self) -> None:
+        super().__init__(Scope.INGEST)
+
+    async def __call__(
+        self, request: Request, bearer: Bearer, header: Header, query: Query
+    ) -> ApiKeyInfo | None:
+        return await self.check(request, bearer, header, query)
