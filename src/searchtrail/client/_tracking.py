@@ -17,7 +17,7 @@ import uuid
 from collections import deque
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -31,7 +31,7 @@ from searchtrail.errors import (
 )
 from searchtrail.models import PushResult
 
-__all__ = ["Rejection", "TrackerCore", "TrackerStats"]
+__all__ = ["Rejection", "TrackerCore", "TrackerStats", "TrackingFront"]
 
 log = logging.getLogger("searchtrail.client")
 
@@ -310,3 +310,101 @@ def _status(exc: SearchtrailError) -> int:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+class _Wake(Protocol):
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+
+
+class TrackingFront:
+    """The hot path both trackers share: build an item, append it, maybe wake the sender.
+
+    No I/O and no validation here (the server validates against its own limits); a
+    subclass sets the attributes in ``__init__`` and ``_start`` when its sender is lazy.
+    """
+
+    _core: TrackerCore
+    _queue: deque[Any]
+    _max_queue: int
+    _flush_at: int
+    _prefix: str
+    _wake: _Wake
+    _lazy_start = False
+
+    def _bind(self, core: TrackerCore, max_queue: int, flush_at: int) -> None:
+        self._core = core
+        self._queue = core.queue
+        self._append = core.queue.append
+        self._max_queue = max_queue
+        self._flush_at = flush_at
+        self._prefix = core.id_prefix
+        self._next = core.sequence.__next__
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def track_session(
+        self,
+        session_id: str | None = None,
+        search_query: Any = None,
+        search_results: list[Any] | None = None,
+        *,
+        user_id: str | None = None,
+        search_meta: dict[str, Any] | None = None,
+        payload_filter: dict[str, Any] | None = None,
+        sort_by: dict[str, Any] | None = None,
+        created_at: int | float | str | None = None,
+    ) -> str:
+        """Queue a session's registration and return its id (generated when not given).
+
+        ``search_results`` may be object ids, dicts or ``SearchResultItem``s, first = top.
+        """
+        if session_id is None:
+            session_id = self._prefix + format(self._next(), "x")
+        item = {
+            "session_id": session_id,
+            "search_query": search_query,
+            "search_results": search_results,
+            "search_meta": search_meta,
+            "payload_filter": payload_filter,
+            "sort_by": sort_by,
+            "user_id": user_id,
+            "created_at": int(time.time() * 1000) if created_at is None else created_at,
+        }
+        self._put(SESSION, session_id, item)
+        return session_id
+
+    def track_event(
+        self,
+        session_id: str,
+        object_id: str | None = None,
+        event_type: str = "click",
+        *,
+        event_id: str | None = None,
+        meta: dict[str, Any] | None = None,
+        created_at: int | float | str | None = None,
+    ) -> str:
+        """Queue one event of a session and return its ``event_id`` (generated when not given)."""
+        if event_id is None:
+            event_id = self._prefix + format(self._next(), "x")
+        item = {
+            "event_id": event_id,
+            "object_id": object_id,
+            "event_type": event_type,
+            "created_at": int(time.time() * 1000) if created_at is None else created_at,
+            "meta": meta,
+        }
+        self._put(EVENT, session_id, item)
+        return event_id
+
+    def _put(self, kind: int, session_id: str, item: dict[str, Any]) -> None:
+        queue = self._queue
+        if len(queue) >= self._max_queue or self._core.closed:
+            self._core.drop()
+            return
+        if self._lazy_start:
+            self._start()
+        self._append((kind, session_id, item))
+        if len(queue) >= self._flush_at and not self._wake.is_set():
+            self._wake.set()

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from searchtrail.client._calls import CLIENT_PREFIX, Call, Endpoints, ServerError
-from searchtrail.client._tracking import EVENT, SESSION, Plan, TrackerCore, TrackerStats
+from searchtrail.client._tracking import Plan, TrackerCore, TrackerStats, TrackingFront
 from searchtrail.client.sync import Client
 from searchtrail.errors import SearchtrailError
 
@@ -31,13 +31,15 @@ class _GiveUp(Exception):
     pass
 
 
-class Tracker:
+class Tracker(TrackingFront):
     """Fire-and-forget clickstream for the hot path, flushed on ``close()`` and at exit.
 
     Events get an ``event_id`` when the caller gives none, so a resend after a lost answer
     is a duplicate the server ignores, never a second click. Sessions get a ``session_id``
     the same way; both calls return the id. Timestamps default to the time of the call.
     """
+
+    _wake: threading.Event
 
     def __init__(
         self,
@@ -61,7 +63,7 @@ class Tracker:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         self._client = Client(base_url, api_key, timeout=timeout, prefix=prefix, headers=headers)
-        self._core = core = TrackerCore(
+        core = TrackerCore(
             Endpoints(prefix, None),
             max_queue=max_queue,
             flush_at=flush_at,
@@ -73,13 +75,7 @@ class Tracker:
         )
         self.flush_interval = flush_interval
         self.close_timeout = close_timeout
-        # The hot path reads these as locals-of-self: no attribute chains per call.
-        self._queue = core.queue
-        self._append = core.queue.append
-        self._max_queue = max_queue
-        self._flush_at = flush_at
-        self._prefix = core.id_prefix
-        self._next = core.sequence.__next__
+        self._bind(core, max_queue, flush_at)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Condition()
@@ -98,83 +94,6 @@ class Tracker:
         self._thread = threading.Thread(target=self._run, name="searchtrail-tracker", daemon=True)
         self._thread.start()
         atexit.register(self._at_exit)
-
-    # -- hot path -----------------------------------------------------------------
-
-    def track_session(
-        self,
-        session_id: str | None = None,
-        search_query: Any = None,
-        search_results: list[Any] | None = None,
-        *,
-        user_id: str | None = None,
-        search_meta: dict[str, Any] | None = None,
-        payload_filter: dict[str, Any] | None = None,
-        sort_by: dict[str, Any] | None = None,
-        created_at: int | float | str | None = None,
-    ) -> str:
-        """Queue a session's registration and return its id (generated when not given).
-
-        ``search_results`` may be object ids, dicts or ``SearchResultItem``s, first = top.
-        """
-        if session_id is None:
-            session_id = self._prefix + format(self._next(), "x")
-        if self._core.closed or len(self._queue) >= self._max_queue:
-            self._core.drop()
-            return session_id
-        self._append(
-            (
-                SESSION,
-                session_id,
-                {
-                    "session_id": session_id,
-                    "search_query": search_query,
-                    "search_results": search_results,
-                    "search_meta": search_meta,
-                    "payload_filter": payload_filter,
-                    "sort_by": sort_by,
-                    "user_id": user_id,
-                    "created_at": int(time.time() * 1000) if created_at is None else created_at,
-                },
-            )
-        )
-        if len(self._queue) >= self._flush_at:
-            self._wake.set()
-        return session_id
-
-    def track_event(
-        self,
-        session_id: str,
-        object_id: str | None = None,
-        event_type: str = "click",
-        *,
-        event_id: str | None = None,
-        meta: dict[str, Any] | None = None,
-        created_at: int | float | str | None = None,
-    ) -> str:
-        """Queue one event of a session and return its ``event_id`` (generated when not given)."""
-        if event_id is None:
-            event_id = self._prefix + format(self._next(), "x")
-        queue = self._queue
-        if len(queue) >= self._max_queue or self._core.closed:
-            self._core.drop()
-            return event_id
-        self._append(
-            (
-                EVENT,
-                session_id,
-                {
-                    "event_id": event_id,
-                    "object_id": object_id,
-                    "event_type": event_type,
-                    "created_at": int(time.time() * 1000) if created_at is None else created_at,
-                    "meta": meta,
-                },
-            )
-        )
-        if len(queue) >= self._flush_at and not self._wake.is_set():
-            self._wake.set()
-        return event_id
 
     # -- control ------------------------------------------------------------------
 
