@@ -201,24 +201,36 @@ class Bench:
         ]  # fmt: skip
         return self.servers.start("searchtrail", args, port)
 
-    def wrk(self, server: Server, scenario: str, args: list[str], seconds: float) -> WrkResult:
+    def wrk(
+        self,
+        server: Server,
+        scenario: str,
+        args: list[str],
+        seconds: float,
+        connections: int | None = None,
+    ) -> WrkResult:
         return run_wrk(
             server.url,
             scenario,
             [self.tag(), str(self.o.threads), *args],
             seconds=seconds,
-            connections=self.o.connections,
+            connections=connections or self.o.connections,
             threads=self.o.threads,
             work_dir=self.scratch,
         )
 
     def measure(
-        self, server: Server, scenario: str, args: list[str], seconds: float, interval: float = 0.25
+        self,
+        server: Server,
+        scenario: str,
+        args: list[str],
+        seconds: float,
+        connections: int | None = None,
     ) -> tuple[WrkResult, RssSampler]:
         if self.o.warmup > 0:
-            self.wrk(server, scenario, args, self.o.warmup)
-        with RssSampler(server.pid, interval) as rss:
-            result = self.wrk(server, scenario, args, seconds)
+            self.wrk(server, scenario, args, self.o.warmup, connections)
+        with RssSampler(server.pid) as rss:
+            result = self.wrk(server, scenario, args, seconds, connections)
         return result, rss
 
     def profile(self, key: str, server: Server, scenario: str, args: list[str]) -> None:
@@ -321,13 +333,17 @@ class Bench:
             url = f"sqlite:///{big_database(self.o.data_dir, n, per, 10)}"
         server = self.serve(url)
         args = [str(n), "s"]
+        what = f"Get a session ({per} events) among {n:,} sessions, {n * per:,} events"
         try:
-            result, rss = self.measure(server, "get", args, self.o.duration)
-            res = ScenarioResult(
-                "get", f"Get a session ({per} events) among {n:,} sessions, {n * per:,} events",
-                "requests/s", result, 1, rss.peak,
-            )  # fmt: skip
+            # Latency first, one request at a time: under saturation p99 is mostly queueing.
+            result, rss = self.measure(server, "get", args, self.o.duration, connections=1)
+            res = ScenarioResult("get", f"{what}, 1 connection", "requests/s", result, 1, rss.peak)
             self.run.results["get"] = res
+            result, rss = self.measure(server, "get", args, self.o.duration)
+            self.run.results["get_load"] = ScenarioResult(
+                "get_load", f"{what}, {self.o.connections} connections", "requests/s",
+                result, 1, rss.peak,
+            )  # fmt: skip
             if self.wants_profile(res.wrk.p99_ms >= 5):
                 self.profile("get", server, "get", args)
         finally:
