@@ -29,7 +29,9 @@ from bench.report import render
 from bench.wrk import WrkResult, run_wrk
 from searchtrail.store import Store, normalize_database_url
 
-__all__ = ["Options", "Run", "ScenarioResult", "main"]
+__all__ = ["SCENARIOS", "Options", "Run", "ScenarioResult", "main"]
+
+SCENARIOS = ("ceiling", "push", "create", "get", "raw", "sustain")
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Options:
     profile_seconds: float
     quick: bool
     command: str
+    only: list[str]
 
 
 @dataclass
@@ -132,7 +135,13 @@ def parse_args(argv: list[str] | None) -> Options:
         help="py-spy the server: where a target is missed [auto; quick never]",
     )
     p.add_argument("--profile-seconds", type=float, default=10.0)
+    p.add_argument(
+        "--only",
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (the report has only those)",
+    )
     a = p.parse_args(argv)
+    if a.only and (unknown := set(a.only.split(",")) - set(SCENARIOS)):
+        p.error(f"unknown scenario(s) {', '.join(sorted(unknown))}")
     q = a.quick
 
     def pick(value: Any, full: Any, quick: Any) -> Any:
@@ -162,6 +171,7 @@ def parse_args(argv: list[str] | None) -> Options:
         profile=pick(a.profile, "auto", "never"),
         profile_seconds=a.profile_seconds,
         quick=q,
+        only=a.only.split(",") if a.only else list(SCENARIOS),
         command=" ".join(["scripts/bench", *(argv if argv is not None else sys.argv[1:])]),
     )
 
@@ -418,12 +428,9 @@ def main(argv: list[str] | None = None) -> int:
             Servers(Path(tmp)) as servers,
         ):
             bench = Bench(opts, servers, Path(tmp), run)
-            bench.ceiling()
-            bench.push()
-            bench.create()
-            bench.get()
-            bench.raw()
-            bench.sustain()
+            for name in SCENARIOS:
+                if name in opts.only:
+                    getattr(bench, name)()
     except KeyboardInterrupt:
         print("interrupted: servers stopped, no report written", file=sys.stderr)
         return 130

@@ -47,6 +47,7 @@ from searchtrail.errors import (
     SessionNotFound,
     Unavailable,
 )
+from searchtrail.groupcommit import GroupCommit
 from searchtrail.models import (
     BatchInfo,
     BatchSessionsPage,
@@ -179,6 +180,7 @@ class Store:
         self._write_lock: AbstractContextManager[Any] = (
             threading.Lock() if self.dialect == "sqlite" else nullcontext()
         )
+        self._group = GroupCommit(self._write_transaction) if self.dialect == "sqlite" else None
 
     # -- plumbing -------------------------------------------------------------
 
@@ -193,8 +195,23 @@ class Store:
         with _unavailable_on_db_outage(), self.engine.connect() as conn, conn.begin():
             yield conn
 
+    @contextmanager
+    def _write_transaction(self) -> Iterator[Connection]:
+        with (
+            self.engine.connect().execution_options(searchtrail_write=True) as conn,
+            conn.begin(),
+        ):
+            yield conn
+
     def _write(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` in one committed write transaction, retrying a lost uniqueness race."""
+        """Run ``fn`` in a committed write transaction, retrying a lost uniqueness race.
+
+        On SQLite concurrent writes are grouped into one transaction (``GroupCommit``):
+        ``fn`` runs in its own savepoint and returns only after the group's commit.
+        """
+        if self._group is not None:
+            with _unavailable_on_db_outage():
+                return self._group.run(fn)
         for attempt in range(5):
             try:
                 with (
