@@ -8,6 +8,8 @@ the run ends, fails or is interrupted.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
@@ -36,6 +38,22 @@ def clean_env() -> dict[str, str]:
     return {
         k: v for k, v in os.environ.items() if not k.startswith(("SEARCHTRAIL_", "CLICKSTREAM_"))
     }
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _libc() if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM if the runner dies, even by SIGKILL."""
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -71,15 +89,24 @@ class Servers:
     log_dir: Path
     running: list[Server] = field(default_factory=list)
 
-    def start(self, name: str, args: list[str], port: int, *, health: str = "/health") -> Server:
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        port: int,
+        *,
+        health: str = "/health",
+        env: dict[str, str] | None = None,
+    ) -> Server:
         log = self.log_dir / f"{name}-{port}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, *args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=clean_env(),
+                env=clean_env() | (env or {}),
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         server = Server(name, f"http://127.0.0.1:{port}", proc, log)
         self.running.append(server)

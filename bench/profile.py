@@ -18,10 +18,26 @@ from pathlib import Path
 __all__ = ["Profile", "py_spy", "record"]
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
-# First match wins: the file path of a leaf frame names the layer it belongs to.
+# Leaf functions where a thread waits rather than works: py-spy cannot always tell them
+# apart from busy ones, so they get a layer of their own.
+_WAITS = {
+    "Condition.wait": "waiting: idle worker threads",
+    "EpollSelector.select": "waiting: event loop idle in epoll",
+    "GroupCommit.run": "waiting: writers queued for the group commit",
+    "Store._write": "waiting: writers queued for the write lock",
+}
+# Leaf functions that stand for C work below them (the sqlite3 module releases the GIL).
+_C_WORK = {
+    "DefaultDialect.do_commit": "SQLite: commit (WAL write + fsync)",
+    "DefaultDialect.do_execute": "SQLite: running statements (C)",
+    "DefaultDialect.do_executemany": "SQLite: running statements (C)",
+    "CursorFetchStrategy.fetchone": "SQLite: running statements (C)",
+    "CursorFetchStrategy.fetchall": "SQLite: running statements (C)",
+}
+# Otherwise the first match wins: the file of a leaf frame names the layer it belongs to.
 _LAYERS = (
-    ("sqlite (C, in the sqlite3 module)", ("sqlite3/", "sqlite3.")),
-    ("SQLAlchemy", ("sqlalchemy/",)),
+    ("SQLite: sqlite3 module", ("sqlite3/", "sqlite3.")),
+    ("SQLAlchemy (Python: statements, parameters, rows)", ("sqlalchemy/",)),
     ("pydantic validation / serialization", ("pydantic", "pydantic_core")),
     ("JSON / hashing", ("json/", "hashlib")),
     (
@@ -54,7 +70,11 @@ class Profile:
         def pct(n: int) -> str:
             return f"{100 * n / self.samples:.1f}%"
 
-        out = [f"{self.samples:,} samples of busy threads.", "", "| layer (leaf frame) | share |"]
+        out = [
+            f"{self.samples:,} samples of the server's threads (py-spy at 200 Hz).",
+            "",
+            "| layer (leaf frame) | share |",
+        ]
         out.append("|---|---:|")
         out += [f"| {k} | {pct(v)} |" for k, v in self.layers.most_common()]
         out += ["", "| hottest leaf functions | self |", "|---|---:|"]
@@ -85,7 +105,8 @@ def summarize(raw: str) -> Profile:
         leaf = frames[-1]
         short = f"{leaf['func']} ({Path(leaf['file']).name})"
         prof.leaves[short] += n
-        prof.layers[_layer(leaf["file"])] += n
+        func = leaf["func"]
+        prof.layers[_WAITS.get(func) or _C_WORK.get(func) or _layer(leaf["file"])] += n
         seen = set()
         for f in frames:
             if "searchtrail/" in f["file"] or "searchtrail\\" in f["file"]:

@@ -55,7 +55,11 @@ def _targets(run: Run) -> list[tuple[str, str, bool | None]]:
 
 def render(run: Run) -> str:
     o = run.options
-    database = "fresh SQLite files (WAL)" if o.database_url is None else o.dialect
+    database = (
+        f"fresh SQLite files (WAL, synchronous={o.synchronous})"
+        if o.database_url is None
+        else o.dialect
+    )
     cores = int(run.machine.get("cores (logical)", "1") or 1)
     lines = [
         "# Benchmarks",

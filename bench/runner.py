@@ -56,6 +56,7 @@ class Options:
     profile_seconds: float
     quick: bool
     command: str
+    synchronous: str
     only: list[str]
 
 
@@ -120,6 +121,12 @@ def parse_args(argv: list[str] | None) -> Options:
         help="run the scenarios on this database instead of fresh SQLite files; "
         "EVERY TABLE IN IT IS DROPPED (e.g. postgresql://bench:bench@127.0.0.1/bench)",
     )
+    p.add_argument(
+        "--sqlite-synchronous",
+        choices=["FULL", "NORMAL"],
+        default="FULL",
+        help="the server's SEARCHTRAIL_SQLITE_SYNCHRONOUS [FULL]",
+    )
     p.add_argument("--dialect", choices=["sqlite", "postgresql"], help="inferred from the URL")
     p.add_argument("--get-sessions", type=int, help="sessions in the get database [1000000]")
     p.add_argument("--events-per-session", type=int, default=10, help="its events each [10]")
@@ -172,6 +179,7 @@ def parse_args(argv: list[str] | None) -> Options:
         profile_seconds=a.profile_seconds,
         quick=q,
         only=a.only.split(",") if a.only else list(SCENARIOS),
+        synchronous=a.sqlite_synchronous,
         command=" ".join(["scripts/bench", *(argv if argv is not None else sys.argv[1:])]),
     )
 
@@ -209,7 +217,8 @@ class Bench:
             "-m", "searchtrail.cli", "serve", "--port", str(port), "--database-url", url,
             "--log-level", "warning", "--workers", str(self.o.workers),
         ]  # fmt: skip
-        return self.servers.start("searchtrail", args, port)
+        env = {"SEARCHTRAIL_SQLITE_SYNCHRONOUS": self.o.synchronous}
+        return self.servers.start("searchtrail", args, port, env=env)
 
     def wrk(
         self,
@@ -374,6 +383,7 @@ class Bench:
                     rows_per_transaction=per_txn,
                     sessions=self.o.push_sessions,
                     events_per_push=self.o.events_per_push,
+                    synchronous=self.o.synchronous,
                 )
             )
 
