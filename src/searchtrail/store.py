@@ -499,12 +499,12 @@ class Store:
             if existing is not None:
                 return self._session(existing, []), False, bool(existing.created_at_given)
             batch_id = self._collecting_batch_id(conn, now)
-            number = conn.execute(
-                sessions.insert()
-                .values(**row, batch_id=batch_id, registered_at_ms=now)
-                .returning(sessions.c.session_number)
-            ).scalar_one()
-            stored = conn.execute(select(sessions).where(sessions.c.session_number == number)).one()
+            # Values as parameters of a constant statement (compiled once, cached), and the
+            # stored row straight from RETURNING instead of a second query.
+            stored = conn.execute(
+                sessions.insert().returning(*sessions.c),
+                {**row, "batch_id": batch_id, "registered_at_ms": now},
+            ).one()
             return self._session(stored, []), True, bool(stored.created_at_given)
 
         return self._write(work)
