@@ -109,7 +109,7 @@ def summarize(raw: str) -> Profile:
         prof.layers[_WAITS.get(func) or _C_WORK.get(func) or _layer(leaf["file"])] += n
         seen = set()
         for f in frames:
-            if "searchtrail/" in f["file"] or "searchtrail\\" in f["file"]:
+            if "searchtrail/" in f["file"] and f["func"] not in ("<module>", "serve", "main"):
                 name = f"{f['func']} ({Path(f['file']).name})"
                 if name not in seen:
                     seen.add(name)
