@@ -80,7 +80,8 @@ def render(run: Run) -> str:
         )
     lines += [
         f"- Load: wrk with {o.threads} thread(s) and {o.connections} connections, "
-        f"{o.warmup:.0f} s warm-up then {o.duration:.0f} s measured per scenario; "
+        f"{o.warmup:.0f} s warm-up then {o.duration:.0f} s measured per scenario (ceiling "
+        f"and push alternate in {o.rounds} rounds; their p50/p99 are the rounds' median); "
         f"server `searchtrail serve --workers {o.workers}`; "
         f"database {database}.",
         "",

@@ -26,12 +26,12 @@ from bench.procs import RssSampler, Server, Servers, free_port
 from bench.profile import Profile, record
 from bench.rawinsert import RawInsert, raw_insert_rate
 from bench.report import render
-from bench.wrk import WrkResult, run_wrk
+from bench.wrk import WrkResult, combine, run_wrk
 from searchtrail.store import Store, normalize_database_url
 
 __all__ = ["SCENARIOS", "Options", "Run", "ScenarioResult", "main"]
 
-SCENARIOS = ("ceiling", "push", "create", "get", "raw", "sustain")
+SCENARIOS = ("push", "create", "get", "raw", "sustain")
 
 
 @dataclass
@@ -55,6 +55,7 @@ class Options:
     profile: str
     profile_seconds: float
     quick: bool
+    rounds: int
     command: str
     synchronous: str
     only: list[str]
@@ -110,6 +111,11 @@ def parse_args(argv: list[str] | None) -> Options:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="short smoke run on small data")
     p.add_argument("--duration", type=float, help="seconds of load per scenario [20; quick 3]")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help="alternating ceiling/push rounds sharing --duration each [4; quick 1]",
+    )
     p.add_argument("--warmup", type=float, help="seconds of load before each measure [3; quick 1]")
     p.add_argument("--sustain", type=float, help="seconds of the memory run [60; quick 5]")
     p.add_argument("--raw-seconds", type=float, help="seconds per raw insert run [10; quick 2]")
@@ -161,6 +167,7 @@ def parse_args(argv: list[str] | None) -> Options:
     return Options(
         duration=pick(a.duration, 20.0, 3.0),
         warmup=pick(a.warmup, 3.0, 1.0),
+        rounds=max(1, pick(a.rounds, 4, 1)),
         sustain=pick(a.sustain, 60.0, 5.0),
         raw_seconds=pick(a.raw_seconds, 10.0, 2.0),
         connections=a.connections,
@@ -285,40 +292,50 @@ class Bench:
 
     # -- scenarios ----------------------------------------------------------------
 
-    def ceiling(self) -> None:
-        print("ceiling: bare FastAPI endpoint, same validation, no storage", flush=True)
+    def push(self) -> None:
+        """The ceiling and the push in alternating rounds, so drifting load hits both alike."""
+        rounds = self.o.rounds
+        print(
+            f"push and ceiling: {self.o.events_per_push} events per request, "
+            f"{rounds} alternating round(s)",
+            flush=True,
+        )
         port = free_port()
         args = [
             "-m", "uvicorn", "bench.ceiling:create_app", "--factory", "--host", "127.0.0.1",
             "--port", str(port), "--workers", str(self.o.workers), "--log-level", "warning",
             "--no-access-log",
         ]  # fmt: skip
-        server = self.servers.start("ceiling", args, port)
-        try:
-            result, rss = self.measure(server, "push", self.push_args(), self.o.duration)
-        finally:
-            self.servers.stop(server)
-        self.run.results["ceiling"] = ScenarioResult(
-            "ceiling", "Ceiling: validate a push, store nothing", "events/s", result,
-            self.o.events_per_push, rss.peak,
-        )  # fmt: skip
-
-    def push(self) -> None:
-        print("push: 100 events per request to searchtrail serve", flush=True)
+        ceiling = self.servers.start("ceiling", args, port)
         url = self.push_database("push")
         server = self.serve(url)
+        per_round = max(1.0, self.o.duration / rounds)
+        measured: dict[str, list[WrkResult]] = {"ceiling": [], "push": []}
+        peaks = {"ceiling": 0, "push": 0}
         try:
-            result, rss = self.measure(server, "push", self.push_args(), self.o.duration)
+            for target in (ceiling, server):
+                if self.o.warmup > 0:
+                    self.wrk(target, "push", self.push_args(), self.o.warmup)
+            for _ in range(rounds):
+                for key, target in (("ceiling", ceiling), ("push", server)):
+                    with RssSampler(target.pid) as rss:
+                        measured[key].append(self.wrk(target, "push", self.push_args(), per_round))
+                    peaks[key] = max(peaks[key], rss.peak)
+            self.servers.stop(ceiling)
+            per = self.o.events_per_push
+            self.run.results["ceiling"] = ScenarioResult(
+                "ceiling", "Ceiling: validate a push, store nothing", "events/s",
+                combine(measured["ceiling"]), per, peaks["ceiling"],
+            )  # fmt: skip
             res = ScenarioResult(
-                "push", f"Push events ({self.o.events_per_push} per request)", "events/s",
-                result, self.o.events_per_push, rss.peak,
+                "push", f"Push events ({per} per request)", "events/s",
+                combine(measured["push"]), per, peaks["push"],
             )  # fmt: skip
             self.run.results["push"] = res
-            ceiling = self.run.results.get("ceiling")
-            missed = ceiling is None or res.rate < 0.6 * ceiling.rate
-            if self.wants_profile(missed):
+            if self.wants_profile(res.rate < 0.6 * self.run.results["ceiling"].rate):
                 self.profile("push", server, "push", self.push_args())
         finally:
+            self.servers.stop(ceiling)
             self.servers.stop(server)
         res.rows_after = self.rows(url, "events")
 

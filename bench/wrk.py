@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LUA_DIR", "WrkResult", "run_wrk", "wrk_version"]
+__all__ = ["LUA_DIR", "WrkResult", "combine", "run_wrk", "wrk_version"]
 
 LUA_DIR = Path(__file__).parent / "lua"
 _MARK = "BENCH_JSON "
@@ -78,4 +79,21 @@ def run_wrk(
         p99_ms=lat["p99"] / 1000,
         max_ms=lat["max"] / 1000,
         mean_ms=lat["mean"] / 1000,
+    )
+
+
+def combine(results: list[WrkResult]) -> WrkResult:
+    """Rounds of one scenario as one result: totals summed, percentiles the rounds' median."""
+    if len(results) == 1:
+        return results[0]
+    requests = sum(r.requests for r in results)
+    return WrkResult(
+        requests=requests,
+        seconds=sum(r.seconds for r in results),
+        errors={k: sum(r.errors.get(k, 0) for r in results) for k in results[0].errors},
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p90_ms=statistics.median(r.p90_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        max_ms=max(r.max_ms for r in results),
+        mean_ms=sum(r.mean_ms * r.requests for r in results) / requests if requests else 0.0,
     )
