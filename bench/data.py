@@ -56,10 +56,9 @@ def schema_fingerprint() -> str:
 def fresh_database(url: str) -> None:
     """An empty database in the current schema; on a server database, every table is dropped."""
     url = normalize_database_url(url)
-    if not url.startswith("sqlite"):
-        engine = create_engine(url)
-        metadata.drop_all(engine)
-        engine.dispose()
+    engine = create_engine(url)
+    metadata.drop_all(engine)
+    engine.dispose()
     store = Store(url)
     store.create_schema()
     store.close()

@@ -57,7 +57,7 @@ def raw_insert_rate(
     n = 0
     try:
         while spent < seconds:
-            rows = []
+            rows: list[tuple[object, ...]] = []
             for _ in range(block // events_per_push):
                 n += 1
                 number = n % sessions + 1
