@@ -40,6 +40,7 @@ from searchtrail.models import (
     SessionCreateRequest,
     SessionIdRequest,
     parse,
+    parse_json,
 )
 from searchtrail.settings import Settings
 from searchtrail.store import BatchState, Store
@@ -139,6 +140,13 @@ class Clickstream:
     ) -> Session:
         """Register a session; a replay of the same registration answers the stored one."""
         req = parse(SessionCreateRequest, request if request is not None else fields, self.limits)
+        return self._create_session(req)
+
+    def create_session_json(self, raw: bytes | str) -> Session:
+        """``create_session`` from a JSON body, validated once (the HTTP path)."""
+        return self._create_session(parse_json(SessionCreateRequest, raw, self.limits))
+
+    def _create_session(self, req: SessionCreateRequest) -> Session:
         now = now_ms()
         created_at = self._stamp(req.created_at, "created_at", now)
         session_id = req.session_id or uuid.uuid4().hex
@@ -185,7 +193,13 @@ class Clickstream:
         data = (
             {"session_id": request, "events": events or []} if isinstance(request, str) else request
         )
-        req = parse(SessionAddEventsRequest, data, self.limits)
+        return self._push_events(parse(SessionAddEventsRequest, data, self.limits))
+
+    def push_events_json(self, raw: bytes | str) -> PushResult:
+        """``push_events`` from a JSON body, validated once (the HTTP path)."""
+        return self._push_events(parse_json(SessionAddEventsRequest, raw, self.limits))
+
+    def _push_events(self, req: SessionAddEventsRequest) -> PushResult:
         now = now_ms()
         rows: dict[str, dict[str, Any]] = {}
         for i, ev in enumerate(req.events):

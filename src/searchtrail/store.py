@@ -48,6 +48,7 @@ from searchtrail.errors import (
     SessionNotFound,
     Unavailable,
 )
+from searchtrail.groupcommit import GroupCommit
 from searchtrail.keys import ApiKeyInfo, scopes_of
 from searchtrail.models import (
     BatchInfo,
@@ -181,6 +182,7 @@ class Store:
         self._write_lock: AbstractContextManager[Any] = (
             threading.Lock() if self.dialect == "sqlite" else nullcontext()
         )
+        self._group = GroupCommit(self._write_transaction) if self.dialect == "sqlite" else None
 
     # -- plumbing -------------------------------------------------------------
 
@@ -195,8 +197,23 @@ class Store:
         with _unavailable_on_db_outage(), self.engine.connect() as conn, conn.begin():
             yield conn
 
+    @contextmanager
+    def _write_transaction(self) -> Iterator[Connection]:
+        with (
+            self.engine.connect().execution_options(searchtrail_write=True) as conn,
+            conn.begin(),
+        ):
+            yield conn
+
     def _write(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` in one committed write transaction, retrying a lost uniqueness race."""
+        """Run ``fn`` in a committed write transaction, retrying a lost uniqueness race.
+
+        On SQLite concurrent writes are grouped into one transaction (``GroupCommit``):
+        ``fn`` runs in its own savepoint and returns only after the group's commit.
+        """
+        if self._group is not None:
+            with _unavailable_on_db_outage():
+                return self._group.run(fn)
         for attempt in range(5):
             try:
                 with (
@@ -484,12 +501,12 @@ class Store:
             if existing is not None:
                 return self._session(existing, []), False, bool(existing.created_at_given)
             batch_id = self._collecting_batch_id(conn, now)
-            number = conn.execute(
-                sessions.insert()
-                .values(**row, batch_id=batch_id, registered_at_ms=now)
-                .returning(sessions.c.session_number)
-            ).scalar_one()
-            stored = conn.execute(select(sessions).where(sessions.c.session_number == number)).one()
+            # Values as parameters of a constant statement (compiled once, cached), and the
+            # stored row straight from RETURNING instead of a second query.
+            stored = conn.execute(
+                sessions.insert().returning(*sessions.c),
+                {**row, "batch_id": batch_id, "registered_at_ms": now},
+            ).one()
             return self._session(stored, []), True, bool(stored.created_at_given)
 
         return self._write(work)

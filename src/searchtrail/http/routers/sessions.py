@@ -34,8 +34,8 @@ router = APIRouter(tags=["sessions"])
     },
 )
 async def create_session(_key: IngestKey, cs: ClickstreamDep, body: RawBody) -> Response:
-    req = parse_json(SessionCreateRequest, body, cs.limits)
-    return json_response(await run_in_threadpool(cs.create_session, req))
+    # Validated once, in the service: handing it a parsed model would validate it again.
+    return json_response(await run_in_threadpool(cs.create_session_json, body))
 
 
 @router.get("/session", response_model=Session, summary="Get a session with its events")
@@ -53,8 +53,7 @@ async def get_session(
     responses={404: {"description": "unknown session"}},
 )
 async def push_events(_key: IngestKey, cs: ClickstreamDep, body: RawBody) -> Response:
-    req = parse_json(SessionAddEventsRequest, body, cs.limits)
-    return json_response(await run_in_threadpool(cs.push_events, req))
+    return json_response(await run_in_threadpool(cs.push_events_json, body))
 
 
 @ingest_router.post(

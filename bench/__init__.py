@@ -1,0 +1,1 @@
+"""Benchmarks of searchtrail against the ceiling of its own stack; ``python -m bench``."""

@@ -1,0 +1,49 @@
+"""The ceiling: a bare FastAPI endpoint that parses and validates a push and stores nothing.
+
+Same framework, same server (uvicorn, started the same way), same body reader and the
+same pydantic models under the same limits as ``POST /session/events``: what is left
+between this and searchtrail is the service's own work and the database.
+
+``python -m uvicorn bench.ceiling:create_app --factory``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Response
+
+from searchtrail.http.deps import RawBody
+from searchtrail.http.errors import install_error_handlers
+from searchtrail.http.openapi import json_response
+from searchtrail.limits import Limits
+from searchtrail.models import PushResult, SessionAddEventsRequest, parse_json
+from searchtrail.settings import Settings
+
+__all__ = ["create_app"]
+
+
+@dataclass(frozen=True)
+class _NoStore:
+    """Stands where the ``Clickstream`` is, so the body dependency reads the same limits."""
+
+    limits: Limits
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="searchtrail ceiling")
+    app.state.clickstream = _NoStore(Settings().limits)
+    install_error_handlers(app)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/session/events")
+    async def push_events(body: RawBody) -> Response:
+        req = parse_json(SessionAddEventsRequest, body, app.state.clickstream.limits)
+        return json_response(
+            PushResult(session_id=req.session_id, stored=len(req.events), duplicates=0)
+        )
+
+    return app

@@ -1,0 +1,192 @@
+"""Databases for the scenarios: fresh ones, sessions loaded in bulk, and the big cached one.
+
+Rows go in through ``executemany`` on the driver (one statement, big transactions), in
+the schema of ``searchtrail.schema`` created by the store itself, so the server reads
+exactly what it would have written. The JSON columns get the compact text the store's
+serializer writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from searchtrail.schema import metadata
+from searchtrail.store import Store, normalize_database_url
+
+__all__ = [
+    "BUILDER_VERSION",
+    "big_database",
+    "fresh_database",
+    "load_sessions",
+    "schema_fingerprint",
+]
+
+BUILDER_VERSION = 1
+_SESSION_COLS = (
+    "session_number", "session_id", "batch_id", "search_query", "search_results",
+    "search_meta", "payload_filter", "sort_by", "user_id", "created_at_ms",
+    "created_at_given", "is_irrelevant", "registered_at_ms",
+)  # fmt: skip
+_EVENT_COLS = ("session_number", "event_id", "object_id", "event_type", "created_at_ms", "meta")
+_EVENT_TYPES = ("click", "click", "click", "add_to_cart", "purchase")
+
+
+def schema_fingerprint() -> str:
+    """Changes whenever the tables change, so a cached database of an old schema is rebuilt."""
+    from sqlalchemy.dialects import sqlite
+
+    ddl = [str(CreateTable(t).compile(dialect=sqlite.dialect())) for t in metadata.sorted_tables]
+    ddl += [
+        str(CreateIndex(i).compile(dialect=sqlite.dialect()))
+        for t in metadata.sorted_tables
+        for i in t.indexes
+    ]
+    ddl.append(str(BUILDER_VERSION))
+    return hashlib.sha256("\n".join(ddl).encode()).hexdigest()[:10]
+
+
+def fresh_database(url: str) -> None:
+    """An empty database in the current schema; on a server database, every table is dropped."""
+    url = normalize_database_url(url)
+    engine = create_engine(url)
+    metadata.drop_all(engine)
+    engine.dispose()
+    store = Store(url)
+    store.create_schema()
+    store.close()
+
+
+def _placeholders(conn: Connection, n: int) -> str:
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    return ", ".join([mark] * n)
+
+
+def _results_json(i: int, results: int) -> str:
+    return json.dumps(
+        [
+            {"object_id": f"o{(i * 7 + j) % 100_000}", "rank": j, "meta": None}
+            for j in range(results)
+        ],
+        separators=(",", ":"),
+    )
+
+
+def _session_rows(
+    start: int, stop: int, prefix: str, results: int, at: int
+) -> Iterator[tuple[Any, ...]]:
+    for i in range(start, stop):
+        yield (
+            i + 1, f"{prefix}{i}", 1, json.dumps(f"red shoes {i % 500}"), _results_json(i, results),
+            None, None, None, f"u{i % 997}", at + i, True, False, at + i,
+        )  # fmt: skip
+
+
+def _event_rows(start: int, stop: int, per_session: int, at: int) -> Iterator[tuple[Any, ...]]:
+    # Round by round, so a session's events lie apart as they would when they arrive over time.
+    for j in range(per_session):
+        for i in range(start, stop):
+            yield (
+                i + 1, f"e{j}", f"o{(i * 7 + j) % 100_000}", _EVENT_TYPES[(i + j) % 5],
+                at + i + j, None,
+            )  # fmt: skip
+
+
+def load_sessions(
+    url: str,
+    n: int,
+    *,
+    prefix: str,
+    results: int,
+    events_per_session: int = 0,
+    chunk: int = 20_000,
+    progress: bool = False,
+) -> None:
+    """Put ``n`` sessions (``PREFIX0``...) in the collecting batch of an empty database."""
+    url = normalize_database_url(url)
+    engine = create_engine(url)
+    at = int(time.time() * 1000) - 3_600_000
+    started = time.monotonic()
+    sqlite = url.startswith("sqlite")
+    try:
+        with engine.connect() as conn:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+                conn.exec_driver_sql("PRAGMA synchronous=OFF")
+                conn.commit()
+            with conn.begin():
+                conn.exec_driver_sql(
+                    "INSERT INTO batches"
+                    " (batch_id, state, collecting, created_at_ms, updated_at_ms)"
+                    f" VALUES ({_placeholders(conn, 5)})",
+                    (1, "collecting", 1, at, at),
+                )
+            insert_s = (
+                f"INSERT INTO sessions ({', '.join(_SESSION_COLS)})"
+                f" VALUES ({_placeholders(conn, len(_SESSION_COLS))})"
+            )
+            insert_e = (
+                f"INSERT INTO events ({', '.join(_EVENT_COLS)})"
+                f" VALUES ({_placeholders(conn, len(_EVENT_COLS))})"
+            )
+            for start in range(0, n, chunk):
+                stop = min(n, start + chunk)
+                with conn.begin():
+                    conn.exec_driver_sql(
+                        insert_s, list(_session_rows(start, stop, prefix, results, at))
+                    )
+                    if events_per_session:
+                        conn.exec_driver_sql(
+                            insert_e, list(_event_rows(start, stop, events_per_session, at))
+                        )
+                if progress and (stop // chunk) % 10 == 0:
+                    rate = stop / (time.monotonic() - started)
+                    print(f"  built {stop:,}/{n:,} sessions ({rate:,.0f}/s)", flush=True)
+            if not sqlite:
+                with conn.begin():
+                    for table, column in (("sessions", "session_number"), ("batches", "batch_id")):
+                        conn.execute(
+                            text(
+                                f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                                f"(SELECT max({column}) FROM {table}))"
+                            )
+                        )
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA synchronous=FULL")
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
+def big_database(data_dir: Path, n: int, events_per_session: int, results: int) -> Path:
+    """The get-session database, built once per size and schema and cached in ``data_dir``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"sessions-{n}x{events_per_session}x{results}"
+    path = data_dir / f"{stem}-{schema_fingerprint()}.db"
+    if path.exists():
+        return path
+    for old in data_dir.glob(f"{stem}-*.db*"):
+        old.unlink()
+    building = path.with_name(path.name + ".building")
+    for leftover in data_dir.glob(building.name + "*"):
+        leftover.unlink()
+    url = f"sqlite:///{building}"
+    print(f"building {path.name}: {n:,} sessions, {n * events_per_session:,} events", flush=True)
+    started = time.monotonic()
+    fresh_database(url)
+    load_sessions(
+        url, n, prefix="s", results=results, events_per_session=events_per_session, progress=True
+    )
+    for suffix in ("-wal", "-shm"):
+        Path(str(building) + suffix).unlink(missing_ok=True)
+    building.rename(path)
+    print(f"built in {time.monotonic() - started:,.0f} s", flush=True)
+    return path

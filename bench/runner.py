@@ -1,0 +1,484 @@
+"""``python -m bench`` (or ``scripts/bench``): every scenario, one report, no manual step.
+
+Each HTTP scenario gets a fresh database and its own server process on a free port;
+wrk, in its own process, drives it. Servers are stopped when their scenario ends and,
+whatever happens (failure, Ctrl-C, SIGTERM), when the run ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench.data import big_database, fresh_database, load_sessions
+from bench.machine import REPO, load_average, machine, versions
+from bench.procs import RssSampler, Server, Servers, free_port
+from bench.profile import Profile, record
+from bench.rawinsert import RawInsert, raw_insert_rate
+from bench.report import render
+from bench.wrk import WrkResult, combine, run_wrk
+from searchtrail.store import Store, normalize_database_url
+
+__all__ = ["SCENARIOS", "Options", "Run", "ScenarioResult", "main"]
+
+SCENARIOS = ("push", "create", "get", "raw", "sustain")
+
+
+@dataclass
+class Options:
+    duration: float
+    warmup: float
+    sustain: float
+    raw_seconds: float
+    connections: int
+    threads: int
+    workers: int
+    database_url: str | None
+    dialect: str
+    get_sessions: int
+    events_per_session: int
+    results: int
+    push_sessions: int
+    events_per_push: int
+    data_dir: Path
+    out: Path
+    profile: str
+    profile_seconds: float
+    quick: bool
+    rounds: int
+    command: str
+    synchronous: str
+    only: list[str]
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    title: str
+    unit: str
+    wrk: WrkResult
+    per_request: int = 1
+    peak_rss: int = 0
+    rows_after: int | None = None
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.wrk.rps * self.per_request
+
+
+@dataclass
+class Sustained:
+    seconds: float
+    samples: list[tuple[float, int]]
+    slope_mib_per_min: float
+    growth_mib: float
+    allowed_mib: float
+    wrk: WrkResult
+
+    @property
+    def flat(self) -> bool:
+        return self.growth_mib <= self.allowed_mib
+
+
+@dataclass
+class Run:
+    options: Options
+    started: datetime
+    load_start: float
+    machine: dict[str, str]
+    versions: dict[str, str]
+    load_end: float = 0.0
+    seconds: float = 0.0
+    results: dict[str, ScenarioResult] = field(default_factory=dict)
+    raw: list[RawInsert] = field(default_factory=list)
+    sustained: Sustained | None = None
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="short smoke run on small data")
+    p.add_argument("--duration", type=float, help="seconds of load per scenario [20; quick 3]")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help="alternating ceiling/push rounds sharing --duration each [4; quick 1]",
+    )
+    p.add_argument("--warmup", type=float, help="seconds of load before each measure [3; quick 1]")
+    p.add_argument("--sustain", type=float, help="seconds of the memory run [60; quick 5]")
+    p.add_argument("--raw-seconds", type=float, help="seconds per raw insert run [10; quick 2]")
+    p.add_argument("--connections", type=int, default=16, help="wrk connections [16]")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads [1]")
+    p.add_argument("--workers", type=int, default=1, help="server worker processes [1]")
+    p.add_argument(
+        "--database-url",
+        help="run the scenarios on this database instead of fresh SQLite files; "
+        "EVERY TABLE IN IT IS DROPPED (e.g. postgresql://bench:bench@127.0.0.1/bench)",
+    )
+    p.add_argument(
+        "--sqlite-synchronous",
+        choices=["FULL", "NORMAL"],
+        default="FULL",
+        help="the server's SEARCHTRAIL_SQLITE_SYNCHRONOUS [FULL]",
+    )
+    p.add_argument("--dialect", choices=["sqlite", "postgresql"], help="inferred from the URL")
+    p.add_argument("--get-sessions", type=int, help="sessions in the get database [1000000]")
+    p.add_argument("--events-per-session", type=int, default=10, help="its events each [10]")
+    p.add_argument("--results", type=int, default=20, help="results per created session [20]")
+    p.add_argument("--push-sessions", type=int, help="sessions pushed to [10000; quick 1000]")
+    p.add_argument("--events-per-push", type=int, default=100, help="events per push [100]")
+    p.add_argument("--data-dir", type=Path, default=REPO / "bench" / ".data")
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    p.add_argument(
+        "--profile",
+        choices=["auto", "always", "never"],
+        default=None,
+        help="py-spy the server: where a target is missed [auto; quick never]",
+    )
+    p.add_argument("--profile-seconds", type=float, default=10.0)
+    p.add_argument(
+        "--only",
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (the report has only those)",
+    )
+    a = p.parse_args(argv)
+    if a.only and (unknown := set(a.only.split(",")) - set(SCENARIOS)):
+        p.error(f"unknown scenario(s) {', '.join(sorted(unknown))}")
+    q = a.quick
+
+    def pick(value: Any, full: Any, quick: Any) -> Any:
+        return value if value is not None else (quick if q else full)
+
+    url = a.database_url
+    dialect = a.dialect or ("sqlite" if url is None else _dialect(url))
+    if url is None and dialect != "sqlite":
+        p.error("--dialect postgresql needs --database-url")
+    return Options(
+        duration=pick(a.duration, 20.0, 3.0),
+        warmup=pick(a.warmup, 3.0, 1.0),
+        rounds=max(1, pick(a.rounds, 4, 1)),
+        sustain=pick(a.sustain, 60.0, 5.0),
+        raw_seconds=pick(a.raw_seconds, 10.0, 2.0),
+        connections=a.connections,
+        threads=a.threads,
+        workers=a.workers,
+        database_url=url,
+        dialect=dialect,
+        get_sessions=pick(a.get_sessions, 1_000_000, 10_000),
+        events_per_session=a.events_per_session,
+        results=a.results,
+        push_sessions=pick(a.push_sessions, 10_000, 1_000),
+        events_per_push=a.events_per_push,
+        data_dir=a.data_dir.resolve(),
+        out=a.out.resolve(),
+        profile=pick(a.profile, "auto", "never"),
+        profile_seconds=a.profile_seconds,
+        quick=q,
+        only=a.only.split(",") if a.only else list(SCENARIOS),
+        synchronous=a.sqlite_synchronous,
+        command=" ".join(["scripts/bench", *(argv if argv is not None else sys.argv[1:])]),
+    )
+
+
+def _dialect(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(normalize_database_url(url)).get_backend_name()
+
+
+class Bench:
+    """One run: owns the servers, the scratch directory and the results."""
+
+    def __init__(self, opts: Options, servers: Servers, scratch: Path, run: Run) -> None:
+        self.o = opts
+        self.servers = servers
+        self.scratch = scratch
+        self.run = run
+        self._tags = 0
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def tag(self) -> str:
+        self._tags += 1
+        return f"r{self._tags}"
+
+    def db_url(self, name: str) -> str:
+        if self.o.database_url:
+            return self.o.database_url
+        return f"sqlite:///{self.scratch / name}.db"
+
+    def serve(self, url: str) -> Server:
+        port = free_port()
+        args = [
+            "-m", "searchtrail.cli", "serve", "--port", str(port), "--database-url", url,
+            "--log-level", "warning", "--workers", str(self.o.workers),
+        ]  # fmt: skip
+        env = {"SEARCHTRAIL_SQLITE_SYNCHRONOUS": self.o.synchronous}
+        return self.servers.start("searchtrail", args, port, env=env)
+
+    def wrk(
+        self,
+        server: Server,
+        scenario: str,
+        args: list[str],
+        seconds: float,
+        connections: int | None = None,
+    ) -> WrkResult:
+        return run_wrk(
+            server.url,
+            scenario,
+            [self.tag(), str(self.o.threads), *args],
+            seconds=seconds,
+            connections=connections or self.o.connections,
+            threads=self.o.threads,
+            work_dir=self.scratch,
+        )
+
+    def measure(
+        self,
+        server: Server,
+        scenario: str,
+        args: list[str],
+        seconds: float,
+        connections: int | None = None,
+    ) -> tuple[WrkResult, RssSampler]:
+        if self.o.warmup > 0:
+            self.wrk(server, scenario, args, self.o.warmup, connections)
+        with RssSampler(server.pid) as rss:
+            result = self.wrk(server, scenario, args, seconds, connections)
+        return result, rss
+
+    def profile(self, key: str, server: Server, scenario: str, args: list[str]) -> None:
+        """Sample the server with py-spy while wrk keeps it busy."""
+        seconds = self.o.profile_seconds
+        print(f"  profiling {key} for {seconds:.0f} s", flush=True)
+        load = threading.Thread(target=self.wrk, args=(server, scenario, args, seconds + 2))
+        load.start()
+        try:
+            time.sleep(0.5)
+            self.run.profiles[key] = record(server.pid, seconds, self.scratch / f"{key}.spy")
+        finally:
+            load.join()
+
+    def wants_profile(self, missed: bool) -> bool:
+        return self.o.profile == "always" or (self.o.profile == "auto" and missed)
+
+    def rows(self, url: str, table: str) -> int:
+        store = Store(url)
+        try:
+            return store.count(table)
+        finally:
+            store.close()
+
+    def push_args(self) -> list[str]:
+        return [str(self.o.push_sessions), str(self.o.events_per_push), "bs"]
+
+    def push_database(self, name: str) -> str:
+        url = self.db_url(name)
+        fresh_database(url)
+        load_sessions(url, self.o.push_sessions, prefix="bs", results=self.o.results)
+        return url
+
+    # -- scenarios ----------------------------------------------------------------
+
+    def push(self) -> None:
+        """The ceiling and the push in alternating rounds, so drifting load hits both alike."""
+        rounds = self.o.rounds
+        print(
+            f"push and ceiling: {self.o.events_per_push} events per request, "
+            f"{rounds} alternating round(s)",
+            flush=True,
+        )
+        port = free_port()
+        args = [
+            "-m", "uvicorn", "bench.ceiling:create_app", "--factory", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(self.o.workers), "--log-level", "warning",
+            "--no-access-log",
+        ]  # fmt: skip
+        ceiling = self.servers.start("ceiling", args, port)
+        url = self.push_database("push")
+        server = self.serve(url)
+        per_round = max(1.0, self.o.duration / rounds)
+        measured: dict[str, list[WrkResult]] = {"ceiling": [], "push": []}
+        peaks = {"ceiling": 0, "push": 0}
+        try:
+            for target in (ceiling, server):
+                if self.o.warmup > 0:
+                    self.wrk(target, "push", self.push_args(), self.o.warmup)
+            for _ in range(rounds):
+                for key, target in (("ceiling", ceiling), ("push", server)):
+                    with RssSampler(target.pid) as rss:
+                        measured[key].append(self.wrk(target, "push", self.push_args(), per_round))
+                    peaks[key] = max(peaks[key], rss.peak)
+            self.servers.stop(ceiling)
+            per = self.o.events_per_push
+            self.run.results["ceiling"] = ScenarioResult(
+                "ceiling", "Ceiling: validate a push, store nothing", "events/s",
+                combine(measured["ceiling"]), per, peaks["ceiling"],
+            )  # fmt: skip
+            res = ScenarioResult(
+                "push", f"Push events ({per} per request)", "events/s",
+                combine(measured["push"]), per, peaks["push"],
+            )  # fmt: skip
+            self.run.results["push"] = res
+            if self.wants_profile(res.rate < 0.6 * self.run.results["ceiling"].rate):
+                self.profile("push", server, "push", self.push_args())
+        finally:
+            self.servers.stop(ceiling)
+            self.servers.stop(server)
+        res.rows_after = self.rows(url, "events")
+
+    def create(self) -> None:
+        print(f"create: sessions with {self.o.results} results each", flush=True)
+        url = self.db_url("create")
+        fresh_database(url)
+        server = self.serve(url)
+        args = [str(self.o.results)]
+        try:
+            result, rss = self.measure(server, "create", args, self.o.duration)
+            res = ScenarioResult(
+                "create", f"Create sessions ({self.o.results} results each)", "sessions/s",
+                result, 1, rss.peak,
+            )  # fmt: skip
+            self.run.results["create"] = res
+            if self.wants_profile(res.rate < 5000):
+                self.profile("create", server, "create", args)
+        finally:
+            self.servers.stop(server)
+        res.rows_after = self.rows(url, "sessions")
+
+    def get(self) -> None:
+        n, per = self.o.get_sessions, self.o.events_per_session
+        print(f"get: a session with {per} events among {n:,} sessions", flush=True)
+        if self.o.database_url:
+            url = self.o.database_url
+            fresh_database(url)
+            load_sessions(url, n, prefix="s", results=10, events_per_session=per, progress=True)
+        else:
+            path = big_database(self.o.data_dir, n, per, 10)
+            _read_through(path)
+            url = f"sqlite:///{path}"
+        server = self.serve(url)
+        args = [str(n), "s"]
+        what = f"Get a session ({per} events) among {n:,} sessions, {n * per:,} events"
+        try:
+            # Latency first, one request at a time: under saturation p99 is mostly queueing.
+            result, rss = self.measure(server, "get", args, self.o.duration, connections=1)
+            res = ScenarioResult("get", f"{what}, 1 connection", "requests/s", result, 1, rss.peak)
+            self.run.results["get"] = res
+            result, rss = self.measure(server, "get", args, self.o.duration)
+            self.run.results["get_load"] = ScenarioResult(
+                "get_load", f"{what}, {self.o.connections} connections", "requests/s",
+                result, 1, rss.peak,
+            )  # fmt: skip
+            if self.wants_profile(res.wrk.p99_ms >= 5):
+                self.profile("get", server, "get", args)
+        finally:
+            self.servers.stop(server)
+
+    def raw(self) -> None:
+        if self.o.dialect != "sqlite":
+            self.run.notes.append("Raw insert rate: measured on SQLite only.")
+            return
+        for per_txn in (self.o.events_per_push, 100_000):
+            print(f"raw insert: {per_txn:,} rows per transaction", flush=True)
+            self.run.raw.append(
+                raw_insert_rate(
+                    self.scratch / f"raw-{per_txn}.db",
+                    seconds=self.o.raw_seconds,
+                    rows_per_transaction=per_txn,
+                    sessions=self.o.push_sessions,
+                    events_per_push=self.o.events_per_push,
+                    synchronous=self.o.synchronous,
+                )
+            )
+
+    def sustain(self) -> None:
+        seconds = self.o.sustain
+        print(f"sustained push for {seconds:.0f} s, RSS every second", flush=True)
+        url = self.push_database("sustain")
+        server = self.serve(url)
+        try:
+            with RssSampler(server.pid, 1.0) as rss:
+                result = self.wrk(server, "push", self.push_args(), seconds)
+        finally:
+            self.servers.stop(server)
+        samples = rss.samples
+        # The first tenth is warm-up: pools, caches and connections fill once.
+        steady = [(t, m) for t, m in samples if t >= 0.1 * seconds] or samples
+        if len(steady) >= 2 and len({t for t, _ in steady}) >= 2:
+            slope = statistics.linear_regression([t for t, _ in steady], [m for _, m in steady])
+            per_sec = slope.slope
+        else:
+            per_sec = 0.0
+        window = steady[-1][0] - steady[0][0] if steady else 0.0
+        median = statistics.median(m for _, m in steady) if steady else 0
+        mib = 2**20
+        self.run.sustained = Sustained(
+            seconds=seconds,
+            samples=samples,
+            slope_mib_per_min=per_sec * 60 / mib,
+            growth_mib=per_sec * window / mib,
+            allowed_mib=max(2.0, 0.02 * median / mib),
+            wrk=result,
+        )
+
+
+def _read_through(path: Path) -> None:
+    """Load the file into the OS page cache, as it is on a server that has been running."""
+    with path.open("rb") as f:
+        while f.read(16 * 2**20):
+            pass
+
+
+def _raise_interrupt(_sig: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    opts.data_dir.mkdir(parents=True, exist_ok=True)
+    run = Run(
+        options=opts,
+        started=datetime.now(UTC),
+        load_start=load_average(),
+        machine=machine(),
+        versions=versions(),
+    )
+    t0 = time.monotonic()
+    try:
+        with (
+            tempfile.TemporaryDirectory(dir=opts.data_dir, prefix="run-") as tmp,
+            Servers(Path(tmp)) as servers,
+        ):
+            bench = Bench(opts, servers, Path(tmp), run)
+            for name in SCENARIOS:
+                if name in opts.only:
+                    getattr(bench, name)()
+    except KeyboardInterrupt:
+        print("interrupted: servers stopped, no report written", file=sys.stderr)
+        return 130
+    run.load_end = load_average()
+    run.seconds = time.monotonic() - t0
+    if opts.database_url is None:
+        run.notes.append(
+            "PostgreSQL: not run here. The same scenarios run on it with "
+            "`scripts/bench --database-url postgresql://USER:PASS@HOST/DB` (every table in that "
+            "database is dropped first)."
+        )
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    opts.out.write_text(render(run))
+    print(f"report written to {opts.out}")
+    return 0

@@ -1,0 +1,110 @@
+"""The benchmark runner end to end, on tiny sizes: it must run, report every scenario, clean up.
+
+No timing is asserted; the numbers belong to docs/benchmarks.md, not to the suite.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _wrk() -> None:
+    """No skip: a missing wrk would hide a broken runner (.ci/run installs it)."""
+    assert shutil.which("wrk"), "the runner drives load with wrk: apt-get install wrk"
+
+
+def _bench_args(tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "bench", "--quick", "--duration", "1", "--warmup", "0",
+        "--sustain", "2", "--raw-seconds", "0.2", "--get-sessions", "200",
+        "--push-sessions", "20", "--connections", "4", "--profile", "never",
+        "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "report.md"), *extra,
+    ]  # fmt: skip
+
+
+def _ours(tmp_path: Path) -> list[psutil.Process]:
+    """Processes still running whose command line names this test's directory."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(str(tmp_path) in part for part in proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def _servers(pid: int) -> list[psutil.Process]:
+    """The runner's server processes (the ceiling's uvicorn or searchtrail serve)."""
+    return [
+        p
+        for p in psutil.Process(pid).children(recursive=True)
+        if any(word in " ".join(p.cmdline()) for word in ("uvicorn", "serve"))
+    ]
+
+
+def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
+    done = subprocess.run(
+        _bench_args(tmp_path), cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = (tmp_path / "report.md").read_text()
+    for heading in ("## Machine", "## Versions", "## Results", "## Targets"):
+        assert heading in report
+    for scenario in (
+        "Ceiling: validate a push, store nothing",
+        "Push events (100 per request)",
+        "Create sessions (20 results each)",
+        "Get a session (10 events) among 200 sessions, 2,000 events, 1 connection",
+        "Get a session (10 events) among 200 sessions, 2,000 events, 4 connections",
+        "Raw SQLite insert, 100 rows per transaction",
+        "Raw SQLite insert, 100,000 rows per transaction",
+        "Memory under 2 s of sustained pushes",
+    ):
+        assert scenario in report, scenario
+    for target in ("Push ≥ 60%", "Create sessions ≥ 5,000/s", "Get session p99", "Memory flat"):
+        line = next(line for line in report.splitlines() if line.startswith(f"| {target}"))
+        assert "**met**" in line or "**missed**" in line
+    for version in ("Python", "searchtrail", "FastAPI", "SQLAlchemy", "SQLite", "uvicorn"):
+        assert f"| {version} |" in report
+    # The get database is cached for the next run; the scratch directory is gone.
+    assert list((tmp_path / "data").glob("sessions-200x10x10-*.db"))
+    assert not list((tmp_path / "data").glob("run-*"))
+    assert _ours(tmp_path) == []
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGKILL, -9)])
+def test_interrupt_stops_every_server(tmp_path: Path, sig: int, code: int) -> None:
+    runner = subprocess.Popen(
+        _bench_args(tmp_path, "--duration", "30"),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (servers := _servers(runner.pid)):
+            assert runner.poll() is None, "the runner ended before starting a server"
+            assert time.monotonic() < deadline, "no server started"
+            time.sleep(0.1)
+        time.sleep(1)
+        servers = _servers(runner.pid)
+        runner.send_signal(sig)
+        assert runner.wait(timeout=60) == code
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    assert not (tmp_path / "report.md").exists()
+    deadline = time.monotonic() + 30
+    while alive := [p for p in servers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
+        assert time.monotonic() < deadline, alive
+        time.sleep(0.1)

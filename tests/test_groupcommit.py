@@ -1,0 +1,115 @@
+"""Group commit on SQLite: writers queued together share one commit, and each gets its own answer.
+
+The commit lock is held by the test while the writers queue up, so the group is
+deterministic: every writer below lands in the same transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, event, text
+
+from searchtrail import Clickstream
+from searchtrail.errors import SessionNotFound, Unavailable
+from searchtrail.groupcommit import GroupCommit
+
+
+def _group(cs: Clickstream) -> GroupCommit:
+    group = cs.store._group
+    assert group is not None
+    return group
+
+
+def _run_grouped(cs: Clickstream, calls: list[Callable[[], Any]]) -> list[Any]:
+    """Queue every call behind the held commit lock, then let one leader commit them all."""
+    group = _group(cs)
+    answers: list[Any] = [None] * len(calls)
+
+    def call(i: int) -> None:
+        try:
+            answers[i] = calls[i]()
+        except Exception as exc:
+            answers[i] = exc
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(calls))]
+    with group._commit_lock:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(group._queue) < len(calls):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    for t in threads:
+        t.join(timeout=30)
+    return answers
+
+
+def _count_commits(cs: Clickstream) -> list[int]:
+    commits: list[int] = []
+    event.listen(cs.store.engine, "commit", lambda _conn: commits.append(1))
+    return commits
+
+
+def test_a_group_commits_once_and_a_failed_member_stores_nothing(cs: Clickstream) -> None:
+    cs.create_session(session_id="known")
+    commits = _count_commits(cs)
+    calls: list[Callable[[], Any]] = [
+        *(lambda i=i: cs.create_session(session_id=f"s{i}") for i in range(8)),
+        lambda: cs.push_events("unknown", [{"event_id": "e1"}]),
+        lambda: cs.push_events("known", [{"event_id": "a"}, {"event_id": "b"}]),
+        lambda: cs.push_events("known", [{"event_id": "b"}, {"event_id": "c"}]),
+    ]
+    answers = _run_grouped(cs, calls)
+    assert len(commits) == 1
+    assert [a.session_id for a in answers[:8]] == [f"s{i}" for i in range(8)]
+    assert len({a.session_number for a in answers[:8]}) == 8
+    assert isinstance(answers[8], SessionNotFound)
+    # Members see each other's writes in queue order: the second push finds "b" stored.
+    assert (answers[9].stored, answers[10].stored, answers[10].duplicates) == (2, 1, 1)
+    assert cs.store.count("sessions") == 9
+    assert sorted(e.event_id for e in cs.get_session("known").events) == ["a", "b", "c"]
+
+
+def test_a_database_failure_fails_the_whole_group_and_stores_nothing(cs: Clickstream) -> None:
+    def broken(conn: Connection) -> None:
+        conn.execute(text("SELECT * FROM no_such_table"))
+
+    calls: list[Callable[[], Any]] = [
+        lambda: cs.create_session(session_id="a"),
+        lambda: cs.store._write(broken),
+        lambda: cs.create_session(session_id="b"),
+    ]
+    answers = _run_grouped(cs, calls)
+    assert all(isinstance(a, Unavailable) for a in answers), answers
+    assert cs.store.count("sessions") == 0
+    # The store keeps working after the failed group.
+    assert cs.create_session(session_id="a").session_id == "a"
+
+
+def test_writes_one_at_a_time_each_commit_alone(cs: Clickstream) -> None:
+    commits = _count_commits(cs)
+    for i in range(3):
+        cs.create_session(session_id=f"s{i}")
+    assert len(commits) == 3
+
+
+@pytest.mark.parametrize("writers", [2, 16])
+def test_concurrent_writers_each_get_their_answer(cs: Clickstream, writers: int) -> None:
+    cs.create_session(session_id="s")
+    answers: dict[int, int] = {}
+
+    def push(w: int) -> None:
+        answers[w] = cs.push_events("s", [{"event_id": f"{w}-{k}"} for k in range(5)]).stored
+
+    threads = [threading.Thread(target=push, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert answers == dict.fromkeys(range(writers), 5)
+    assert len(cs.get_session("s").events) == 5 * writers
