@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 
 def free_port() -> int:
@@ -77,3 +78,8 @@ def serve(
         yield server
     finally:
         server.kill(signal.SIGTERM)
+
+
+# For a test about one dialect's own machinery (SQLite pragmas, its file lock): say why
+# next to it. Overrides conftest's `dialect` parameter.
+sqlite_only = pytest.mark.parametrize("dialect", ["sqlite"])

@@ -102,6 +102,7 @@ improvement_queue = Table(
     Column("finished_at_ms", BigInteger, nullable=True),
     Column("error", Text, nullable=True),
     Index("ix_improvement_queue_state_entry_id", "state", "entry_id"),
+    Index("ix_improvement_queue_session_id_state", "session_id", "state"),
 )
 
 api_keys = Table(

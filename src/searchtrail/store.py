@@ -183,7 +183,10 @@ class Store:
     # -- plumbing -------------------------------------------------------------
 
     def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+        """Create an empty database at the head revision; refuse one whose schema is behind."""
+        from searchtrail.migrate import ensure_schema
+
+        ensure_schema(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
