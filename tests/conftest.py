@@ -56,7 +56,7 @@ def dialect(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def database_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """A fresh database at the head schema revision: a new SQLite file, or a reset PostgreSQL one."""
+    """A fresh database at the head revision: a new SQLite file, or the PostgreSQL one reset."""
     if dialect == "sqlite":
         return f"sqlite:///{tmp_path / 'searchtrail.db'}"
     server: PgServer = request.getfixturevalue("pg_server")

@@ -97,7 +97,7 @@ class SchemaStatus:
         found = "has no schema revision" if self.current is None else f"is at {self.current}"
         return (
             f"The database schema {found}, this searchtrail needs revision {self.head}: "
-            "run `searchtrail db upgrade` (with the same SEARCHTRAIL_DATABASE_URL), then start again"
+            "run `searchtrail db upgrade` (same SEARCHTRAIL_DATABASE_URL), then start again"
         )
 
 

@@ -107,7 +107,11 @@ class Clickstream:
             pool_size=settings.pool_size,
         )
         if create_schema:
-            self.store.create_schema()
+            try:
+                self.store.create_schema()
+            except BaseException:
+                self.store.close()
+                raise
 
     def close(self) -> None:
         self.store.close()

@@ -1,0 +1,155 @@
+"""Schema revisions on both dialects: from nothing, from the previous revision, and refusal.
+
+The migrations must build exactly schema.py's tables (compared by Alembic's
+autogenerate), and a process must refuse a database whose schema is behind with a
+message that names the command to run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from searchtrail import Clickstream
+from searchtrail.errors import SchemaOutdated
+from searchtrail.migrate import head_revision, schema_differences, schema_status, upgrade
+from searchtrail.store import Store
+from tests.pg import PgServer
+from tests.support import clean_env, free_port
+
+PREVIOUS = "0001"
+
+
+@pytest.fixture
+def empty_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A database with no tables at all."""
+    if dialect == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.db'}"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.new_database("template0")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "searchtrail.cli", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+    )
+
+
+def _differences(url: str) -> list[object]:
+    store = Store(url)
+    try:
+        return schema_differences(store.engine)
+    finally:
+        store.close()
+
+
+def _revision(url: str) -> str | None:
+    store = Store(url)
+    try:
+        return schema_status(store.engine).current
+    finally:
+        store.close()
+
+
+def _execute(url: str, sql: str) -> None:
+    store = Store(url)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(text(sql))
+    finally:
+        store.close()
+
+
+def test_upgrade_from_empty_builds_exactly_the_schema(empty_url: str) -> None:
+    assert upgrade(empty_url) == (None, head_revision())
+    assert _differences(empty_url) == []
+    assert upgrade(empty_url) == (head_revision(), head_revision())  # again: nothing to do
+
+
+def test_the_previous_revision_differs_and_the_upgrade_closes_the_gap(empty_url: str) -> None:
+    upgrade(empty_url, PREVIOUS)
+    assert _differences(empty_url) != []  # so the comparison can tell revisions apart
+    upgrade(empty_url)
+    assert _differences(empty_url) == []
+
+
+def test_opening_an_empty_database_creates_it_at_head(empty_url: str) -> None:
+    with Clickstream(empty_url) as cs:
+        cs.create_session(session_id="s1")
+    assert _revision(empty_url) == head_revision()
+    assert _differences(empty_url) == []
+
+
+def test_a_schema_behind_is_refused_until_db_upgrade_which_keeps_the_data(
+    empty_url: str,
+) -> None:
+    upgrade(empty_url, PREVIOUS)
+    # The previous revision's tables hold data written by the code of that time.
+    with Clickstream(empty_url, create_schema=False) as old:
+        old.create_session(session_id="s1", search_results=[{"object_id": "a"}])
+        old.push_events("s1", [{"event_id": "e1", "object_id": "a"}])
+        old.use_for_improvement("s1")
+    with pytest.raises(SchemaOutdated) as refused:
+        Clickstream(empty_url)
+    assert "searchtrail db upgrade" in refused.value.detail
+    assert f"is at {PREVIOUS}" in refused.value.detail
+
+    done = cli("db", "upgrade", "--database-url", empty_url)
+    assert done.returncode == 0, done.stderr
+    assert f"upgraded from {PREVIOUS} to revision {head_revision()}" in done.stdout
+    with Clickstream(empty_url) as cs:
+        assert [e.event_id for e in cs.get_session("s1").events] == ["e1"]
+        assert cs.improvement_counts().pending == 1
+    assert _differences(empty_url) == []
+
+
+def test_a_database_from_before_migrations_is_stamped_then_upgraded(empty_url: str) -> None:
+    upgrade(empty_url, PREVIOUS)
+    _execute(empty_url, "DROP TABLE alembic_version")
+    with pytest.raises(SchemaOutdated, match="has no schema revision"):
+        Clickstream(empty_url)
+    assert upgrade(empty_url) == (None, head_revision())
+    assert _differences(empty_url) == []
+
+
+def test_a_revision_from_a_newer_searchtrail_is_refused(empty_url: str) -> None:
+    upgrade(empty_url)
+    _execute(empty_url, "UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(SchemaOutdated, match="newer searchtrail"):
+        Clickstream(empty_url)
+
+
+def test_db_current_and_check_report_where_the_database_stands(empty_url: str) -> None:
+    upgrade(empty_url, PREVIOUS)
+    current = cli("db", "current", "--database-url", empty_url)
+    assert current.returncode == 1
+    assert f"current: {PREVIOUS}\nhead: {head_revision()}" in current.stdout
+    assert "searchtrail db upgrade" in current.stderr
+    assert cli("db", "check", "--database-url", empty_url).returncode == 1
+    assert cli("db", "upgrade", "--database-url", empty_url).returncode == 0
+    now = cli("db", "current", "--database-url", empty_url)
+    assert now.returncode == 0 and f"current: {head_revision()}" in now.stdout
+    checked = cli("db", "check", "--database-url", empty_url)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_serve_refuses_a_schema_behind_and_names_the_command(
+    empty_url: str, tmp_path: Path
+) -> None:
+    upgrade(empty_url, PREVIOUS)
+    proc = subprocess.run(
+        [sys.executable, "-m", "searchtrail.cli", "serve", "--port", str(free_port()),
+         "--database-url", empty_url],
+        capture_output=True, text=True, env=clean_env(), timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "run `searchtrail db upgrade`" in proc.stderr
+    assert _revision(empty_url) == PREVIOUS  # serve never alters a schema on its own
