@@ -9,6 +9,29 @@ caller that got an answer holds a durable fact. On SQLite, writers take the data
 lock up front (``BEGIN IMMEDIATE``) and, within a process, go through one lock: all
 writes have one owner, and two processes wait on each other through the busy timeout
 instead of failing on a lock upgrade.
+
+On PostgreSQL (psycopg 3, a pool of ``pool_size`` connections plus as many overflow,
+READ COMMITTED) writers run side by side, and batch numbering has no hot row:
+
+- ``session_number`` comes from the table's identity sequence; ``nextval`` takes no
+  row lock and is not rolled back, so numbers are unique and increasing, with gaps.
+- A registration reads the collecting batch row ``FOR SHARE`` and keeps that lock
+  until it commits. Share locks do not conflict, so registrations never wait for each
+  other (tests/test_postgres.py holds one open and registers another).
+- A release locks the same row ``FOR UPDATE``: it waits until no registration holds
+  it, then closes the batch. Registrations blocked behind the release, or later, find
+  the row no longer collecting once it commits and open the next batch (a unique
+  ``collecting`` value lets exactly one of them insert it; the others' ``ON CONFLICT
+  DO NOTHING`` waits for that insert and then reads it). So a session never lands in
+  a batch whose release was answered. No transaction takes these locks in another
+  order, so they cannot deadlock.
+- Two registrations of one ``session_id`` race on its unique index; the loser's
+  ``IntegrityError`` makes ``_write`` run it again, and the retry answers the winner's.
+
+The cost of the shared lock is a small write to the batch row per registration
+(PostgreSQL records share lockers in the row), not a wait. Row locks are not fair: a
+release waits while registrations keep overlapping, and goes through at the first
+moment none is in flight.
 """
 
 from __future__ import annotations
