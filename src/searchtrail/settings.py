@@ -85,7 +85,12 @@ class Settings(BaseSettings):
         "FULL",
         description="FULL survives power loss as well as a crash; NORMAL only a process crash.",
     )
-    pool_size: int = Field(10, ge=1, description="PostgreSQL connections per process.")
+    pool_size: int = Field(
+        10,
+        ge=1,
+        description="PostgreSQL connections each process keeps open; as many more open under "
+        "load (docs/postgresql.md).",
+    )
 
     max_page_size: int = Field(
         1000,
