@@ -22,7 +22,8 @@ READ COMMITTED) writers run side by side, and batch numbering has no hot row:
   it, then closes the batch. Registrations blocked behind the release, or later, find
   the row no longer collecting once it commits and open the next batch (a unique
   ``collecting`` value lets exactly one of them insert it; the others' ``ON CONFLICT
-  DO NOTHING`` waits for that insert and then reads it). So a session never lands in
+  DO NOTHING`` waits for that insert, then they read it, or start over if a release
+  closed it meanwhile). So a session never lands in
   a batch whose release was answered. No transaction takes these locks in another
   order, so they cannot deadlock.
 - Two registrations of one ``session_id`` race on its unique index; the loser's
@@ -245,26 +246,29 @@ class Store:
     # -- batches ----------------------------------------------------------------
 
     def _collecting_batch_id(self, conn: Connection, now: int) -> int:
-        """The collecting batch, opened if none is; shared-locked so a release waits for us."""
+        """The collecting batch, opened if none is; shared-locked so a release waits for us.
+
+        Loops because, on PostgreSQL, the batch another registration opened (the conflict
+        that kept us from opening one) may be released again before we read it.
+        """
         query = select(batches.c.batch_id).where(batches.c.collecting == 1)
-        batch_id = conn.execute(query.with_for_update(read=True)).scalar()
-        if batch_id is not None:
-            return int(batch_id)
-        opened = conn.execute(
-            self._insert(batches)
-            .values(
-                state=BatchState.COLLECTING,
-                collecting=1,
-                created_at_ms=now,
-                updated_at_ms=now,
-            )
-            .on_conflict_do_nothing()
-            .returning(batches.c.batch_id)
-        ).scalar()
-        if opened is None:
-            batch_id = conn.execute(query.with_for_update(read=True)).scalar_one()
-            return int(batch_id)
-        return int(opened)
+        while True:
+            batch_id = conn.execute(query.with_for_update(read=True)).scalar()
+            if batch_id is not None:
+                return int(batch_id)
+            opened = conn.execute(
+                self._insert(batches)
+                .values(
+                    state=BatchState.COLLECTING,
+                    collecting=1,
+                    created_at_ms=now,
+                    updated_at_ms=now,
+                )
+                .on_conflict_do_nothing()
+                .returning(batches.c.batch_id)
+            ).scalar()
+            if opened is not None:
+                return int(opened)
 
     def release_batch(self, release_id: str, now: int) -> ReleaseResult:
         """Close the collecting batch under ``release_id``; the same key answers the same batch.
