@@ -7,15 +7,20 @@ those in flight: no session can join a batch after its release was answered.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from searchtrail import Clickstream, Settings
+from searchtrail.http import create_app
 from searchtrail.store import normalize_database_url
 from searchtrail.timestamps import now_ms
-from tests.support import postgres_only
+from tests.support import clean_env, free_port, postgres_only
 
 
 def _in_thread(fn: Any) -> tuple[threading.Thread, list[Any]]:
@@ -80,3 +85,34 @@ def test_the_pool_is_sized_by_settings_and_uses_psycopg(database_url: str) -> No
         assert cs.store.engine.pool.size() == 3  # type: ignore[attr-defined]
     assert normalize_database_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
     assert normalize_database_url("postgres://h/db") == "postgresql+psycopg://h/db"
+
+
+@postgres_only
+def test_a_lock_held_too_long_is_503_and_writes_nothing(database_url: str) -> None:
+    settings = Settings(database_url=database_url, sqlite_busy_timeout_ms=50)
+    with Clickstream(settings=settings) as cs, TestClient(create_app(clickstream=cs)) as client:
+        assert client.post("/session", json={"session_id": "s1"}).status_code == 200
+        holder = cs.store.engine.connect()
+        holder.execute(text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
+        try:
+            push = {"session_id": "s1", "events": [{"event_id": "e"}]}
+            r = client.post("/session/events", json=push)
+            assert r.status_code == 503
+            assert r.json()["code"] == "unavailable" and r.headers["retry-after"] == "1"
+        finally:
+            holder.rollback()
+            holder.close()
+        assert client.get("/session", params={"session_id": "s1"}).json()["events"] == []
+        assert client.post("/session/events", json=push).json()["stored"] == 1
+
+
+def test_an_unreachable_server_stops_serve_with_a_message(tmp_path: Path) -> None:
+    url = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
+    proc = subprocess.run(
+        [sys.executable, "-m", "searchtrail.cli", "serve", "--port", str(free_port()),
+         "--database-url", url],
+        capture_output=True, text=True, env=clean_env(), timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "searchtrail serve: the database is unavailable" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -58,14 +58,14 @@ def serve(**options: Any) -> None:
     """Start the HTTP service (uvicorn)."""
     import uvicorn
 
-    from searchtrail.errors import SchemaOutdated
+    from searchtrail.errors import SchemaOutdated, Unavailable
     from searchtrail.service import Clickstream
 
     settings = load_settings(**options)
     # Check (or create, when empty) the schema once here, not racing in every worker.
     try:
         Clickstream(settings=settings).close()
-    except SchemaOutdated as exc:
+    except (SchemaOutdated, Unavailable) as exc:
         click.echo(f"searchtrail serve: {exc.detail}", err=True)
         sys.exit(1)
     click.echo(
@@ -238,10 +238,17 @@ _DB_URL_HELP = "[SEARCHTRAIL_DATABASE_URL, default sqlite:///searchtrail.db]"
 @click.option("--revision", default="head", show_default=True, help="The revision to reach.")
 def db_upgrade(database_url: str | None, revision: str) -> None:
     """Create the schema, or bring it to the newest revision; safe to run again."""
+    from searchtrail.errors import SearchtrailError
     from searchtrail.migrate import upgrade
+    from searchtrail.store import unavailable_on_db_outage
 
     settings = load_settings(database_url=database_url)
-    before, after = upgrade(settings.database_url, revision)
+    try:
+        with unavailable_on_db_outage():
+            before, after = upgrade(settings.database_url, revision)
+    except SearchtrailError as exc:
+        click.echo(f"searchtrail db upgrade: {exc.detail}", err=True)
+        sys.exit(1)
     where = _safe_url(settings.database_url)
     if before == after:
         click.echo(f"{where}: already at revision {after}")

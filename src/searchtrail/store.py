@@ -83,7 +83,14 @@ from searchtrail.models import (
 )
 from searchtrail.schema import batches, events, improvement_queue, metadata, sessions
 
-__all__ = ["BatchState", "QueueState", "SessionActions", "Store", "normalize_database_url"]
+__all__ = [
+    "BatchState",
+    "QueueState",
+    "SessionActions",
+    "Store",
+    "normalize_database_url",
+    "unavailable_on_db_outage",
+]
 
 T = TypeVar("T")
 
@@ -171,13 +178,15 @@ def _make_engine(url: str, *, busy_timeout_ms: int, synchronous: str, pool_size:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
+        # Like SQLite's busy timeout: a lock held too long is a 503 to retry, not a hang.
+        connect_args={"options": f"-c lock_timeout={int(busy_timeout_ms)}"},
         json_serializer=_json_dumps,
         json_deserializer=pydantic_core.from_json,
     )
 
 
 @contextmanager
-def _unavailable_on_db_outage() -> Iterator[None]:
+def unavailable_on_db_outage() -> Iterator[None]:
     """A locked or unreachable database is a 503 the client may retry, never a 500."""
     try:
         yield
@@ -210,14 +219,15 @@ class Store:
         """Create an empty database at the head revision; refuse one whose schema is behind."""
         from searchtrail.migrate import ensure_schema
 
-        ensure_schema(self.engine)
+        with unavailable_on_db_outage():
+            ensure_schema(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with _unavailable_on_db_outage(), self.engine.connect() as conn, conn.begin():
+        with unavailable_on_db_outage(), self.engine.connect() as conn, conn.begin():
             yield conn
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
@@ -225,7 +235,7 @@ class Store:
         for attempt in range(5):
             try:
                 with (
-                    _unavailable_on_db_outage(),
+                    unavailable_on_db_outage(),
                     self._write_lock,
                     self.engine.connect().execution_options(searchtrail_write=True) as conn,
                     conn.begin(),
