@@ -66,7 +66,7 @@ def serve(**options: Any) -> None:
     try:
         Clickstream(settings=settings).close()
     except (SchemaOutdated, Unavailable) as exc:
-        click.echo(f"searchtrail serve: {exc.detail}", err=True)
+        click.echo(f"searchtrail serve: {_why(exc)}", err=True)
         sys.exit(1)
     click.echo(
         f"searchtrail {__version__} on http://{settings.host}:{settings.port} "
@@ -247,7 +247,7 @@ def db_upgrade(database_url: str | None, revision: str) -> None:
         with unavailable_on_db_outage():
             before, after = upgrade(settings.database_url, revision)
     except SearchtrailError as exc:
-        click.echo(f"searchtrail db upgrade: {exc.detail}", err=True)
+        click.echo(f"searchtrail db upgrade: {_why(exc)}", err=True)
         sys.exit(1)
     where = _safe_url(settings.database_url)
     if before == after:
@@ -304,6 +304,13 @@ def db_check(database_url: str | None) -> None:
             click.echo(f"  {diff}", err=True)
         sys.exit(1)
     click.echo(f"revision {status.head}; the tables match")
+
+
+def _why(exc: Any) -> str:
+    """The error's detail, plus the driver's first line (refused, bad password...) if any."""
+    cause = getattr(exc.__cause__, "orig", None)
+    first = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
+    return f"{exc.detail}: {first}" if first else str(exc.detail)
 
 
 def _safe_url(url: str) -> str:
