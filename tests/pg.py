@@ -111,7 +111,7 @@ class PgServer:
         return url
 
     def new_database(self, template: str = TEMPLATE) -> str:
-        """A database of its own (``template0``: empty, no schema at all); answers its URL."""
+        """A database of its own, copied from ``template`` (``template0``: no schema at all)."""
         name = f"t{next(self._names)}"
         self.admin(f"CREATE DATABASE {name} TEMPLATE {template}")
         return self.url(name)
