@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,27 @@ def test_serve_refuses_a_schema_behind_and_names_the_command(
     assert proc.returncode == 1
     assert "run `searchtrail db upgrade`" in proc.stderr
     assert _revision(empty_url) == PREVIOUS  # serve never alters a schema on its own
+
+
+def test_processes_opening_one_empty_database_together_create_it_once(empty_url: str) -> None:
+    # Separate Clickstream objects have separate connections, as processes do; the schema
+    # lock makes one create the tables while the others wait and then find them.
+    errors: list[BaseException] = []
+
+    def open_it(i: int) -> None:
+        try:
+            with Clickstream(empty_url) as cs:
+                cs.create_session(session_id=f"s{i}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _revision(empty_url) == head_revision()
+    assert _differences(empty_url) == []
+    with Clickstream(empty_url) as cs:
+        assert cs.store.count("sessions") == 6
