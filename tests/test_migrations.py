@@ -22,7 +22,7 @@ from searchtrail.store import Store
 from tests.pg import PgServer
 from tests.support import clean_env, free_port
 
-PREVIOUS = "0001"
+PREVIOUS = "0002"
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_a_schema_behind_is_refused_until_db_upgrade_which_keeps_the_data(
 
 
 def test_a_database_from_before_migrations_is_stamped_then_upgraded(empty_url: str) -> None:
-    upgrade(empty_url, PREVIOUS)
+    upgrade(empty_url, "0001")
     _execute(empty_url, "DROP TABLE alembic_version")
     with pytest.raises(SchemaOutdated, match="has no schema revision"):
         Clickstream(empty_url)

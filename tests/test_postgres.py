@@ -1,8 +1,8 @@
 """How the store uses PostgreSQL's locks: registrations run side by side; a release waits.
 
-A registration holds the collecting batch row ``FOR SHARE`` until it commits, so any
-number of registrations proceed together, while a release (``FOR UPDATE``) waits for
-those in flight: no session can join a batch after its release was answered.
+A registration holds the batch gate shared until it commits, so any number of
+registrations proceed together, while a release (exclusive) waits for those in
+flight: no session can join a batch after its release was answered.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def test_registrations_do_not_wait_for_each_other_and_a_release_waits_for_them(
         Clickstream(settings=settings, create_schema=False) as other,
     ):
         first = cs.create_session(session_id="first")
-        # A registration in flight: it holds the collecting batch row FOR SHARE.
+        # A registration in flight: it holds the batch gate shared.
         with cs.store.engine.connect() as held, held.begin():
             assert cs.store._collecting_batch_id(held, now_ms()) == first.batch_id
 

@@ -15,24 +15,27 @@ READ COMMITTED) writers run side by side, and batch numbering has no hot row:
 
 - ``session_number`` comes from the table's identity sequence; ``nextval`` takes no
   row lock and is not rolled back, so numbers are unique and increasing, with gaps.
-- A registration reads the collecting batch row ``FOR SHARE`` and keeps that lock
-  until it commits. Share locks do not conflict, so registrations never wait for each
-  other (tests/test_postgres.py holds one open and registers another).
-- A release locks the same row ``FOR UPDATE``: it waits until no registration holds
-  it, then closes the batch. Registrations blocked behind the release, or later, find
-  the row no longer collecting once it commits and open the next batch (a unique
-  ``collecting`` value lets exactly one of them insert it; the others' ``ON CONFLICT
-  DO NOTHING`` waits for that insert, then they read it, or start over if a release
-  closed it meanwhile). So a session never lands in
-  a batch whose release was answered. No transaction takes these locks in another
-  order, so they cannot deadlock.
+- A registration takes the *batch gate* shared (``pg_advisory_xact_lock_shared``),
+  reads the collecting batch with a plain ``SELECT`` and inserts its session; it
+  holds the gate until it commits. Shared holders never wait for each other
+  (tests/test_postgres.py holds one open and registers another).
+- A release takes the gate exclusive: it waits for the registrations in flight, and
+  the lock manager queues later registrations behind it (it is fair, unlike row
+  locks), so a release is not starved. Registrations that pass after it commits find
+  no collecting batch and open the next one (a unique ``collecting`` value lets one
+  insert it; the others' ``ON CONFLICT DO NOTHING`` waits for that insert, then they
+  read it). So a session never lands in a batch whose release was answered.
+- Nothing else takes the gate, and holders take row locks only after it, so it
+  cannot be part of a deadlock.
 - Two registrations of one ``session_id`` race on its unique index; the loser's
   ``IntegrityError`` makes ``_write`` run it again, and the retry answers the winner's.
 
-The cost of the shared lock is a small write to the batch row per registration
-(PostgreSQL records share lockers in the row), not a wait. Row locks are not fair: a
-release waits while registrations keep overlapping, and goes through at the first
-moment none is in flight.
+Why a gate and not the batch row: first the registrations locked the collecting row
+``FOR SHARE`` and the ``sessions.batch_id`` foreign key made each insert lock it
+``FOR KEY SHARE`` too. Every registration then wrote a new lock record (a MultiXact)
+into that one row, and two processes registered no faster than one
+(bench/pg_registrations.py). The gate touches no row, and the foreign key is gone
+(migration 0003); the store alone sets ``batch_id`` and never deletes a batch.
 """
 
 from __future__ import annotations
@@ -93,6 +96,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# pg_advisory_xact_lock key of the batch gate; the schema lock in migrate.py is another.
+_BATCH_GATE_KEY = 0x5EA2C4BA7C
 
 
 class BatchState:
@@ -255,15 +261,27 @@ class Store:
 
     # -- batches ----------------------------------------------------------------
 
-    def _collecting_batch_id(self, conn: Connection, now: int) -> int:
-        """The collecting batch, opened if none is; shared-locked so a release waits for us.
+    def _batch_gate(self, conn: Connection, *, exclusive: bool) -> None:
+        """Registrations pass together (shared), a release alone (exclusive); see the top.
 
-        Loops because, on PostgreSQL, the batch another registration opened (the conflict
-        that kept us from opening one) may be released again before we read it.
+        A PostgreSQL advisory lock, held to the end of the transaction: it lives in the
+        lock manager, so registrations touch no shared row. On SQLite every write already
+        holds the database lock.
         """
+        if self.dialect == "postgresql":
+            lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
+            conn.execute(select(lock(_BATCH_GATE_KEY)))
+
+    def _collecting_batch_id(self, conn: Connection, now: int) -> int:
+        """The collecting batch, opened if none is; behind the gate so a release waits for us.
+
+        When another registration opened it first (our insert met its ``collecting``),
+        the loop reads that one; no release can close it meanwhile, we hold the gate.
+        """
+        self._batch_gate(conn, exclusive=False)
         query = select(batches.c.batch_id).where(batches.c.collecting == 1)
         while True:
-            batch_id = conn.execute(query.with_for_update(read=True)).scalar()
+            batch_id = conn.execute(query).scalar()
             if batch_id is not None:
                 return int(batch_id)
             opened = conn.execute(
@@ -283,9 +301,9 @@ class Store:
     def release_batch(self, release_id: str, now: int) -> ReleaseResult:
         """Close the collecting batch under ``release_id``; the same key answers the same batch.
 
-        The collecting row is locked (``FOR UPDATE``) against registrations, which hold it
-        ``FOR SHARE``: on PostgreSQL a release waits for registrations in flight, so a
-        session never lands in a batch after its release was answered.
+        The release passes the batch gate alone (registrations pass it together): on
+        PostgreSQL it waits for registrations in flight, so a session never lands in a
+        batch after its release was answered.
         """
 
         def released(conn: Connection) -> ReleaseResult | None:
@@ -303,6 +321,7 @@ class Store:
             answer = released(conn)
             if answer is not None:
                 return answer
+            self._batch_gate(conn, exclusive=True)
             batch_id = conn.execute(
                 select(batches.c.batch_id).where(batches.c.collecting == 1).with_for_update()
             ).scalar()
