@@ -1,7 +1,8 @@
 """Registrations per second on PostgreSQL with 1, 2 and 4 processes registering at once.
 
-Asks whether registrations serialize on the collecting batch row: each holds it
-``FOR SHARE`` (see store.py). Starts its own server like the tests (tests/pg.py).
+Asks whether registrations slow each other down through the batch they join (they
+share the batch gate, see store.py). Starts its own server like the tests (tests/pg.py).
+The Python service path, not the database, bounds these numbers on a small machine.
 Run from the repository root: ``.venv/bin/python bench/pg_registrations.py``.
 """
 

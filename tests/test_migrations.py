@@ -22,7 +22,7 @@ from searchtrail.store import Store
 from tests.pg import PgServer
 from tests.support import clean_env, free_port
 
-PREVIOUS = "0002"
+PREVIOUS = "0001"
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
-from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -120,30 +119,12 @@ def schema_status(engine: Engine) -> SchemaStatus:
 
 
 @contextmanager
-def _locked(engine: Engine, *, rebuilds: bool = False) -> Iterator[Connection]:
-    """One transaction that no other schema change (or creation) runs alongside.
-
-    ``rebuilds``: SQLite changes a constraint by rebuilding the table, dropping one that
-    others point at, which it allows only with foreign keys off; that switch works only
-    outside a transaction, so it is flipped here and the keys are checked before commit.
-    """
-    with engine.connect().execution_options(searchtrail_write=True) as conn:
-        raw: Any = conn.connection.dbapi_connection
-        sqlite_rebuild = rebuilds and conn.dialect.name == "sqlite"
-        if sqlite_rebuild:
-            raw.execute("PRAGMA foreign_keys=OFF")
-        try:
-            with conn.begin():
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
-                yield conn
-                if sqlite_rebuild:
-                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
-                    if broken:
-                        raise RuntimeError(f"the upgrade would break foreign keys: {broken}")
-        finally:
-            if sqlite_rebuild:
-                raw.execute("PRAGMA foreign_keys=ON")
+def _locked(engine: Engine) -> Iterator[Connection]:
+    """One transaction that no other schema change (or creation) runs alongside."""
+    with engine.connect().execution_options(searchtrail_write=True) as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
+        yield conn
 
 
 def ensure_schema(engine: Engine) -> None:
@@ -169,7 +150,7 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> tuple[str | 
     """
     engine, owned = _engine(engine_or_url)
     try:
-        with _locked(engine, rebuilds=True) as conn:
+        with _locked(engine) as conn:
             before = _status(conn)
             cfg = _config()
             cfg.attributes["connection"] = conn

@@ -10,8 +10,6 @@ Design choices that matter for speed and correctness:
   constraint on it makes "exactly one batch collects" a database fact on both dialects.
 - Events point at the integer ``session_number``, not the text id, which keeps the
   unique index that deduplicates events small.
-- ``sessions.batch_id`` has no foreign key: every registration would lock the one
-  collecting batch row to check it (a hot row on PostgreSQL).
 
 A change here needs a new revision in ``migrations/versions``: tests/test_migrations.py
 compares what the revisions build with these tables, on both dialects.
@@ -67,10 +65,7 @@ sessions = Table(
     metadata,
     Column("session_number", Id, primary_key=True, autoincrement=True),
     Column("session_id", String(1024), nullable=False, unique=True),
-    # No foreign key: on PostgreSQL its check would lock the collecting batch row in
-    # every registration (see migrations/versions/0003). The store sets it, in the
-    # transaction that reads the collecting batch, and never deletes a batch.
-    Column("batch_id", Id, nullable=False),
+    Column("batch_id", Id, ForeignKey("batches.batch_id"), nullable=False),
     Column("search_query", Json, nullable=True),
     Column("search_results", Json, nullable=False),
     Column("search_meta", Json, nullable=True),
