@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 
 def free_port() -> int:
@@ -81,3 +82,12 @@ def serve(
         yield server
     finally:
         server.kill(signal.SIGTERM)
+
+
+# For a test about one dialect's own machinery (SQLite pragmas, its file lock): say why
+# next to it. Overrides conftest's `dialect` parameter.
+sqlite_only = pytest.mark.parametrize("dialect", ["sqlite"])
+# For a test of PostgreSQL's own locking; skipped (or failed, in CI) like any PG test.
+postgres_only = pytest.mark.parametrize(
+    "dialect", [pytest.param("postgresql", marks=pytest.mark.postgres)]
+)

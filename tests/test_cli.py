@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from searchtrail import Clickstream
-from tests.support import clean_env
+from tests.support import clean_env, sqlite_only
 
 
 def run(*args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -40,6 +40,7 @@ def test_insert_replays_history_idempotently(database_url: str) -> None:
         assert [e.event_id for e in cs.get_session("old").events] == ["e1", "e2"]
 
 
+@sqlite_only  # reading and judging lines; storing them runs on both in the replay test above
 def test_insert_names_the_bad_line_and_keeps_the_window(database_url: str) -> None:
     text = '{"session_id": "a"}\n{"session_id": "b", "created_at": "2020-01-01T00:00:00Z"}\n'
     proc = run("insert", "-", "--database-url", database_url, stdin=text)

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, event, text
 from searchtrail import Clickstream
 from searchtrail.errors import SessionNotFound, Unavailable
 from searchtrail.groupcommit import GroupCommit
+from tests.support import sqlite_only
 
 
 def _group(cs: Clickstream) -> GroupCommit:
@@ -55,6 +56,7 @@ def _count_commits(cs: Clickstream) -> list[int]:
     return commits
 
 
+@sqlite_only  # group commit exists for SQLite's one writer; PostgreSQL commits each
 def test_a_group_commits_once_and_a_failed_member_stores_nothing(cs: Clickstream) -> None:
     cs.create_session(session_id="known")
     commits = _count_commits(cs)
@@ -75,6 +77,7 @@ def test_a_group_commits_once_and_a_failed_member_stores_nothing(cs: Clickstream
     assert sorted(e.event_id for e in cs.get_session("known").events) == ["a", "b", "c"]
 
 
+@sqlite_only  # group commit exists for SQLite's one writer; PostgreSQL commits each
 def test_a_database_failure_fails_the_whole_group_and_stores_nothing(cs: Clickstream) -> None:
     def broken(conn: Connection) -> None:
         conn.execute(text("SELECT * FROM no_such_table"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from searchtrail import Clickstream
-from tests.support import clean_env, serve
+from tests.support import clean_env, serve, sqlite_only
 
 
 def test_acknowledged_events_survive_kill_9(database_url: str, tmp_path: Path) -> None:
@@ -70,6 +70,7 @@ def test_bad_setting_stops_serve_with_the_variable_name(tmp_path: Path) -> None:
     assert not (tmp_path / "searchtrail.db").exists()
 
 
+@sqlite_only  # reading environment variables, the same whatever the database
 def test_original_window_variables_are_honoured(database_url: str, tmp_path: Path) -> None:
     env = {"CLICKSTREAM_TIME_MAX_DELTA_MINUS_SEC": "1000000000"}
     with serve(database_url, tmp_path, env=env) as server:

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from searchtrail import Clickstream, Settings
 from searchtrail.http import create_app
+from tests.support import sqlite_only
 
 
 def test_locked_database_is_503_and_writes_nothing(tmp_path: Path) -> None:
@@ -32,6 +33,7 @@ def test_locked_database_is_503_and_writes_nothing(tmp_path: Path) -> None:
         assert r.json()["stored"] == 1
 
 
+@sqlite_only  # PRAGMAs are SQLite's own; PostgreSQL has no equivalent knobs to check
 def test_wal_mode_and_synchronous(cs: Clickstream) -> None:
     with cs.store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

@@ -64,12 +64,17 @@ def serve(**options: Any) -> None:
     """Start the HTTP service (uvicorn)."""
     import uvicorn
 
+    from searchtrail.errors import SchemaOutdated, Unavailable
     from searchtrail.service import Clickstream
 
     settings = load_settings(**options)
-    # Create the schema once here, not racing in every worker.
-    with Clickstream(settings=settings) as cs:
-        has_keys = cs.store.api_keys_exist()
+    # Check (or create, when empty) the schema once here, not racing in every worker.
+    try:
+        with Clickstream(settings=settings) as cs:
+            has_keys = cs.store.api_keys_exist()
+    except (SchemaOutdated, Unavailable) as exc:
+        click.echo(f"searchtrail serve: {_why(exc)}", err=True)
+        sys.exit(1)
     if has_keys:
         click.echo("searchtrail: API keys are required (see `searchtrail keys list`).", err=True)
     else:
@@ -328,6 +333,94 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+@main.group()
+def db() -> None:
+    """Create, upgrade and inspect the database schema (Alembic revisions)."""
+
+
+_DB_URL_HELP = "[SEARCHTRAIL_DATABASE_URL, default sqlite:///searchtrail.db]"
+
+
+@db.command("upgrade")
+@click.option("--database-url", help=_DB_URL_HELP)
+@click.option("--revision", default="head", show_default=True, help="The revision to reach.")
+def db_upgrade(database_url: str | None, revision: str) -> None:
+    """Create the schema, or bring it to the newest revision; safe to run again."""
+    from searchtrail.errors import SearchtrailError
+    from searchtrail.migrate import upgrade
+    from searchtrail.store import unavailable_on_db_outage
+
+    settings = load_settings(database_url=database_url)
+    try:
+        with unavailable_on_db_outage():
+            before, after = upgrade(settings.database_url, revision)
+    except SearchtrailError as exc:
+        click.echo(f"searchtrail db upgrade: {_why(exc)}", err=True)
+        sys.exit(1)
+    where = _safe_url(settings.database_url)
+    if before == after:
+        click.echo(f"{where}: already at revision {after}")
+    else:
+        click.echo(f"{where}: upgraded from {before or 'nothing'} to revision {after}")
+
+
+@db.command("current")
+@click.option("--database-url", help=_DB_URL_HELP)
+def db_current(database_url: str | None) -> None:
+    """Print the database's schema revision and the one this searchtrail needs.
+
+    Exits 1 when a server would refuse the database (the schema is behind or unknown).
+    """
+    from searchtrail.migrate import schema_status
+    from searchtrail.store import Store
+
+    settings = load_settings(database_url=database_url)
+    store = Store(settings.database_url, pool_size=1)
+    try:
+        status = schema_status(store.engine)
+    finally:
+        store.close()
+    current = status.current or ("none (empty database)" if status.empty else "none")
+    click.echo(f"current: {current}\nhead: {status.head}")
+    problem = status.problem()
+    if problem is not None:
+        click.echo(problem, err=True)
+        sys.exit(1)
+
+
+@db.command("check")
+@click.option("--database-url", help=_DB_URL_HELP)
+def db_check(database_url: str | None) -> None:
+    """Exit 1 unless the database is at the newest revision and its tables match the code."""
+    from searchtrail.migrate import schema_differences, schema_status
+    from searchtrail.store import Store
+
+    settings = load_settings(database_url=database_url)
+    store = Store(settings.database_url, pool_size=1)
+    try:
+        status = schema_status(store.engine)
+        differences = schema_differences(store.engine) if status.up_to_date else []
+    finally:
+        store.close()
+    if not status.up_to_date:
+        problem = status.problem() or "the database is empty: run `searchtrail db upgrade`"
+        click.echo(problem, err=True)
+        sys.exit(1)
+    if differences:
+        click.echo("the tables differ from this searchtrail's schema:", err=True)
+        for diff in differences:
+            click.echo(f"  {diff}", err=True)
+        sys.exit(1)
+    click.echo(f"revision {status.head}; the tables match")
+
+
+def _why(exc: Any) -> str:
+    """The error's detail, plus the driver's first line (refused, bad password...) if any."""
+    cause = getattr(exc.__cause__, "orig", None)
+    first = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
+    return f"{exc.detail}: {first}" if first else str(exc.detail)
 
 
 def _safe_url(url: str) -> str:

@@ -75,10 +75,29 @@ def _check_id(value: str, max_chars: int, what: str = "an id") -> str:
     return value
 
 
+def _check_no_nul(value: str, what: str) -> None:
+    # PostgreSQL stores no U+0000 in text or JSONB; refusing it everywhere keeps both
+    # dialects answering the same (a 422 naming the field, not a 500 on one of them).
+    if "\x00" in value:
+        raise ValueError(f"{what} must not contain the NUL character (U+0000)")
+
+
 def _check_json_size(value: Any, max_bytes: int, what: str) -> None:
-    size = len(pydantic_core.to_json(value))
-    if size > max_bytes:
-        raise ValueError(f"{what} must be at most {max_bytes} bytes of JSON, got {size}")
+    raw = pydantic_core.to_json(value)
+    if len(raw) > max_bytes:
+        raise ValueError(f"{what} must be at most {max_bytes} bytes of JSON, got {len(raw)}")
+    if _has_nul(value):
+        raise ValueError(f"{what} must not contain the NUL character (U+0000)")
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _epoch_ms_or_none(value: object) -> object:
@@ -148,6 +167,7 @@ class SessionCreateRequest(_Strict):
     def _query(cls, v: JsonValue, info: ValidationInfo) -> JsonValue:
         limits = _limits(info)
         if isinstance(v, str):
+            _check_no_nul(v, "a text query")
             if len(v) > limits.max_query_chars:
                 limit = limits.max_query_chars
                 raise ValueError(f"a text query must be at most {limit} characters, got {len(v)}")
@@ -390,7 +410,9 @@ class ClaimRequest(_Strict):
     @field_validator("worker")
     @classmethod
     def _worker(cls, v: str | None, info: ValidationInfo) -> str | None:
-        return None if v is None else _check_id(v, _limits(info).max_id_chars, "a worker name")
+        # claimed_by is 256 characters wide, enforced on PostgreSQL whatever max_id_chars says.
+        limit = min(_limits(info).max_id_chars, 256)
+        return None if v is None else _check_id(v, limit, "a worker name")
 
     @field_validator("limit")
     @classmethod
@@ -417,6 +439,8 @@ class AckRequest(_Strict):
         limit = _limits(info).max_meta_bytes
         if v is not None and len(v) > limit:
             raise ValueError(f"error must be at most {limit} characters, got {len(v)}")
+        if v is not None:
+            _check_no_nul(v, "error")
         return v
 
 

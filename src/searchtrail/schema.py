@@ -10,6 +10,9 @@ Design choices that matter for speed and correctness:
   constraint on it makes "exactly one batch collects" a database fact on both dialects.
 - Events point at the integer ``session_number``, not the text id, which keeps the
   unique index that deduplicates events small.
+
+A change here needs a new revision in ``migrations/versions``: tests/test_migrations.py
+compares what the revisions build with these tables, on both dialects.
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ improvement_queue = Table(
     Column("finished_at_ms", BigInteger, nullable=True),
     Column("error", Text, nullable=True),
     Index("ix_improvement_queue_state_entry_id", "state", "entry_id"),
+    Index("ix_improvement_queue_session_id_state", "session_id", "state"),
 )
 
 api_keys = Table(

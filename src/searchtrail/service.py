@@ -109,7 +109,11 @@ class Clickstream:
             pool_size=settings.pool_size,
         )
         if create_schema:
-            self.store.create_schema()
+            try:
+                self.store.create_schema()
+            except BaseException:
+                self.store.close()
+                raise
         # API keys: create, list, revoke, verify (searchtrail.keys).
         self.keys = KeyRing(self.store, cache_sec=settings.auth_cache_sec)
 

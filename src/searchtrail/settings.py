@@ -79,13 +79,21 @@ class Settings(BaseSettings):
     max_meta_bytes: int = Field(16_384, ge=2, description="JSON size of each meta object.")
 
     sqlite_busy_timeout_ms: int = Field(
-        30_000, ge=0, description="How long a SQLite writer waits for another process's lock."
+        30_000,
+        ge=0,
+        description="How long a writer waits for another's lock before answering 503 "
+        "(SQLite's busy timeout; PostgreSQL's lock_timeout).",
     )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL",
         description="FULL survives power loss as well as a crash; NORMAL only a process crash.",
     )
-    pool_size: int = Field(10, ge=1, description="PostgreSQL connections per process.")
+    pool_size: int = Field(
+        10,
+        ge=1,
+        description="PostgreSQL connections each process keeps open; as many more open under "
+        "load (docs/postgresql.md).",
+    )
 
     max_page_size: int = Field(
         1000,

@@ -1,0 +1,180 @@
+"""Schema revisions: create, upgrade and check a database with Alembic, from code.
+
+Alembic is configured here (the script directory ships inside the package), so
+``searchtrail db upgrade`` works from any directory with no alembic.ini.
+
+What a process does with the database it opens (``ensure_schema``):
+
+- at the head revision: nothing, one read;
+- empty (no searchtrail table): builds schema.py's tables and stamps them at head, so
+  the SQLite default still starts with one command on a fresh machine;
+- anything else (behind, made before migrations, or newer than this code): refuses
+  with ``SchemaOutdated``, naming ``searchtrail db upgrade``. A server never alters an
+  existing schema on its own: with several processes or hosts, one operator step does.
+
+Schema changes take a lock first (on PostgreSQL a transaction-scoped advisory lock,
+on SQLite the write lock of ``BEGIN IMMEDIATE``), so processes starting together on an
+empty database create it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect
+
+from searchtrail.errors import SchemaOutdated
+from searchtrail.schema import metadata
+
+__all__ = [
+    "SchemaStatus",
+    "ensure_schema",
+    "head_revision",
+    "schema_differences",
+    "schema_status",
+    "upgrade",
+]
+
+# pg_advisory_xact_lock key: "searchtrail schema", any constant other software won't pick.
+_LOCK_KEY = 0x5EA2C47A11
+_INITIAL = "0001"
+
+
+def _config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(files("searchtrail") / "migrations"))
+    return cfg
+
+
+@cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_config())
+
+
+def head_revision() -> str:
+    head = _scripts().get_current_head()
+    assert head is not None
+    return head
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where a database stands: its revision (None when unversioned) and whether it is empty."""
+
+    current: str | None
+    head: str
+    empty: bool
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+    @property
+    def known(self) -> bool:
+        return self.current is None or self.current in _known_revisions()
+
+    def problem(self) -> str | None:
+        """What an operator must do before a server may use this database, if anything."""
+        if self.up_to_date:
+            return None
+        if self.current is None and self.empty:
+            return None
+        if not self.known:
+            return (
+                f"The database schema is at revision {self.current}, which this searchtrail "
+                f"does not know (its newest is {self.head}): the database was upgraded by a "
+                "newer searchtrail; run that version"
+            )
+        found = "has no schema revision" if self.current is None else f"is at {self.current}"
+        return (
+            f"The database schema {found}, this searchtrail needs revision {self.head}: "
+            "run `searchtrail db upgrade` (same SEARCHTRAIL_DATABASE_URL), then start again"
+        )
+
+
+@cache
+def _known_revisions() -> frozenset[str]:
+    return frozenset(s.revision for s in _scripts().walk_revisions())
+
+
+def _status(conn: Connection) -> SchemaStatus:
+    heads = MigrationContext.configure(conn).get_current_heads()
+    current = heads[0] if heads else None
+    empty = current is None and not set(inspect(conn).get_table_names()) & set(metadata.tables)
+    return SchemaStatus(current=current, head=head_revision(), empty=empty)
+
+
+def schema_status(engine: Engine) -> SchemaStatus:
+    with engine.connect() as conn:
+        return _status(conn)
+
+
+@contextmanager
+def _locked(engine: Engine) -> Iterator[Connection]:
+    """One transaction that no other schema change (or creation) runs alongside."""
+    with engine.connect().execution_options(searchtrail_write=True) as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
+        yield conn
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Let a process use the database: create it when empty, refuse it when behind."""
+    if schema_status(engine).up_to_date:
+        return
+    with _locked(engine) as conn:
+        status = _status(conn)
+        if status.current is None and status.empty:
+            metadata.create_all(conn)
+            MigrationContext.configure(conn).stamp(_scripts(), "head")
+            return
+    problem = status.problem()
+    if problem is not None:
+        raise SchemaOutdated(problem)
+
+
+def upgrade(engine_or_url: Engine | str, revision: str = "head") -> tuple[str | None, str]:
+    """Bring a database to ``revision``; answers (revision before, revision after).
+
+    A database made before migrations existed holds exactly the initial revision's
+    tables: it is stamped with that revision first, then upgraded like any other.
+    """
+    engine, owned = _engine(engine_or_url)
+    try:
+        with _locked(engine) as conn:
+            before = _status(conn)
+            cfg = _config()
+            cfg.attributes["connection"] = conn
+            if before.current is None and not before.empty:
+                command.stamp(cfg, _INITIAL)
+            command.upgrade(cfg, revision)
+            after = _status(conn).current
+        assert after is not None
+        return before.current, after
+    finally:
+        if owned:
+            engine.dispose()
+
+
+def schema_differences(engine: Engine) -> list[object]:
+    """How the database's tables differ from schema.py (empty when they match)."""
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(ctx, metadata))
+
+
+def _engine(engine_or_url: Engine | str) -> tuple[Engine, bool]:
+    if isinstance(engine_or_url, Engine):
+        return engine_or_url, False
+    from searchtrail.store import Store
+
+    return Store(engine_or_url, pool_size=1).engine, True

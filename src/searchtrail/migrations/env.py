@@ -1,0 +1,23 @@
+"""Alembic environment: runs on the connection ``searchtrail.migrate`` hands over.
+
+``searchtrail.migrate`` opens the transaction and takes the migration lock first, so
+this file never builds an engine from a URL or reads a config file.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+
+from searchtrail.schema import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations with `searchtrail db upgrade`, not the alembic command")
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    compare_type=True,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

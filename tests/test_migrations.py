@@ -1,0 +1,179 @@
+"""Schema revisions on both dialects: from nothing, from the previous revision, and refusal.
+
+The migrations must build exactly schema.py's tables (compared by Alembic's
+autogenerate), and a process must refuse a database whose schema is behind with a
+message that names the command to run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from searchtrail import Clickstream
+from searchtrail.errors import SchemaOutdated
+from searchtrail.migrate import head_revision, schema_differences, schema_status, upgrade
+from searchtrail.store import Store
+from tests.pg import PgServer
+from tests.support import clean_env, free_port
+
+PREVIOUS = "0001"
+
+
+@pytest.fixture
+def empty_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A database with no tables at all."""
+    if dialect == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.db'}"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.new_database("template0")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "searchtrail.cli", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+    )
+
+
+def _differences(url: str) -> list[object]:
+    store = Store(url)
+    try:
+        return schema_differences(store.engine)
+    finally:
+        store.close()
+
+
+def _revision(url: str) -> str | None:
+    store = Store(url)
+    try:
+        return schema_status(store.engine).current
+    finally:
+        store.close()
+
+
+def _execute(url: str, sql: str) -> None:
+    store = Store(url)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(text(sql))
+    finally:
+        store.close()
+
+
+def test_upgrade_from_empty_builds_exactly_the_schema(empty_url: str) -> None:
+    assert upgrade(empty_url) == (None, head_revision())
+    assert _differences(empty_url) == []
+    assert upgrade(empty_url) == (head_revision(), head_revision())  # again: nothing to do
+
+
+def test_the_previous_revision_differs_and_the_upgrade_closes_the_gap(empty_url: str) -> None:
+    upgrade(empty_url, PREVIOUS)
+    assert _differences(empty_url) != []  # so the comparison can tell revisions apart
+    upgrade(empty_url)
+    assert _differences(empty_url) == []
+
+
+def test_opening_an_empty_database_creates_it_at_head(empty_url: str) -> None:
+    with Clickstream(empty_url) as cs:
+        cs.create_session(session_id="s1")
+    assert _revision(empty_url) == head_revision()
+    assert _differences(empty_url) == []
+
+
+def test_a_schema_behind_is_refused_until_db_upgrade_which_keeps_the_data(
+    empty_url: str,
+) -> None:
+    upgrade(empty_url, PREVIOUS)
+    # The previous revision's tables hold data written by the code of that time.
+    with Clickstream(empty_url, create_schema=False) as old:
+        old.create_session(session_id="s1", search_results=[{"object_id": "a"}])
+        old.push_events("s1", [{"event_id": "e1", "object_id": "a"}])
+        old.use_for_improvement("s1")
+    with pytest.raises(SchemaOutdated) as refused:
+        Clickstream(empty_url)
+    assert "searchtrail db upgrade" in refused.value.detail
+    assert f"is at {PREVIOUS}" in refused.value.detail
+
+    done = cli("db", "upgrade", "--database-url", empty_url)
+    assert done.returncode == 0, done.stderr
+    assert f"upgraded from {PREVIOUS} to revision {head_revision()}" in done.stdout
+    with Clickstream(empty_url) as cs:
+        assert [e.event_id for e in cs.get_session("s1").events] == ["e1"]
+        assert cs.improvement_counts().pending == 1
+    checked = cli("db", "check", "--database-url", empty_url)
+    assert checked.returncode == 0, checked.stderr
+    assert f"revision {head_revision()}; the tables match" in checked.stdout
+
+
+def test_a_database_from_before_migrations_is_stamped_then_upgraded(empty_url: str) -> None:
+    upgrade(empty_url, "0001")
+    _execute(empty_url, "DROP TABLE alembic_version")
+    with pytest.raises(SchemaOutdated, match="has no schema revision"):
+        Clickstream(empty_url)
+    assert upgrade(empty_url) == (None, head_revision())
+    assert _differences(empty_url) == []
+
+
+def test_a_revision_from_a_newer_searchtrail_is_refused(empty_url: str) -> None:
+    upgrade(empty_url)
+    _execute(empty_url, "UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(SchemaOutdated, match="newer searchtrail"):
+        Clickstream(empty_url)
+
+
+def test_db_current_and_check_fail_on_a_schema_behind(empty_url: str) -> None:
+    upgrade(empty_url, PREVIOUS)
+    current = cli("db", "current", "--database-url", empty_url)
+    assert current.returncode == 1
+    assert f"current: {PREVIOUS}\nhead: {head_revision()}" in current.stdout
+    assert "searchtrail db upgrade" in current.stderr
+    checked = cli("db", "check", "--database-url", empty_url)
+    assert checked.returncode == 1
+    assert "searchtrail db upgrade" in checked.stderr
+
+
+def test_serve_refuses_a_schema_behind_and_names_the_command(
+    empty_url: str, tmp_path: Path
+) -> None:
+    upgrade(empty_url, PREVIOUS)
+    proc = subprocess.run(
+        [sys.executable, "-m", "searchtrail.cli", "serve", "--port", str(free_port()),
+         "--database-url", empty_url],
+        capture_output=True, text=True, env=clean_env(), timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "run `searchtrail db upgrade`" in proc.stderr
+    assert _revision(empty_url) == PREVIOUS  # serve never alters a schema on its own
+
+
+def test_processes_opening_one_empty_database_together_create_it_once(empty_url: str) -> None:
+    # Separate Clickstream objects have separate connections, as processes do; the schema
+    # lock makes one create the tables while the others wait and then find them.
+    errors: list[BaseException] = []
+
+    def open_it(i: int) -> None:
+        try:
+            with Clickstream(empty_url) as cs:
+                cs.create_session(session_id=f"s{i}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _revision(empty_url) == head_revision()
+    assert _differences(empty_url) == []
+    with Clickstream(empty_url) as cs:
+        assert cs.store.count("sessions") == 6
