@@ -155,13 +155,18 @@ def _json_dumps(value: Any) -> str:
     return pydantic_core.to_json(value).decode()
 
 
+SQLITE_POOL_SIZE = 40
+
+
 def _make_engine(url: str, *, busy_timeout_ms: int, synchronous: str, pool_size: int) -> Engine:
     url = normalize_database_url(url)
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         engine = create_engine(
             url,
-            pool_size=pool_size,
+            # One kept connection per request thread (anyio's pool has 40): an overflow
+            # connection would be opened, set up and closed again on every request.
+            pool_size=max(pool_size, SQLITE_POOL_SIZE),
             max_overflow=pool_size,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
             json_serializer=_json_dumps,
