@@ -190,7 +190,7 @@ def test_concurrent_claimers_never_get_the_same_entry(fast_settings: Settings) -
             # Its own Clickstream: claimers meet only at the database, as processes would.
             with Clickstream(settings=fast_settings, create_schema=False) as own:
                 start.wait()
-                while entries := own.claim_improvements(worker=name, limit=7):
+                while len(mine) < 60 and (entries := own.claim_improvements(worker=name, limit=7)):
                     for e in entries:
                         mine.append(e.entry_id)
                         own.ack_improvement(entry_id=e.entry_id, attempt=e.attempts, status="done")
@@ -205,7 +205,7 @@ def test_concurrent_claimers_never_get_the_same_entry(fast_settings: Settings) -
     assert errors == []
     flat = [i for mine in got for i in mine]
     assert sorted(flat) == ids
-    assert sum(1 for mine in got if mine) >= 2, "the claimers never overlapped"
+    assert all(got)  # each stops at about 60 of 300: all six took part
     with Clickstream(settings=fast_settings, create_schema=False) as cs:
         assert cs.improvement_counts().done == 300
 
@@ -218,7 +218,7 @@ with Clickstream(settings=settings, create_schema=False) as cs:
     print("ready", flush=True)
     sys.stdin.readline()
     got = []
-    while entries := cs.claim_improvements(worker=sys.argv[2], limit=3):
+    while len(got) < 160 and (entries := cs.claim_improvements(worker=sys.argv[2], limit=3)):
         got.extend(e.entry_id for e in entries)
 print(json.dumps(got), flush=True)
 """
@@ -263,6 +263,7 @@ def test_claimer_processes_never_get_the_same_entry(
     flat = [i for got in results for i in got]
     print("claimed per process:", [len(got) for got in results])
     assert sorted(flat) == ids
-    assert sum(1 for got in results if got) >= 2, "the claimers never overlapped"
+    # Each stops at about 160, so all three took part however the scheduler ran them.
+    assert all(results)
     with Clickstream(settings=fast_settings, create_schema=False) as cs:
         assert cs.improvement_counts().claimed == 400
