@@ -449,6 +449,8 @@ def _raise_interrupt(_sig: int, _frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Started in the background by a shell, a process inherits SIGINT ignored: take it back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     opts.data_dir.mkdir(parents=True, exist_ok=True)
     run = Run(
         options=opts,

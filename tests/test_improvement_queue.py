@@ -190,7 +190,7 @@ def test_concurrent_claimers_never_get_the_same_entry(fast_settings: Settings) -
             # Its own Clickstream: claimers meet only at the database, as processes would.
             with Clickstream(settings=fast_settings, create_schema=False) as own:
                 start.wait()
-                while len(mine) < 60 and (entries := own.claim_improvements(worker=name, limit=7)):
+                while len(mine) < 50 and (entries := own.claim_improvements(worker=name, limit=5)):
                     for e in entries:
                         mine.append(e.entry_id)
                         own.ack_improvement(entry_id=e.entry_id, attempt=e.attempts, status="done")
@@ -205,7 +205,7 @@ def test_concurrent_claimers_never_get_the_same_entry(fast_settings: Settings) -
     assert errors == []
     flat = [i for mine in got for i in mine]
     assert sorted(flat) == ids
-    assert all(got)  # each stops at about 60 of 300: all six took part
+    assert all(got)  # each stops at 50 to 54 of 300: five cannot take them all
     with Clickstream(settings=fast_settings, create_schema=False) as cs:
         assert cs.improvement_counts().done == 300
 
