@@ -6,9 +6,9 @@ write lock) are set up once in ``_make_engine`` and ``_insert``.
 
 Every write runs in one transaction that is committed before the method returns, so a
 caller that got an answer holds a durable fact. On SQLite, writers take the database
-lock up front (``BEGIN IMMEDIATE``) and, within a process, go through one lock: all
-writes have one owner, and two processes wait on each other through the busy timeout
-instead of failing on a lock upgrade.
+lock up front (``BEGIN IMMEDIATE``) and, within a process, go through one group commit
+(``groupcommit.py``): all writes have one owner, and two processes wait on each other
+through the busy timeout instead of failing on a lock upgrade.
 
 On PostgreSQL (psycopg 3, a pool of ``pool_size`` connections plus as many overflow,
 READ COMMITTED) writers run side by side, and batch numbering updates no counter row:
@@ -43,9 +43,8 @@ while the gate is held.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -226,9 +225,6 @@ class Store:
             url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous, pool_size=pool_size
         )
         self.dialect = self.engine.dialect.name
-        self._write_lock: AbstractContextManager[Any] = (
-            threading.Lock() if self.dialect == "sqlite" else nullcontext()
-        )
         self._group = GroupCommit(self._write_transaction) if self.dialect == "sqlite" else None
 
     # -- plumbing -------------------------------------------------------------
@@ -267,12 +263,7 @@ class Store:
                 return self._group.run(fn)
         for attempt in range(5):
             try:
-                with (
-                    unavailable_on_db_outage(),
-                    self._write_lock,
-                    self.engine.connect().execution_options(searchtrail_write=True) as conn,
-                    conn.begin(),
-                ):
+                with unavailable_on_db_outage(), self._write_transaction() as conn:
                     return fn(conn)
             except IntegrityError:
                 # Another process inserted the same unique key first; re-reading sees it.
