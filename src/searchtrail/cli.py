@@ -34,7 +34,29 @@ def load_settings(**overrides: Any) -> Settings:
         sys.exit(2)
 
 
-@click.group()
+class _Command(click.Command):
+    """Every command ends a domain error the same way: one line naming it, exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from searchtrail.errors import SearchtrailError
+
+        try:
+            return super().invoke(ctx)
+        except SearchtrailError as exc:
+            names = []
+            while ctx.parent is not None:
+                names.append(ctx.info_name or "")
+                ctx = ctx.parent
+            click.echo(f"searchtrail {' '.join(reversed(names))}: {_why(exc)}", err=True)
+            sys.exit(1)
+
+
+class _Group(click.Group):
+    command_class = _Command
+    group_class = type
+
+
+@click.group(cls=_Group)
 @click.version_option(__version__, prog_name="searchtrail")
 def main() -> None:
     """searchtrail: clickstream for search, as a service, a library and this command."""
@@ -64,17 +86,12 @@ def serve(**options: Any) -> None:
     """Start the HTTP service (uvicorn)."""
     import uvicorn
 
-    from searchtrail.errors import SchemaOutdated, Unavailable
     from searchtrail.service import Clickstream
 
     settings = load_settings(**options)
     # Check (or create, when empty) the schema once here, not racing in every worker.
-    try:
-        with Clickstream(settings=settings) as cs:
-            has_keys = cs.store.api_keys_exist()
-    except (SchemaOutdated, Unavailable) as exc:
-        click.echo(f"searchtrail serve: {_why(exc)}", err=True)
-        sys.exit(1)
+    with Clickstream(settings=settings) as cs:
+        has_keys = cs.store.api_keys_exist()
     if has_keys:
         click.echo("searchtrail: API keys are required (see `searchtrail keys list`).", err=True)
     else:
@@ -230,28 +247,23 @@ def export(
     progress: bool | None,
 ) -> None:
     """Write a released batch as training data (JSONL or Parquet); prints a JSON summary."""
-    from searchtrail.errors import SearchtrailError
     from searchtrail.service import Clickstream
 
     overrides = _parse_weights(weights)
     settings = load_settings(database_url=database_url)
     table = {**settings.export_event_weights, **overrides}
-    try:
-        with Clickstream(settings=settings) as cs:
-            summary = cs.export(
-                batch_id,
-                out,
-                format="parquet" if fmt == "parquet" else "jsonl",
-                layout="triplets" if layout == "triplets" else "sessions",
-                weights=table,
-                include_irrelevant=include_irrelevant,
-                test_fraction=test_fraction,
-                split_at=split_at,
-                progress=progress,
-            )
-    except SearchtrailError as exc:
-        click.echo(f"searchtrail export: {exc.detail}", err=True)
-        sys.exit(1)
+    with Clickstream(settings=settings) as cs:
+        summary = cs.export(
+            batch_id,
+            out,
+            format="parquet" if fmt == "parquet" else "jsonl",
+            layout="triplets" if layout == "triplets" else "sessions",
+            weights=table,
+            include_irrelevant=include_irrelevant,
+            test_fraction=test_fraction,
+            split_at=split_at,
+            progress=progress,
+        )
     click.echo(summary.model_dump_json(indent=2))
 
 
@@ -308,16 +320,11 @@ def keys_list(database_url: str | None) -> None:
 @click.option("--database-url", help="[SEARCHTRAIL_DATABASE_URL]")
 def keys_revoke(key_id: str, database_url: str | None) -> None:
     """Revoke a key by id or prefix; running servers refuse it within auth_cache_sec."""
-    from searchtrail.errors import SearchtrailError
     from searchtrail.service import Clickstream
 
     settings = load_settings(database_url=database_url)
-    try:
-        with Clickstream(settings=settings) as cs:
-            info = cs.keys.revoke(key_id)
-    except SearchtrailError as exc:
-        click.echo(f"searchtrail keys revoke: {exc.detail}", err=True)
-        sys.exit(1)
+    with Clickstream(settings=settings) as cs:
+        info = cs.keys.revoke(key_id)
     click.echo(
         f"revoked key {info.key_id} ({info.prefix}); running servers refuse it within "
         f"{settings.auth_cache_sec:g} s"
@@ -348,17 +355,12 @@ _DB_URL_HELP = "[SEARCHTRAIL_DATABASE_URL, default sqlite:///searchtrail.db]"
 @click.option("--revision", default="head", show_default=True, help="The revision to reach.")
 def db_upgrade(database_url: str | None, revision: str) -> None:
     """Create the schema, or bring it to the newest revision; safe to run again."""
-    from searchtrail.errors import SearchtrailError
     from searchtrail.migrate import upgrade
     from searchtrail.store import unavailable_on_db_outage
 
     settings = load_settings(database_url=database_url)
-    try:
-        with unavailable_on_db_outage():
-            before, after = upgrade(settings.database_url, revision)
-    except SearchtrailError as exc:
-        click.echo(f"searchtrail db upgrade: {_why(exc)}", err=True)
-        sys.exit(1)
+    with unavailable_on_db_outage():
+        before, after = upgrade(settings.database_url, revision)
     where = _safe_url(settings.database_url)
     if before == after:
         click.echo(f"{where}: already at revision {after}")
