@@ -17,7 +17,14 @@ from sqlalchemy import text
 
 from searchtrail import Clickstream
 from searchtrail.errors import SchemaOutdated
-from searchtrail.migrate import head_revision, schema_differences, schema_status, upgrade
+from searchtrail.migrate import (
+    ensure_schema,
+    head_revision,
+    schema_differences,
+    schema_status,
+    upgrade,
+)
+from searchtrail.schema import metadata
 from searchtrail.store import Store
 from tests.pg import PgServer
 from tests.support import clean_env, free_port
@@ -177,3 +184,75 @@ def test_processes_opening_one_empty_database_together_create_it_once(empty_url:
     assert _differences(empty_url) == []
     with Clickstream(empty_url) as cs:
         assert cs.store.count("sessions") == 6
+
+
+def _create(url: str) -> None:
+    store = Store(url)
+    try:
+        store.create_schema()
+    finally:
+        store.close()
+
+
+def _drop_tables(url: str, *names: str) -> None:
+    for name in names:
+        _execute(url, f"DROP TABLE {name}")
+
+
+def test_tables_dropped_under_a_head_revision_are_refused_by_name(empty_url: str) -> None:
+    _create(empty_url)
+    with Clickstream(empty_url) as cs:  # a healthy database at head starts
+        cs.create_session(session_id="s1")
+    _drop_tables(empty_url, "events", "api_keys")
+
+    store = Store(empty_url)
+    try:
+        with pytest.raises(SchemaOutdated) as refused:
+            ensure_schema(store.engine)
+    finally:
+        store.close()
+    detail = refused.value.detail
+    assert f"at revision {head_revision()}" in detail
+    assert "api_keys, events are missing" in detail
+    assert "sessions" not in detail
+    assert "backup" in detail
+    assert "alembic_version" in detail
+    with pytest.raises(SchemaOutdated, match="events are missing"):
+        Clickstream(empty_url)
+    with pytest.raises(SchemaOutdated, match="events are missing"):
+        upgrade(empty_url)  # no revision recreates them: refused rather than "at head"
+    # Refusing alters nothing: the revision row stays and the tables stay dropped.
+    store = Store(empty_url)
+    try:
+        status = schema_status(store.engine)
+    finally:
+        store.close()
+    assert (status.current, status.missing) == (head_revision(), ("api_keys", "events"))
+
+
+def test_following_the_start_over_hint_gives_an_empty_database(empty_url: str) -> None:
+    _create(empty_url)
+    _drop_tables(empty_url, "events")
+    with pytest.raises(SchemaOutdated):
+        Clickstream(empty_url)
+    remaining = [t.name for t in reversed(metadata.sorted_tables) if t.name != "events"]
+    _drop_tables(empty_url, *remaining, "alembic_version")
+    with Clickstream(empty_url) as cs:
+        cs.create_session(session_id="s1")
+    assert _differences(empty_url) == []
+
+
+def test_db_check_current_and_serve_fail_on_a_missing_table(empty_url: str, tmp_path: Path) -> None:
+    _create(empty_url)
+    _drop_tables(empty_url, "events")
+    for command in ("check", "current", "upgrade"):
+        done = cli("db", command, "--database-url", empty_url)
+        assert done.returncode == 1, (command, done.stdout)
+        assert "events are missing" in done.stderr, command
+    proc = subprocess.run(
+        [sys.executable, "-m", "searchtrail.cli", "serve", "--port", str(free_port()),
+         "--database-url", empty_url],
+        capture_output=True, text=True, env=clean_env(), timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "events are missing" in proc.stderr

@@ -373,7 +373,8 @@ def db_upgrade(database_url: str | None, revision: str) -> None:
 def db_current(database_url: str | None) -> None:
     """Print the database's schema revision and the one this searchtrail needs.
 
-    Exits 1 when a server would refuse the database (the schema is behind or unknown).
+    Exits 1 when a server would refuse the database (the schema is behind or unknown, or
+    tables are missing).
     """
     from searchtrail.migrate import schema_status
     from searchtrail.store import Store
@@ -403,10 +404,10 @@ def db_check(database_url: str | None) -> None:
     store = Store(settings.database_url, pool_size=1)
     try:
         status = schema_status(store.engine)
-        differences = schema_differences(store.engine) if status.up_to_date else []
+        differences = schema_differences(store.engine) if status.usable else []
     finally:
         store.close()
-    if not status.up_to_date:
+    if not status.usable:
         problem = status.problem() or "the database is empty: run `searchtrail db upgrade`"
         click.echo(problem, err=True)
         sys.exit(1)

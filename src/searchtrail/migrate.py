@@ -5,7 +5,10 @@ Alembic is configured here (the script directory ships inside the package), so
 
 What a process does with the database it opens (``ensure_schema``):
 
-- at the head revision: nothing, one read;
+- at the head revision with every table of schema.py present: nothing, two reads;
+- at the head revision with tables missing (dropped by hand, a partial restore): refuses
+  with ``SchemaOutdated``, naming them; ``alembic_version`` alone is not trusted, or the
+  server would start and then fail every request;
 - empty (no searchtrail table): builds schema.py's tables and stamps them at head, so
   the SQLite default still starts with one command on a fresh machine;
 - anything else (behind, made before migrations, or newer than this code): refuses
@@ -68,15 +71,22 @@ def head_revision() -> str:
 
 @dataclass(frozen=True)
 class SchemaStatus:
-    """Where a database stands: its revision (None when unversioned) and whether it is empty."""
+    """Where a database stands: its revision (None when unversioned), whether it is empty,
+    and which of schema.py's tables it lacks (a revision row says nothing about them)."""
 
     current: str | None
     head: str
     empty: bool
+    missing: tuple[str, ...] = ()
 
     @property
     def up_to_date(self) -> bool:
         return self.current == self.head
+
+    @property
+    def usable(self) -> bool:
+        """At head with every table there: the only state a server starts on as it is."""
+        return self.up_to_date and not self.missing
 
     @property
     def known(self) -> bool:
@@ -85,7 +95,7 @@ class SchemaStatus:
     def problem(self) -> str | None:
         """What an operator must do before a server may use this database, if anything."""
         if self.up_to_date:
-            return None
+            return self._missing_problem() if self.missing else None
         if self.current is None and self.empty:
             return None
         if not self.known:
@@ -100,6 +110,14 @@ class SchemaStatus:
             "run `searchtrail db upgrade` (same SEARCHTRAIL_DATABASE_URL), then start again"
         )
 
+    def _missing_problem(self) -> str:
+        return (
+            f"The database says it is at revision {self.current}, but the searchtrail "
+            f"table(s) {', '.join(self.missing)} are missing: restore them from a backup, "
+            "or, to start over with no data, drop the remaining searchtrail tables and the "
+            "alembic_version table so that the next start creates an empty database"
+        )
+
 
 @cache
 def _known_revisions() -> frozenset[str]:
@@ -109,8 +127,10 @@ def _known_revisions() -> frozenset[str]:
 def _status(conn: Connection) -> SchemaStatus:
     heads = MigrationContext.configure(conn).get_current_heads()
     current = heads[0] if heads else None
-    empty = current is None and not set(inspect(conn).get_table_names()) & set(metadata.tables)
-    return SchemaStatus(current=current, head=head_revision(), empty=empty)
+    present = set(inspect(conn).get_table_names())
+    empty = current is None and not present & set(metadata.tables)
+    missing = tuple(sorted(set(metadata.tables) - present))
+    return SchemaStatus(current=current, head=head_revision(), empty=empty, missing=missing)
 
 
 def schema_status(engine: Engine) -> SchemaStatus:
@@ -128,8 +148,9 @@ def _locked(engine: Engine) -> Iterator[Connection]:
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Let a process use the database: create it when empty, refuse it when behind."""
-    if schema_status(engine).up_to_date:
+    """Let a process use the database: create it when empty, refuse it when behind or
+    when tables are missing (it would start, then fail every request)."""
+    if schema_status(engine).usable:
         return
     with _locked(engine) as conn:
         status = _status(conn)
@@ -146,7 +167,8 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> tuple[str | 
     """Bring a database to ``revision``; answers (revision before, revision after).
 
     A database made before migrations existed holds exactly the initial revision's
-    tables: it is stamped with that revision first, then upgraded like any other.
+    tables: it is stamped with that revision first, then upgraded like any other. One
+    at head with tables missing is refused (``SchemaOutdated``), changing nothing.
     """
     engine, owned = _engine(engine_or_url)
     try:
@@ -157,9 +179,14 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> tuple[str | 
             if before.current is None and not before.empty:
                 command.stamp(cfg, _INITIAL)
             command.upgrade(cfg, revision)
-            after = _status(conn).current
-        assert after is not None
-        return before.current, after
+            after = _status(conn)
+            problem = after.problem()
+            if after.up_to_date and problem is not None:
+                # Tables missing at head: no revision recreates them, and "already at
+                # head" would send the operator back to a server that refuses.
+                raise SchemaOutdated(problem)
+        assert after.current is not None
+        return before.current, after.current
     finally:
         if owned:
             engine.dispose()
