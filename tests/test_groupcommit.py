@@ -52,7 +52,7 @@ def _run_grouped(cs: Clickstream, calls: list[Callable[[], Any]]) -> list[Any]:
 
 def _count_commits(cs: Clickstream) -> list[int]:
     commits: list[int] = []
-    event.listen(cs.store.engine, "commit", lambda _conn: commits.append(1))
+    event.listen(cs.store._writer, "commit", lambda _conn: commits.append(1))
     return commits
 
 

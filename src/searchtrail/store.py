@@ -46,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import pydantic_core
@@ -54,6 +55,7 @@ from sqlalchemy import (
     Engine,
     Row,
     and_,
+    bindparam,
     create_engine,
     event,
     exists,
@@ -154,19 +156,62 @@ def _json_dumps(value: Any) -> str:
     return pydantic_core.to_json(value).decode()
 
 
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else _json_dumps(value)
+
+
+def _stored_event(r: Row[Any]) -> StoredEvent:
+    return StoredEvent(
+        event_id=r.event_id,
+        object_id=r.object_id,
+        event_type=r.event_type,
+        created_at=r.created_at_ms // 1000,
+        created_at_ms=r.created_at_ms,
+        meta=r.meta,
+    )
+
+
+class _DriverMany:
+    """A Core statement compiled once for one dialect and run by the driver's executemany.
+
+    Why: for a many-row write, SQLAlchemy processes every row's parameters in Python
+    (``construct_params`` and the type processors); for a 100-event push that cost more
+    than SQLite spent storing the rows. The statement is still built from schema.py, once;
+    the rows handed to ``execute`` must already hold the column values (JSON as text).
+    """
+
+    def __init__(self, statement: Any, dialect: Any, columns: Sequence[str]) -> None:
+        compiled = statement.compile(
+            dialect=dialect, column_keys=list(columns), for_executemany=True
+        )
+        self.sql = str(compiled)
+        # Positional paramstyles (SQLite's qmark) take tuples, in the statement's order.
+        self._values = itemgetter(*compiled.positiontup) if compiled.positiontup else None
+
+    def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+        """Run once per row; answers how many rows the database changed."""
+        params = rows if self._values is None else list(map(self._values, rows))
+        return int(conn.exec_driver_sql(self.sql, params).rowcount)
+
+
 SQLITE_POOL_SIZE = 40
 
 
-def _make_engine(url: str, *, busy_timeout_ms: int, synchronous: str, pool_size: int) -> Engine:
+def _make_engine(
+    url: str, *, busy_timeout_ms: int, synchronous: str, pool_size: int, writer: bool = False
+) -> Engine:
+    """An engine; on SQLite ``writer`` makes the one-connection engine of the group commit."""
     url = normalize_database_url(url)
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         engine = create_engine(
             url,
-            # One kept connection per request thread (anyio's pool has 40): an overflow
-            # connection would be opened, set up and closed again on every request.
-            pool_size=max(pool_size, SQLITE_POOL_SIZE),
-            max_overflow=pool_size,
+            # Readers: one kept connection per request thread (anyio's pool has 40), so
+            # none is opened and closed per request; LIFO, so a light load keeps reusing
+            # the connection whose page cache is warm. The writer: always the same one.
+            pool_size=1 if writer else max(pool_size, SQLITE_POOL_SIZE),
+            max_overflow=0 if writer else pool_size,
+            pool_use_lifo=True,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
             json_serializer=_json_dumps,
             json_deserializer=pydantic_core.from_json,
@@ -185,7 +230,7 @@ def _make_engine(url: str, *, busy_timeout_ms: int, synchronous: str, pool_size:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            write = conn.get_execution_options().get("searchtrail_write", False)
+            write = writer or conn.get_execution_options().get("searchtrail_write", False)
             conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
@@ -225,7 +270,53 @@ class Store:
             url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous, pool_size=pool_size
         )
         self.dialect = self.engine.dialect.name
+        # On SQLite every write goes through one connection, under the group commit: its
+        # page cache stays warm, where a pooled connection finds its cache stale (another
+        # connection wrote since) and reads the tree again from the file.
+        self._writer = (
+            _make_engine(
+                url,
+                busy_timeout_ms=busy_timeout_ms,
+                synchronous=synchronous,
+                pool_size=1,
+                writer=True,
+            )
+            if self.dialect == "sqlite"
+            else self.engine
+        )
         self._group = GroupCommit(self._write_transaction) if self.dialect == "sqlite" else None
+        self._insert_events_many = _DriverMany(
+            self._insert(events).on_conflict_do_nothing(
+                index_elements=["session_number", "event_id"]
+            ),
+            self.engine.dialect,
+            ["session_number", "event_id", "object_id", "event_type", "created_at_ms", "meta"],
+        )
+        # Statements built once: building a Core statement costs more than running it.
+        self._session_by_id = select(sessions).where(
+            sessions.c.session_id == bindparam("session_id")
+        )
+        self._session_number_of = select(sessions.c.session_number).where(
+            sessions.c.session_id == bindparam("session_id")
+        )
+        self._events_of_session = (
+            select(events)
+            .where(events.c.session_number == bindparam("n"))
+            .order_by(events.c.created_at_ms, events.c.id)
+        )
+        self._register_into = sessions.insert().returning(*sessions.c)
+        given = [c for c in sessions.c if c.name not in ("session_number", "batch_id")]
+        self._register_into_collecting = (
+            self._insert(sessions)
+            .from_select(
+                [*given, sessions.c.batch_id],
+                select(*(bindparam(c.name, type_=c.type) for c in given), batches.c.batch_id).where(
+                    batches.c.collecting == 1
+                ),
+            )
+            .on_conflict_do_nothing(index_elements=["session_id"])
+            .returning(*sessions.c)
+        )
 
     # -- plumbing -------------------------------------------------------------
 
@@ -238,6 +329,7 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        self._writer.dispose()
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -247,7 +339,7 @@ class Store:
     @contextmanager
     def _write_transaction(self) -> Iterator[Connection]:
         with (
-            self.engine.connect().execution_options(searchtrail_write=True) as conn,
+            self._writer.connect().execution_options(searchtrail_write=True) as conn,
             conn.begin(),
         ):
             yield conn
@@ -550,33 +642,35 @@ class Store:
 
         Answers the stored session, whether this call created it, and whether its
         ``created_at`` was given by the client (a replay is judged on that).
+
+        The common case is one statement: insert into the collecting batch, or nothing
+        when the id exists (``ON CONFLICT DO NOTHING``) or no batch collects. Only then
+        does it read the stored session, or open a batch and insert again.
         """
+        params = {**row, "registered_at_ms": now}
 
         def work(conn: Connection) -> tuple[Session, bool, bool]:
-            existing = conn.execute(
-                select(sessions).where(sessions.c.session_id == row["session_id"])
-            ).first()
-            if existing is not None:
-                return self._session(existing, []), False, bool(existing.created_at_given)
-            batch_id = self._collecting_batch_id(conn, now)
-            # Values as parameters of a constant statement (compiled once, cached), and the
-            # stored row straight from RETURNING instead of a second query.
-            stored = conn.execute(
-                sessions.insert().returning(*sessions.c),
-                {**row, "batch_id": batch_id, "registered_at_ms": now},
-            ).one()
+            self._batch_gate(conn, exclusive=False)
+            stored = conn.execute(self._register_into_collecting, params).first()
+            if stored is None:
+                existing = conn.execute(
+                    self._session_by_id, {"session_id": row["session_id"]}
+                ).first()
+                if existing is not None:
+                    return self._session(existing, []), False, bool(existing.created_at_given)
+                batch_id = self._collecting_batch_id(conn, now)
+                stored = conn.execute(self._register_into, {**params, "batch_id": batch_id}).one()
             return self._session(stored, []), True, bool(stored.created_at_given)
 
         return self._write(work)
 
-    def get_session(self, session_id: str, events_limit: int | None = None) -> Session:
+    def get_session(self, session_id: str) -> Session:
         with self._read() as conn:
-            row = conn.execute(select(sessions).where(sessions.c.session_id == session_id)).first()
+            row = conn.execute(self._session_by_id, {"session_id": session_id}).first()
             if row is None:
                 raise SessionNotFound(session_id)
-            return self._session(
-                row, self._events(conn, [row.session_number], events_limit)[row.session_number]
-            )
+            evs = conn.execute(self._events_of_session, {"n": row.session_number})
+            return self._session(row, [_stored_event(e) for e in evs])
 
     def mark_irrelevant(self, session_id: str) -> None:
         def work(conn: Connection) -> None:
@@ -596,21 +690,16 @@ class Store:
         """Store a push in one transaction and one bulk statement: (stored, duplicates)."""
 
         def work(conn: Connection) -> tuple[int, int]:
-            number = conn.execute(
-                select(sessions.c.session_number).where(sessions.c.session_id == session_id)
-            ).scalar()
+            number = conn.execute(self._session_number_of, {"session_id": session_id}).scalar()
             if number is None:
                 raise SessionNotFound(session_id)
             if not rows:
                 return 0, 0
-            params = [{**r, "session_number": number} for r in rows]
-            result = conn.execute(
-                self._insert(events)
-                .on_conflict_do_nothing(index_elements=["session_number", "event_id"])
-                .returning(events.c.id),
-                params,
-            )
-            stored = len(result.all())
+            params = [
+                {**r, "session_number": number, "meta": _json_or_none(r["meta"])} for r in rows
+            ]
+            # The driver counts the rows its executemany inserted; a conflict inserts none.
+            stored = self._insert_events_many.execute(conn, params)
             return stored, len(rows) - stored
 
         return self._write(work)
@@ -646,16 +735,7 @@ class Store:
                 .order_by(ranked.c.session_number, ranked.c.created_at_ms, ranked.c.id)
             )
         for r in conn.execute(query):
-            out[r.session_number].append(
-                StoredEvent(
-                    event_id=r.event_id,
-                    object_id=r.object_id,
-                    event_type=r.event_type,
-                    created_at=r.created_at_ms // 1000,
-                    created_at_ms=r.created_at_ms,
-                    meta=r.meta,
-                )
-            )
+            out[r.session_number].append(_stored_event(r))
         return out
 
     def bulk_register(
