@@ -17,19 +17,20 @@ __all__ = [
     "IngestKey",
     "RawBody",
     "ReadKey",
+    "clickstream_of",
     "get_clickstream",
     "read_body",
 ]
 
 
-def get_clickstream(request: Request) -> Clickstream:
+def clickstream_of(request: Request) -> Clickstream:
     cs: Clickstream = request.app.state.clickstream
     return cs
 
 
 async def read_body(request: Request) -> bytes:
     """The request body, refused with 413 as soon as it passes the configured size."""
-    cs = get_clickstream(request)
+    cs = clickstream_of(request)
     limit = cs.limits.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -42,6 +43,11 @@ async def read_body(request: Request) -> bytes:
             raise PayloadTooLarge(f"request body exceeds {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def get_clickstream(request: Request) -> Clickstream:
+    """A coroutine: FastAPI runs a plain-function dependency in the thread pool."""
+    return clickstream_of(request)
 
 
 ClickstreamDep = Annotated[Clickstream, Depends(get_clickstream)]

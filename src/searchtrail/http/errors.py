@@ -36,23 +36,31 @@ _CODES = {
 }
 
 
-def _domain(_request: Request, exc: Exception) -> JSONResponse:
+# The handlers are coroutines: Starlette runs a plain function in the thread pool,
+# a thread hop on every error answer.
+
+
+async def _domain(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SearchtrailError)
+    return _error_response(exc)
+
+
+def _error_response(exc: SearchtrailError) -> JSONResponse:
     retry_after = exc.retry_after if isinstance(exc, RateLimited | Unavailable) else None
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
-def _validation(request: Request, exc: Exception) -> JSONResponse:
+async def _validation(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
         FieldError(loc=tuple(e["loc"]), msg=str(e["msg"]), type=str(e["type"]))
         for e in exc.errors()
     ]
-    return _domain(request, InvalidInput(errors))
+    return _error_response(InvalidInput(errors))
 
 
-def _http(_request: Request, exc: Exception) -> JSONResponse:
+async def _http(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _CODES.get(exc.status_code, "error")
     return JSONResponse(
@@ -62,7 +70,7 @@ def _http(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": "Internal server error", "code": "internal"}, status_code=500)
 
