@@ -15,10 +15,10 @@ can do no more than the page it sits in already does.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import Request, Security
-from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
+from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPBearer
+from fastapi.security.base import SecurityBase
 from starlette.concurrency import run_in_threadpool
 
 from searchtrail.errors import Forbidden, Unauthorized
@@ -37,30 +37,34 @@ class Limiters:
     per_ip: RateLimiter
 
 
-# Declared as FastAPI security schemes so that /docs offers "Authorize" and the OpenAPI
-# document says which routes need a key; none of them ever raises by itself.
-_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer KEY")
-_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: KEY")
-_query = APIKeyQuery(
+# FastAPI's security schemes, for the OpenAPI document only (``install_openapi`` lists
+# them on each guarded route, so /docs offers "Authorize"). The guards read the headers
+# themselves: as sub-dependencies they cost three dependency solves on every request.
+BEARER = HTTPBearer(auto_error=False, description="Authorization: Bearer KEY")
+HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: KEY")
+QUERY = APIKeyQuery(
     name=QUERY_KEY,
     auto_error=False,
     description="?key=KEY, for browsers' sendBeacon: ingest routes and ingest-only keys only",
 )
-Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
-Header = Annotated[str | None, Security(_header)]
-Query = Annotated[str | None, Security(_query)]
+
+
+def _bearer(request: Request) -> str | None:
+    """What ``HTTPBearer`` would read: the credentials of an ``Authorization: Bearer`` header."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return credentials if scheme.lower() == "bearer" else None
 
 
 class _Guard:
+    security_schemes: tuple[SecurityBase, ...] = (BEARER, HEADER)
+
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.scope.value})"
 
-    async def check(
-        self, request: Request, bearer: Bearer, header: Header, query: str | None = None
-    ) -> ApiKeyInfo | None:
+    async def check(self, request: Request, query: str | None = None) -> ApiKeyInfo | None:
         cs: Clickstream = request.app.state.clickstream
         limiters: Limiters = request.app.state.limiters
         keys = cs.keys
@@ -72,10 +76,12 @@ class _Guard:
             limiters.per_ip.take(f"ip:{ip}", f"client {ip}")
             return None
         in_url = False
-        if bearer is not None and bearer.credentials.strip():
-            key: str | None = bearer.credentials.strip()
-        elif header and header.strip():
-            key = header.strip()
+        bearer = (_bearer(request) or "").strip()
+        header = (request.headers.get("x-api-key") or "").strip()
+        if bearer:
+            key: str | None = bearer
+        elif header:
+            key = header
         else:
             key, in_url = query or None, bool(query)
         if key is None:
@@ -102,17 +108,17 @@ class _Guard:
 class ScopeGuard(_Guard):
     """Lets a request through if its key, sent in a header, has ``scope``."""
 
-    async def __call__(self, request: Request, bearer: Bearer, header: Header) -> ApiKeyInfo | None:
-        return await self.check(request, bearer, header)
+    async def __call__(self, request: Request) -> ApiKeyInfo | None:
+        return await self.check(request)
 
 
 class IngestGuard(_Guard):
     """The ingest scope, which also takes an ingest-only key in the URL (``?key=``)."""
 
+    security_schemes = (BEARER, HEADER, QUERY)
+
     def __init__(self) -> None:
         super().__init__(Scope.INGEST)
 
-    async def __call__(
-        self, request: Request, bearer: Bearer, header: Header, query: Query
-    ) -> ApiKeyInfo | None:
-        return await self.check(request, bearer, header, query)
+    async def __call__(self, request: Request) -> ApiKeyInfo | None:
+        return await self.check(request, request.query_params.get(QUERY_KEY))

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
 __all__ = ["body_doc", "install_openapi", "json_response"]
@@ -41,10 +43,38 @@ def install_openapi(app: FastAPI) -> None:
                 generated = model.model_json_schema(ref_template=_REF, mode="validation")
                 schemas.update(generated.pop("$defs", {}))
                 schemas.setdefault(name, generated)
+            _add_security(app, spec)
             app.openapi_schema = spec
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_security(app: FastAPI, spec: dict[str, Any]) -> None:
+    """List each route's key schemes, named by its guard dependency's ``security_schemes``.
+
+    The guards read the headers themselves (see ``http/auth.py``), so FastAPI does not
+    see the schemes; this puts them where it would have.
+    """
+    # Routes as get_openapi walks them: included routers yield their routes with prefixes.
+    for route in iter_route_contexts(app.routes):
+        if not isinstance(route.original_route, APIRoute) or not route.path_format:
+            continue
+        schemes = [
+            scheme
+            for dependency in route.original_route.dependant.dependencies
+            for scheme in getattr(dependency.call, "security_schemes", ())
+        ]
+        if not schemes:
+            continue
+        defined = spec["components"].setdefault("securitySchemes", {})
+        for scheme in schemes:
+            defined[scheme.scheme_name] = jsonable_encoder(
+                scheme.model, by_alias=True, exclude_none=True
+            )
+        for method in route.methods or ():
+            operation = spec["paths"][route.path_format][method.lower()]
+            operation["security"] = [{scheme.scheme_name: []} for scheme in schemes]
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:
