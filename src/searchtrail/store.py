@@ -284,7 +284,10 @@ class Store:
             if self.dialect == "sqlite"
             else self.engine
         )
-        self._group = GroupCommit(self._write_transaction) if self.dialect == "sqlite" else None
+        self._writer_conn: Connection | None = None
+        self._group = (
+            GroupCommit(self._kept_write_transaction) if self.dialect == "sqlite" else None
+        )
         self._insert_events_many = _DriverMany(
             self._insert(events).on_conflict_do_nothing(
                 index_elements=["session_number", "event_id"]
@@ -328,6 +331,9 @@ class Store:
             ensure_schema(self.engine)
 
     def close(self) -> None:
+        if self._writer_conn is not None:
+            self._writer_conn.close()
+            self._writer_conn = None
         self.engine.dispose()
         self._writer.dispose()
 
@@ -339,10 +345,29 @@ class Store:
     @contextmanager
     def _write_transaction(self) -> Iterator[Connection]:
         with (
-            self._writer.connect().execution_options(searchtrail_write=True) as conn,
+            self.engine.connect().execution_options(searchtrail_write=True) as conn,
             conn.begin(),
         ):
             yield conn
+
+    @contextmanager
+    def _kept_write_transaction(self) -> Iterator[Connection]:
+        """SQLite's group commit: every transaction on one connection, kept checked out.
+
+        Only the group commit's leader comes here, one at a time. Checking a connection
+        out and back in for each transaction cost more than a small push's SQL.
+        """
+        conn = self._writer_conn
+        if conn is None or conn.invalidated or conn.closed:
+            conn = self._writer_conn = self._writer.connect()
+        try:
+            with conn.begin():
+                yield conn
+        except (OperationalError, InterfaceError):
+            # The database failed, not the work: the next write starts on a new connection.
+            self._writer_conn = None
+            conn.close()
+            raise
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in a committed write transaction, retrying a lost uniqueness race.
