@@ -6,9 +6,11 @@ deterministic: every writer below lands in the same transaction.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from sqlalchemy import Connection, event, text
 from searchtrail import Clickstream
 from searchtrail.errors import SessionNotFound, Unavailable
 from searchtrail.groupcommit import GroupCommit
+from searchtrail.settings import Settings
 from tests.support import sqlite_only
 
 
@@ -116,3 +119,25 @@ def test_concurrent_writers_each_get_their_answer(cs: Clickstream, writers: int)
         t.join(timeout=60)
     assert answers == dict.fromkeys(range(writers), 5)
     assert len(cs.get_session("s").events) == 5 * writers
+
+
+def test_writes_share_one_connection_until_the_database_fails(tmp_path: Path) -> None:
+    """SQLite's writes keep one connection; a locked database makes the next write reconnect."""
+    url = f"sqlite:///{tmp_path / 'kept.db'}"
+    with Clickstream(settings=Settings(database_url=url, sqlite_busy_timeout_ms=50)) as cs:
+        cs.create_session(session_id="a")
+        kept = cs.store._writer_conn
+        cs.create_session(session_id="b")
+        assert cs.store._writer_conn is kept is not None
+
+        other = sqlite3.connect(tmp_path / "kept.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # holds the write lock past the busy timeout
+        with pytest.raises(Unavailable):
+            cs.create_session(session_id="c")
+        assert cs.store._writer_conn is None
+        other.execute("ROLLBACK")
+        other.close()
+
+        assert cs.create_session(session_id="c").session_id == "c"
+        assert cs.store._writer_conn is not None and cs.store._writer_conn is not kept
+        assert sorted(s for s in ("a", "b", "c") if cs.get_session(s)) == ["a", "b", "c"]
