@@ -14,7 +14,7 @@ import psutil
 
 from bench.wrk import wrk_version
 
-__all__ = ["REPO", "git_sha", "load_average", "machine", "versions"]
+__all__ = ["REPO", "cpu_busy", "git_sha", "load_average", "machine", "versions"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,6 +31,15 @@ def _cpu_model() -> str:
 
 def load_average() -> float:
     return os.getloadavg()[0]
+
+
+def cpu_busy(seconds: float = 2.0) -> float:
+    """Percent of all cores busy over ``seconds``: other work, when taken before a run.
+
+    The load average cannot tell: it decays over minutes, so it still counts work that
+    ended before the run, and at the end it counts the run's own server and wrk.
+    """
+    return float(psutil.cpu_percent(interval=seconds))
 
 
 def machine() -> dict[str, str]:

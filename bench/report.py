@@ -69,12 +69,13 @@ def render(run: Run) -> str:
         "",
         f"- Command: `{o.command}`",
         f"- Started {run.started:%Y-%m-%d %H:%M:%S} UTC, took {run.seconds:,.0f} s.",
-        f"- 1-minute load average: {run.load_start:.2f} at start, {run.load_end:.2f} at end "
-        f"({cores} cores).",
+        f"- CPU busy in the 2 s before the run: {run.busy_start:.0f}% of {cores} cores. "
+        f"1-minute load average: {run.load_start:.2f} at start, {run.load_end:.2f} at end "
+        "(the end counts the run's own server and wrk).",
     ]
-    if max(run.load_start, run.load_end) > 0.25 * cores:
+    if run.busy_start > 25:
         lines.append(
-            "- **The machine was not quiet during this run** (other work was running): "
+            "- **The machine was not quiet when this run started** (other work was running): "
             "wrk, the server and that work shared the cores, so treat the numbers as rough "
             "and compare ratios taken in the same run rather than absolute rates."
         )

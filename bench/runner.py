@@ -21,7 +21,7 @@ from types import FrameType
 from typing import Any
 
 from bench.data import big_database, fresh_database, load_sessions
-from bench.machine import REPO, load_average, machine, versions
+from bench.machine import REPO, cpu_busy, load_average, machine, versions
 from bench.procs import RssSampler, Server, Servers, free_port
 from bench.profile import Profile, record
 from bench.rawinsert import RawInsert, raw_insert_rate
@@ -96,6 +96,7 @@ class Run:
     options: Options
     started: datetime
     load_start: float
+    busy_start: float
     machine: dict[str, str]
     versions: dict[str, str]
     load_end: float = 0.0
@@ -456,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         options=opts,
         started=datetime.now(UTC),
         load_start=load_average(),
+        busy_start=cpu_busy(),
         machine=machine(),
         versions=versions(),
     )
