@@ -7,16 +7,21 @@ write lock) are set up once in ``_make_engine`` and ``_insert``.
 Every write runs in one transaction that is committed before the method returns, so a
 caller that got an answer holds a durable fact. On SQLite, writers take the database
 lock up front (``BEGIN IMMEDIATE``) and, within a process, go through one group commit
-(``groupcommit.py``): all writes have one owner, and two processes wait on each other
-through the busy timeout instead of failing on a lock upgrade.
+(``groupcommit.py``) on one kept connection: all writes have one owner, and two
+processes wait on each other through the busy timeout instead of failing on a lock
+upgrade.
+
+The hot paths (a push, a registration, a get) run statements built once; a push's rows
+go to the driver's ``executemany`` (``_DriverMany``), because SQLAlchemy's per-row
+parameter processing cost more than SQLite's storing of the rows.
 
 On PostgreSQL (psycopg 3, a pool of ``pool_size`` connections plus as many overflow,
 READ COMMITTED) writers run side by side, and batch numbering updates no counter row:
 
 - ``session_number`` comes from the table's identity sequence; ``nextval`` takes no
   row lock and is not rolled back, so numbers are unique and increasing, with gaps.
-- A registration takes the *batch gate* shared (``pg_advisory_xact_lock_shared``),
-  reads the collecting batch with a plain ``SELECT`` and inserts its session; it
+- A registration takes the *batch gate* shared (``pg_advisory_xact_lock_shared``) and
+  inserts its session with an ``INSERT ... SELECT`` of the collecting batch; it
   holds the gate until it commits. Shared holders never wait for each other
   (tests/test_postgres.py holds one open and registers another).
 - A release takes the gate exclusive: it waits for the registrations in flight, and
@@ -27,8 +32,10 @@ READ COMMITTED) writers run side by side, and batch numbering updates no counter
   batch whose release was answered.
 - Nothing else takes the gate, and holders take row locks only after it, so it
   cannot be part of a deadlock.
-- Two registrations of one ``session_id`` race on its unique index; the loser's
-  ``IntegrityError`` makes ``_write`` run it again, and the retry answers the winner's.
+- Two registrations of one ``session_id`` race on its unique index: the loser's
+  ``ON CONFLICT DO NOTHING`` waits for the winner's commit and inserts nothing, and the
+  loser answers the winner's row. (Where a batch had to be opened first, the plain insert
+  that follows raises ``IntegrityError`` instead, and ``_write`` runs it again.)
 
 Why a gate rather than share-locking the collecting batch row (``FOR SHARE``, the
 first design): both let registrations run together, and pgbench measured them alike
