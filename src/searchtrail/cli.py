@@ -377,12 +377,13 @@ def db_current(database_url: str | None) -> None:
     tables are missing).
     """
     from searchtrail.migrate import schema_status
-    from searchtrail.store import Store
+    from searchtrail.store import Store, unavailable_on_db_outage
 
     settings = load_settings(database_url=database_url)
     store = Store(settings.database_url, pool_size=1)
     try:
-        status = schema_status(store.engine)
+        with unavailable_on_db_outage():
+            status = schema_status(store.engine)
     finally:
         store.close()
     current = status.current or ("none (empty database)" if status.empty else "none")
@@ -398,13 +399,14 @@ def db_current(database_url: str | None) -> None:
 def db_check(database_url: str | None) -> None:
     """Exit 1 unless the database is at the newest revision and its tables match the code."""
     from searchtrail.migrate import schema_differences, schema_status
-    from searchtrail.store import Store
+    from searchtrail.store import Store, unavailable_on_db_outage
 
     settings = load_settings(database_url=database_url)
     store = Store(settings.database_url, pool_size=1)
     try:
-        status = schema_status(store.engine)
-        differences = schema_differences(store.engine) if status.usable else []
+        with unavailable_on_db_outage():
+            status = schema_status(store.engine)
+            differences = schema_differences(store.engine) if status.usable else []
     finally:
         store.close()
     if not status.usable:
