@@ -127,8 +127,10 @@ def test_writes_share_one_connection_until_the_database_fails(tmp_path: Path) ->
     with Clickstream(settings=Settings(database_url=url, sqlite_busy_timeout_ms=50)) as cs:
         cs.create_session(session_id="a")
         kept = cs.store._writer_conn
+        assert kept is not None
+        kept_driver = kept.connection.dbapi_connection
         cs.create_session(session_id="b")
-        assert cs.store._writer_conn is kept is not None
+        assert cs.store._writer_conn is kept
 
         other = sqlite3.connect(tmp_path / "kept.db", isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # holds the write lock past the busy timeout
@@ -139,5 +141,35 @@ def test_writes_share_one_connection_until_the_database_fails(tmp_path: Path) ->
         other.close()
 
         assert cs.create_session(session_id="c").session_id == "c"
-        assert cs.store._writer_conn is not None and cs.store._writer_conn is not kept
+        assert cs.store._writer_conn is not None
+        assert cs.store._writer_conn.connection.dbapi_connection is not kept_driver
         assert sorted(s for s in ("a", "b", "c") if cs.get_session(s)) == ["a", "b", "c"]
+
+
+def test_close_waits_for_a_write_in_progress(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'closing.db'}"
+    cs = Clickstream(url)
+    started = threading.Event()
+    outcome: list[object] = []
+
+    def slow(conn: Connection) -> None:
+        conn.execute(text("CREATE TABLE marker (x INTEGER)"))
+        started.set()
+        time.sleep(0.5)
+        conn.execute(text("INSERT INTO marker VALUES (1)"))
+
+    def write() -> None:
+        try:
+            outcome.append(cs.store._write(slow))
+        except Exception as exc:
+            outcome.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert started.wait(30)
+    cs.close()  # must not pull the connection from under the write
+    writer.join(30)
+    assert outcome == [None]
+    check = sqlite3.connect(tmp_path / "closing.db")
+    assert check.execute("SELECT x FROM marker").fetchall() == [(1,)]
+    check.close()

@@ -60,6 +60,7 @@ def test_registrations_do_not_wait_for_each_other_and_a_release_waits_for_them(
         first = cs.create_session(session_id="first")
         # A registration in flight: it holds the batch gate shared.
         with cs.store.engine.connect() as held, held.begin():
+            cs.store._batch_gate(held, exclusive=False)
             assert cs.store._collecting_batch_id(held, now_ms()) == first.batch_id
 
             thread, answer = _in_thread(lambda: other.create_session(session_id="second"))

@@ -14,8 +14,8 @@ When writes come one at a time, each is its own group: no waiting is added.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -70,6 +70,12 @@ class GroupCommit:
             raise job.error
         result: T = job.result
         return result
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No group commits meanwhile: lets the owner close what the transactions use."""
+        with self._commit_lock:
+            yield
 
     def _commit(self, group: list[_Job[Any]]) -> None:
         if len(group) == 1:

@@ -2,7 +2,7 @@
 
 One class over SQLAlchemy Core serves SQLite and PostgreSQL with the same statements;
 the few dialect differences (the upsert spelling, SQLite's connection pragmas and its
-write lock) are set up once in ``_make_engine`` and ``_insert``.
+``BEGIN IMMEDIATE``) are set up once in ``_make_engine`` and ``_insert``.
 
 Every write runs in one transaction that is committed before the method returns, so a
 caller that got an answer holds a durable fact. On SQLite, writers take the database
@@ -338,9 +338,11 @@ class Store:
             ensure_schema(self.engine)
 
     def close(self) -> None:
-        if self._writer_conn is not None:
-            self._writer_conn.close()
-            self._writer_conn = None
+        if self._group is not None:
+            with self._group.paused():  # not under a write that is still running
+                if self._writer_conn is not None:
+                    self._writer_conn.close()
+                    self._writer_conn = None
         self.engine.dispose()
         self._writer.dispose()
 
@@ -373,6 +375,7 @@ class Store:
         except (OperationalError, InterfaceError):
             # The database failed, not the work: the next write starts on a new connection.
             self._writer_conn = None
+            conn.invalidate()
             conn.close()
             raise
 
@@ -415,12 +418,11 @@ class Store:
             conn.execute(select(lock(_BATCH_GATE_KEY)))
 
     def _collecting_batch_id(self, conn: Connection, now: int) -> int:
-        """The collecting batch, opened if none is; behind the gate so a release waits for us.
+        """The collecting batch, opened if none is; the caller holds the gate (shared).
 
         When another registration opened it first (our insert met its ``collecting``),
         the loop reads that one; no release can close it meanwhile, we hold the gate.
         """
-        self._batch_gate(conn, exclusive=False)
         query = select(batches.c.batch_id).where(batches.c.collecting == 1)
         while True:
             batch_id = conn.execute(query).scalar()
@@ -782,6 +784,7 @@ class Store:
         def work(conn: Connection) -> None:
             if not rows:
                 return
+            self._batch_gate(conn, exclusive=False)
             batch_id = self._collecting_batch_id(conn, now)
             inserted = conn.execute(
                 sessions.insert().returning(

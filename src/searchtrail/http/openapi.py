@@ -73,8 +73,9 @@ def _add_security(app: FastAPI, spec: dict[str, Any]) -> None:
                 scheme.model, by_alias=True, exclude_none=True
             )
         for method in route.methods or ():
-            operation = spec["paths"][route.path_format][method.lower()]
-            operation["security"] = [{scheme.scheme_name: []} for scheme in schemes]
+            operation = spec["paths"].get(route.path_format, {}).get(method.lower())
+            if operation is not None:  # None: a route left out of the schema
+                operation["security"] = [{scheme.scheme_name: []} for scheme in schemes]
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:
