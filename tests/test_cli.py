@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from searchtrail import Clickstream
-from tests.support import clean_env, sqlite_only
+from tests.support import clean_env, free_port, sqlite_only
 
 
 def run(*args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -50,3 +52,28 @@ def test_insert_names_the_bad_line_and_keeps_the_window(database_url: str) -> No
     assert (
         bad.returncode == 1 and "line 1: session_id: Input should be a valid string" in bad.stderr
     )
+
+
+UNREACHABLE_COMMANDS = [
+    ("db", "current"),
+    ("db", "check"),
+    ("db", "upgrade"),
+    ("keys", "list"),
+    ("keys", "create", "--name", "n", "--scope", "read"),
+    ("keys", "revoke", "1"),
+    ("export", "--batch", "1", "--out", "out.jsonl"),
+    ("insert", "-"),
+]
+
+
+@pytest.mark.parametrize("args", UNREACHABLE_COMMANDS, ids=" ".join)
+def test_an_unreachable_database_is_one_line_and_exit_1(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    url = f"postgresql://nobody:x@127.0.0.1:{free_port()}/none"  # nothing listens there
+    done = run(*args, "--database-url", url, stdin="{}\n", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr  # no traceback
+    assert lines[0].startswith(f"searchtrail {args[0]}"), lines[0]
+    assert "the database is unavailable" in lines[0], lines[0]
