@@ -6,6 +6,7 @@ deterministic: every writer below lands in the same transaction.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -173,3 +174,176 @@ def test_close_waits_for_a_write_in_progress(tmp_path: Path) -> None:
     check = sqlite3.connect(tmp_path / "closing.db")
     assert check.execute("SELECT x FROM marker").fetchall() == [(1,)]
     check.close()
+
+
+def _queued(group: GroupCommit, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while len(group._queue) < count:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+@sqlite_only
+def test_the_event_loop_awaits_writes_the_writer_thread_commits(cs: Clickstream) -> None:
+    """Writes awaited together land in one commit, made off the loop's thread."""
+    cs.create_session(session_id="known")
+    group = _group(cs)
+    commits = _count_commits(cs)
+    threads: list[str] = []
+    event.listen(
+        cs.store._writer, "commit", lambda _c: threads.append(threading.current_thread().name)
+    )
+
+    async def main() -> list[Any]:
+        calls = [
+            *(cs.create_session_json_async(f'{{"session_id": "s{i}"}}') for i in range(4)),
+            cs.push_events_json_async('{"session_id": "unknown", "events": [{"event_id": "x"}]}'),
+            cs.push_events_json_async(
+                '{"session_id": "known", "events": [{"event_id": "a"}, {"event_id": "a"}]}'
+            ),
+        ]
+        with group._commit_lock:  # let every write queue before the thread commits
+            tasks = [asyncio.ensure_future(c) for c in calls]
+            while len(group._queue) < len(calls):
+                await asyncio.sleep(0.01)
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    answers = asyncio.run(main())
+    assert [a.session_id for a in answers[:4]] == [f"s{i}" for i in range(4)]
+    assert isinstance(answers[4], SessionNotFound)
+    assert (answers[5].stored, answers[5].duplicates) == (1, 1)
+    assert len(commits) == 1
+    assert threads == ["searchtrail-writer"]
+    assert cs.store.count("sessions") == 5
+
+
+@sqlite_only
+def test_a_blocking_writer_and_an_awaiting_one_share_a_group(cs: Clickstream) -> None:
+    """Whoever commits answers everyone in its group, the loop's writes included."""
+    group = _group(cs)
+    commits = _count_commits(cs)
+    blocking: list[Any] = []
+
+    async def main() -> Any:
+        with group._commit_lock:
+            awaited = asyncio.ensure_future(cs.create_session_json_async('{"session_id": "a"}'))
+            await asyncio.sleep(0)
+            _queued(group, 1)
+            writer = threading.Thread(
+                target=lambda: blocking.append(cs.create_session(session_id="b"))
+            )
+            writer.start()
+            _queued(group, 2)
+        answer = await awaited
+        writer.join(30)
+        return answer
+
+    assert asyncio.run(main()).session_id == "a"
+    assert [s.session_id for s in blocking] == ["b"]
+    assert len(commits) == 1
+
+
+@sqlite_only
+def test_a_cancelled_request_still_stores_its_write(cs: Clickstream) -> None:
+    """A client that hangs up does not undo a write already queued; nothing is left unread."""
+    group = _group(cs)
+
+    async def main() -> None:
+        with group._commit_lock:
+            task = asyncio.ensure_future(cs.create_session_json_async('{"session_id": "gone"}'))
+            while not group._queue:
+                await asyncio.sleep(0.01)
+            task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    deadline = time.monotonic() + 30
+    while cs.store.count("sessions") == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert cs.get_session("gone").session_id == "gone"
+
+
+def test_close_commits_what_the_loop_queued_then_refuses(tmp_path: Path) -> None:
+    cs = Clickstream(f"sqlite:///{tmp_path / 'stop.db'}")
+    group = _group(cs)
+    closer = threading.Thread(target=cs.close)
+
+    async def main() -> tuple[Any, BaseException]:
+        with group._commit_lock:
+            task = asyncio.ensure_future(cs.create_session_json_async('{"session_id": "last"}'))
+            while not group._queue:
+                await asyncio.sleep(0.01)
+            closer.start()
+            while not group._stopping:
+                await asyncio.sleep(0.01)
+        stored = await task
+        with pytest.raises(RuntimeError) as refused:
+            await cs.create_session_json_async('{"session_id": "late"}')
+        return stored, refused.value
+
+    stored, _ = asyncio.run(main())
+    closer.join(30)
+    assert stored.session_id == "last"
+    check = sqlite3.connect(tmp_path / "stop.db")
+    assert check.execute("SELECT session_id FROM sessions").fetchall() == [("last",)]
+    check.close()
+
+
+def _savepoints(cs: Clickstream) -> list[str]:
+    seen: list[str] = []
+
+    def watch(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("SAVEPOINT"):
+            seen.append(statement)
+
+    event.listen(cs.store._writer, "before_cursor_execute", watch)
+    return seen
+
+
+@sqlite_only
+def test_a_member_that_failed_before_writing_costs_no_savepoint(cs: Clickstream) -> None:
+    cs.create_session(session_id="known")
+    savepoints = _savepoints(cs)
+    answers = _run_grouped(
+        cs,
+        [
+            lambda: cs.push_events("known", [{"event_id": "a"}]),
+            lambda: cs.push_events("unknown", [{"event_id": "a"}]),
+            lambda: cs.create_session(session_id="new"),
+        ],
+    )
+    assert isinstance(answers[1], SessionNotFound)
+    assert (answers[0].stored, answers[2].session_id) == (1, "new")
+    assert savepoints == []
+
+
+@sqlite_only
+def test_a_member_that_failed_after_writing_is_undone_by_a_rerun_with_savepoints(
+    cs: Clickstream,
+) -> None:
+    commits = _count_commits(cs)
+    savepoints = _savepoints(cs)
+    runs: list[str] = []
+
+    def half_done(conn: Connection) -> None:
+        runs.append("half")
+        conn.execute(text("UPDATE sessions SET user_id = 'leaked' WHERE session_id = 'before'"))
+        raise ValueError("failed after writing")
+
+    answers = _run_grouped(
+        cs,
+        [
+            lambda: cs.create_session(session_id="before"),
+            lambda: cs.store._write(half_done),
+            lambda: cs.create_session(session_id="after"),
+        ],
+    )
+    assert isinstance(answers[1], ValueError)
+    assert [answers[0].session_id, answers[2].session_id] == ["before", "after"]
+    assert runs == ["half", "half"]  # the plain run, then the run with savepoints
+    assert len(savepoints) == 3
+    assert len(commits) == 1
+    assert cs.store.count("sessions") == 2
+    assert cs.get_session("before").user_id is None

@@ -2,20 +2,36 @@
 
 SQLite has one writer at a time and, with ``synchronous=FULL``, every commit waits for
 the disk. Committing each request on its own caps a server at one request per fsync.
-Here a writer queues its work and then takes the commit lock; whoever holds the lock
-(the leader) runs every queued piece of work in one transaction, each in its own
-savepoint, and commits once. A request is answered only after the commit that includes
-it, so an answer still means a durable write; a piece that fails rolls back its own
-savepoint and the others are committed.
+Here a writer queues its work and whoever holds the commit lock runs every queued piece
+of work in one transaction and commits once. A request is answered only after the
+commit that includes it, so an answer still means a durable write.
+
+A piece that fails must leave nothing behind while the others are committed. Most
+failures write nothing (a push to an unknown session fails at its lookup), so the
+group first runs without savepoints, which cost about as much as a small piece of work,
+and counts the database's changed rows around each piece. Only when a failed piece
+changed rows, or lost a uniqueness race, is the group rolled back and run again with
+each piece in its own savepoint.
+
+Two kinds of writer share the queue:
+
+- ``run`` (a blocking caller: the library, the CLI) queues its work, takes the commit
+  lock and commits groups until its own work is done.
+- ``run_async`` (the HTTP service's event loop) queues its work and awaits it; a writer
+  thread, started on first use, commits for it and resolves the awaited future through
+  ``loop.call_soon_threadsafe``. The request is validated in the loop and never visits
+  the thread pool, and SQLite's C code runs in the writer thread without the GIL while
+  the loop parses the next request.
 
 When writes come one at a time, each is its own group: no waiting is added.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -33,28 +49,53 @@ class _Job(Generic[T]):
     done: bool = False
     result: Any = None
     error: BaseException | None = None
+    # Set for run_async: where the answer goes once the job is committed.
+    future: asyncio.Future[T] | None = None
+
+
+class _Redo(Exception):
+    """Roll the group back and run it again with a savepoint per piece."""
+
+
+def _resolve(jobs: list[_Job[Any]]) -> None:
+    """In the awaiting loop: hand each job's outcome to its future."""
+    for job in jobs:
+        future = job.future
+        if future is None or future.done():  # cancelled: the write stands all the same
+            continue
+        if job.error is not None:
+            future.set_exception(job.error)
+        else:
+            future.set_result(job.result)
 
 
 class GroupCommit:
     """Runs write functions in shared transactions opened by ``transaction()``.
 
     ``transaction()`` must begin a write transaction on enter and commit it on a clean
-    exit (roll back otherwise). ``max_group`` bounds how much one commit carries, so one
-    group's latency stays bounded however many writers wait.
+    exit (roll back otherwise). ``changes(conn)`` answers how many rows the connection has
+    changed so far (SQLite's ``total_changes``); without it every piece of a group gets a
+    savepoint. ``max_group`` bounds how much one commit carries, so one group's latency
+    stays bounded however many writers wait.
     """
 
     def __init__(
         self,
         transaction: Callable[[], AbstractContextManager[Connection]],
+        changes: Callable[[Connection], int] | None = None,
         max_group: int = 64,
         retries: int = 5,
     ) -> None:
         self._transaction = transaction
+        self._changes = changes
         self._max_group = max_group
         self._retries = retries
         self._commit_lock = threading.Lock()
         self._queue_lock = threading.Lock()
+        self._queued = threading.Condition(self._queue_lock)
         self._queue: list[_Job[Any]] = []
+        self._thread: threading.Thread | None = None
+        self._stopping = False
 
     def run(self, fn: Callable[[Connection], T]) -> T:
         job: _Job[T] = _Job(fn)
@@ -62,14 +103,27 @@ class GroupCommit:
             self._queue.append(job)
         with self._commit_lock:
             while not job.done:
-                with self._queue_lock:
-                    group = self._queue[: self._max_group]
-                    del self._queue[: self._max_group]
-                self._commit(group)
+                self._commit_next()
         if job.error is not None:
             raise job.error
         result: T = job.result
         return result
+
+    async def run_async(self, fn: Callable[[Connection], T]) -> T:
+        """``run`` for an event loop: the writer thread commits, the loop stays free."""
+        job: _Job[T] = _Job(fn, future=asyncio.get_running_loop().create_future())
+        with self._queue_lock:
+            if self._stopping:
+                raise RuntimeError("the group commit is closed")
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="searchtrail-writer", daemon=True
+                )
+                self._thread.start()
+            self._queue.append(job)
+            self._queued.notify()
+        assert job.future is not None
+        return await job.future
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -77,23 +131,69 @@ class GroupCommit:
         with self._commit_lock:
             yield
 
+    def stop(self) -> None:
+        """Commit what is queued, then end the writer thread; ``run_async`` refuses after."""
+        with self._queue_lock:
+            self._stopping = True
+            self._queued.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            with self._queue_lock:
+                while not self._queue and not self._stopping:
+                    self._queued.wait()
+                if not self._queue:
+                    return
+            with self._commit_lock:
+                self._commit_next()
+
+    def _commit_next(self) -> None:
+        """Commit the oldest queued group (the caller holds the commit lock)."""
+        with self._queue_lock:
+            group = self._queue[: self._max_group]
+            del self._queue[: self._max_group]
+        if not group:
+            return
+        try:
+            self._commit(group)
+        finally:
+            self._answer(group)
+
+    @staticmethod
+    def _answer(group: list[_Job[Any]]) -> None:
+        waiting: dict[asyncio.AbstractEventLoop, list[_Job[Any]]] = {}
+        for job in group:
+            job.done = True
+            if job.future is not None:
+                waiting.setdefault(job.future.get_loop(), []).append(job)
+        for loop, jobs in waiting.items():
+            with suppress(RuntimeError):  # a closed loop: nobody awaits these any more
+                loop.call_soon_threadsafe(_resolve, jobs)
+
     def _commit(self, group: list[_Job[Any]]) -> None:
         if len(group) == 1:
             self._commit_alone(group[0])
             return
         try:
-            with self._transaction() as conn:
+            try:
+                with self._transaction() as conn:
+                    if self._changes is None or not self._run_plain(conn, group, self._changes):
+                        raise _Redo
+            except _Redo:
                 for job in group:
-                    self._apply(conn, job)
+                    job.result = job.error = None
+                with self._transaction() as conn:
+                    for job in group:
+                        self._apply(conn, job)
         except BaseException as exc:
             # Nothing of this group is stored: every job that had succeeded learns why.
             for job in group:
                 if job.error is None:
                     job.error = exc
                     job.result = None
-        finally:
-            for job in group:
-                job.done = True
 
     def _commit_alone(self, job: _Job[Any]) -> None:
         """A job alone needs no savepoint: its own transaction, retried on a lost race."""
@@ -108,8 +208,25 @@ class GroupCommit:
                         raise
         except BaseException as exc:
             job.error = exc
-        finally:
-            job.done = True
+
+    @staticmethod
+    def _run_plain(
+        conn: Connection, group: list[_Job[Any]], changes: Callable[[Connection], int]
+    ) -> bool:
+        """Run the group without savepoints; False when only savepoints can undo a failure."""
+        for job in group:
+            before = changes(conn)
+            try:
+                job.result = job.fn(conn)
+            except (OperationalError, InterfaceError):
+                raise
+            except IntegrityError:
+                return False  # a lost race: retried in a savepoint
+            except Exception as exc:
+                if changes(conn) != before:
+                    return False
+                job.error = exc
+        return True
 
     def _apply(self, conn: Connection, job: _Job[Any]) -> None:
         for attempt in range(self._retries):

@@ -9,11 +9,13 @@ caller that got an answer holds a durable fact. On SQLite, writers take the data
 lock up front (``BEGIN IMMEDIATE``) and, within a process, go through one group commit
 (``groupcommit.py``) on one kept connection: all writes have one owner, and two
 processes wait on each other through the busy timeout instead of failing on a lock
-upgrade.
+upgrade. The HTTP service awaits its writes (``create_session_async``,
+``insert_events_async``): on SQLite the group commit's writer thread runs them, on
+PostgreSQL a pool thread.
 
 The hot paths (a push, a registration, a get) run statements built once; a push's rows
-go to the driver's ``executemany`` (``_DriverMany``), because SQLAlchemy's per-row
-parameter processing cost more than SQLite's storing of the rows.
+go straight to the driver (``_DriverMany``), because SQLAlchemy's per-row parameter
+processing cost more than SQLite's storing of the rows.
 
 On PostgreSQL (psycopg 3, a pool of ``pool_size`` connections plus as many overflow,
 READ COMMITTED) writers run side by side, and batch numbering updates no counter row:
@@ -53,9 +55,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
 from operator import itemgetter
 from typing import Any, TypeVar
 
+import anyio.to_thread
 import pydantic_core
 from sqlalchemy import (
     Connection,
@@ -179,29 +183,69 @@ def _stored_event(r: Row[Any]) -> StoredEvent:
 
 
 class _DriverMany:
-    """A Core statement compiled once for one dialect and run by the driver's executemany.
+    """A many-row INSERT compiled from Core once and handed straight to the driver.
 
     Why: for a many-row write, SQLAlchemy processes every row's parameters in Python
     (``construct_params`` and the type processors); for a 100-event push that cost more
-    than SQLite spent storing the rows. The statement is still built from schema.py, once;
-    the rows handed to ``execute`` must already hold the column values (JSON as text).
+    than SQLite spent storing the rows. The statement is still built from schema.py; the
+    rows handed to ``execute`` must already hold the column values (JSON as text).
+
+    On a positional driver (SQLite's qmark) the rows go as one multi-row ``VALUES``
+    statement per chunk, compiled once per row count. ``executemany`` steps the
+    statement once per row, and the sqlite3 module releases the GIL around every step:
+    with the event loop busy in another thread, each row then waited for the GIL, and
+    a 100-row push took many times its CPU. Other drivers get ``executemany``, which
+    psycopg pipelines.
     """
 
-    def __init__(self, statement: Any, dialect: Any, columns: Sequence[str]) -> None:
+    def __init__(
+        self, statement: Any, dialect: Any, columns: Sequence[str], chunk: int = 100
+    ) -> None:
+        self._statement = statement
+        self._dialect = dialect
+        self._columns = list(columns)
+        self._chunk = chunk
         compiled = statement.compile(
-            dialect=dialect, column_keys=list(columns), for_executemany=True
+            dialect=dialect, column_keys=self._columns, for_executemany=True
         )
         self.sql = str(compiled)
-        # Positional paramstyles (SQLite's qmark) take tuples, in the statement's order.
-        self._values = itemgetter(*compiled.positiontup) if compiled.positiontup else None
+        self._order: list[str] = list(compiled.positiontup or [])
+        # Positional paramstyles take tuples, in the statement's column order.
+        self._values = itemgetter(*self._order) if self._order else None
+        self._multi_sql: dict[int, str] = {}
+
+    def _sql_for(self, n: int) -> str:
+        """The statement inserting ``n`` rows, parameters row by row (as ``execute`` flattens)."""
+        sql = self._multi_sql.get(n)
+        if sql is None:
+            rows: list[dict[str, Any]] = [
+                {c: bindparam(f"{c}_{i}") for c in self._columns} for i in range(n)
+            ]
+            compiled = self._statement.values(rows).compile(dialect=self._dialect)
+            expected = [f"{c}_{i}" for i in range(n) for c in self._order]
+            if list(compiled.positiontup or []) != expected:
+                raise AssertionError("a multi-row INSERT's parameters are not row by row")
+            sql = self._multi_sql[n] = str(compiled)
+        return sql
 
     def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
-        """Run once per row; answers how many rows the database changed."""
-        params = rows if self._values is None else list(map(self._values, rows))
-        return int(conn.exec_driver_sql(self.sql, params).rowcount)
+        """Insert the rows; answers how many the database inserted."""
+        if self._values is None:
+            return int(conn.exec_driver_sql(self.sql, list(rows)).rowcount)
+        stored = 0
+        for start in range(0, len(rows), self._chunk):
+            part = rows[start : start + self._chunk]
+            flat = tuple(chain.from_iterable(map(self._values, part)))
+            stored += conn.exec_driver_sql(self._sql_for(len(part)), flat).rowcount
+        return stored
 
 
 SQLITE_POOL_SIZE = 40
+
+
+def _total_changes(conn: Connection) -> int:
+    """Rows SQLite's connection has inserted, updated or deleted since it opened."""
+    return int(conn.connection.dbapi_connection.total_changes)  # type: ignore[union-attr]
 
 
 def _make_engine(
@@ -293,7 +337,9 @@ class Store:
         )
         self._writer_conn: Connection | None = None
         self._group = (
-            GroupCommit(self._kept_write_transaction) if self.dialect == "sqlite" else None
+            GroupCommit(self._kept_write_transaction, changes=_total_changes)
+            if self.dialect == "sqlite"
+            else None
         )
         self._insert_events_many = _DriverMany(
             self._insert(events).on_conflict_do_nothing(
@@ -339,6 +385,7 @@ class Store:
 
     def close(self) -> None:
         if self._group is not None:
+            self._group.stop()  # what the event loop queued is committed first
             with self._group.paused():  # not under a write that is still running
                 if self._writer_conn is not None:
                     self._writer_conn.close()
@@ -397,6 +444,13 @@ class Store:
                 if attempt == 4:
                     raise
         raise AssertionError("unreachable")
+
+    async def _write_async(self, fn: Callable[[Connection], T]) -> T:
+        """``_write`` for the event loop: SQLite's writer thread, else a pool thread."""
+        if self._group is not None:
+            with unavailable_on_db_outage():
+                return await self._group.run_async(fn)
+        return await anyio.to_thread.run_sync(self._write, fn)
 
     def _insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
         """The dialect's INSERT, which knows ``ON CONFLICT DO NOTHING`` on both."""
@@ -672,7 +726,17 @@ class Store:
     # -- sessions ---------------------------------------------------------------
 
     def create_session(self, row: dict[str, Any], now: int) -> tuple[Session, bool, bool]:
-        """Insert a session unless its id exists.
+        return self._write(self._register(row, now))
+
+    async def create_session_async(
+        self, row: dict[str, Any], now: int
+    ) -> tuple[Session, bool, bool]:
+        return await self._write_async(self._register(row, now))
+
+    def _register(
+        self, row: dict[str, Any], now: int
+    ) -> Callable[[Connection], tuple[Session, bool, bool]]:
+        """The write that inserts a session unless its id exists.
 
         Answers the stored session, whether this call created it, and whether its
         ``created_at`` was given by the client (a replay is judged on that).
@@ -696,7 +760,7 @@ class Store:
                 stored = conn.execute(self._register_into, {**params, "batch_id": batch_id}).one()
             return self._session(stored, []), True, bool(stored.created_at_given)
 
-        return self._write(work)
+        return work
 
     def get_session(self, session_id: str) -> Session:
         with self._read() as conn:
@@ -722,6 +786,16 @@ class Store:
 
     def insert_events(self, session_id: str, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
         """Store a push in one transaction and one bulk statement: (stored, duplicates)."""
+        return self._write(self._store_events(session_id, rows))
+
+    async def insert_events_async(
+        self, session_id: str, rows: Sequence[dict[str, Any]]
+    ) -> tuple[int, int]:
+        return await self._write_async(self._store_events(session_id, rows))
+
+    def _store_events(
+        self, session_id: str, rows: Sequence[dict[str, Any]]
+    ) -> Callable[[Connection], tuple[int, int]]:
 
         def work(conn: Connection) -> tuple[int, int]:
             number = conn.execute(self._session_number_of, {"session_id": session_id}).scalar()
@@ -736,7 +810,7 @@ class Store:
             stored = self._insert_events_many.execute(conn, params)
             return stored, len(rows) - stored
 
-        return self._write(work)
+        return work
 
     def _events(
         self, conn: Connection, numbers: Sequence[int], limit: int | None

@@ -35,7 +35,8 @@ router = APIRouter(tags=["sessions"])
 )
 async def create_session(_key: IngestKey, cs: ClickstreamDep, body: RawBody) -> Response:
     # Validated once, in the service: handing it a parsed model would validate it again.
-    return json_response(await run_in_threadpool(cs.create_session_json, body))
+    # The service validates in the loop and awaits its write: no pool thread is involved.
+    return json_response(await cs.create_session_json_async(body))
 
 
 @router.get("/session", response_model=Session, summary="Get a session with its events")
@@ -53,7 +54,7 @@ async def get_session(
     responses={404: {"description": "unknown session"}},
 )
 async def push_events(_key: IngestKey, cs: ClickstreamDep, body: RawBody) -> Response:
-    return json_response(await run_in_threadpool(cs.push_events_json, body))
+    return json_response(await cs.push_events_json_async(body))
 
 
 @ingest_router.post(
