@@ -47,7 +47,7 @@ def schema_fingerprint() -> str:
     ddl += [
         str(CreateIndex(i).compile(dialect=sqlite.dialect()))
         for t in metadata.sorted_tables
-        for i in t.indexes
+        for i in sorted(t.indexes, key=lambda i: str(i.name))  # a set: its order varies by run
     ]
     ddl.append(str(BUILDER_VERSION))
     return hashlib.sha256("\n".join(ddl).encode()).hexdigest()[:10]

@@ -114,3 +114,24 @@ def test_interrupt_stops_every_server(tmp_path: Path, sig: int, code: int) -> No
     while alive := [p for p in servers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
         assert time.monotonic() < deadline, alive
         time.sleep(0.1)
+
+
+def test_the_cached_database_is_found_again_by_a_new_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The 1M-session database is keyed by a schema fingerprint, which must not depend on the
+    order a table's index set iterates in: that order changed between processes, and each
+    change rebuilt the database."""
+    from bench.data import schema_fingerprint
+
+    from searchtrail.schema import metadata
+
+    tables = [t for t in metadata.sorted_tables if len(t.indexes) > 1]
+    assert tables
+    prints = set()
+    for reverse in (False, True):
+        for table in tables:
+            ordered = sorted(table.indexes, key=lambda i: str(i.name), reverse=reverse)
+            monkeypatch.setattr(table, "indexes", ordered)
+        prints.add(schema_fingerprint())
+    assert len(prints) == 1
