@@ -279,7 +279,7 @@ def test_close_commits_what_the_loop_queued_then_refuses(tmp_path: Path) -> None
             while not group._stopping:
                 await asyncio.sleep(0.01)
         stored = await task
-        with pytest.raises(RuntimeError) as refused:
+        with pytest.raises(Unavailable) as refused:
             await cs.create_session_json_async('{"session_id": "late"}')
         return stored, refused.value
 
@@ -347,3 +347,37 @@ def test_a_member_that_failed_after_writing_is_undone_by_a_rerun_with_savepoints
     assert len(commits) == 1
     assert cs.store.count("sessions") == 2
     assert cs.get_session("before").user_id is None
+
+
+@sqlite_only
+def test_a_writer_thread_that_failed_to_start_is_started_by_the_next_write(
+    cs: Clickstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread that could not start must not be taken for a running one: that hangs every write."""
+    real_start = threading.Thread.start
+    failures = [RuntimeError("can't start new thread")]
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name == "searchtrail-writer" and failures:
+            raise failures.pop()
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+
+    async def main() -> Any:
+        with pytest.raises(RuntimeError):
+            await cs.create_session_json_async('{"session_id": "first"}')
+        return await asyncio.wait_for(cs.create_session_json_async('{"session_id": "second"}'), 10)
+
+    assert asyncio.run(main()).session_id == "second"
+
+
+def test_an_awaited_write_after_close_is_unavailable_not_a_crash(tmp_path: Path) -> None:
+    """Refused by a closed store: a 503 to retry elsewhere, as the blocking path never 500s."""
+    cs = Clickstream(f"sqlite:///{tmp_path / 'closed.db'}")
+    cs.create_session(session_id="s")
+    cs.close()
+    with pytest.raises(Unavailable):
+        asyncio.run(cs.create_session_json_async('{"session_id": "late"}'))
+    with pytest.raises(Unavailable):
+        asyncio.run(cs.push_events_json_async('{"session_id": "s", "events": [{"event_id": "a"}]}'))

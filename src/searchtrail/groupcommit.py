@@ -38,7 +38,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
-__all__ = ["GroupCommit"]
+__all__ = ["GroupCommit", "GroupCommitClosed"]
 
 T = TypeVar("T")
 
@@ -51,6 +51,10 @@ class _Job(Generic[T]):
     error: BaseException | None = None
     # Set for run_async: where the answer goes once the job is committed.
     future: asyncio.Future[T] | None = None
+
+
+class GroupCommitClosed(RuntimeError):
+    """``run_async`` after ``stop``: nothing was queued, nothing written."""
 
 
 class _Redo(Exception):
@@ -114,12 +118,15 @@ class GroupCommit:
         job: _Job[T] = _Job(fn, future=asyncio.get_running_loop().create_future())
         with self._queue_lock:
             if self._stopping:
-                raise RuntimeError("the group commit is closed")
+                raise GroupCommitClosed("the group commit is closed")
             if self._thread is None:
-                self._thread = threading.Thread(
+                thread = threading.Thread(
                     target=self._serve, name="searchtrail-writer", daemon=True
                 )
-                self._thread.start()
+                # Kept only once it runs: a thread that failed to start would be taken for
+                # the writer, and every later job would wait in the queue for nobody.
+                thread.start()
+                self._thread = thread
             self._queue.append(job)
             self._queued.notify()
         assert job.future is not None

@@ -90,7 +90,7 @@ from searchtrail.errors import (
     SessionNotFound,
     Unavailable,
 )
-from searchtrail.groupcommit import GroupCommit
+from searchtrail.groupcommit import GroupCommit, GroupCommitClosed
 from searchtrail.keys import ApiKeyInfo, scopes_of
 from searchtrail.models import (
     BatchInfo,
@@ -449,7 +449,11 @@ class Store:
         """``_write`` for the event loop: SQLite's writer thread, else a pool thread."""
         if self._group is not None:
             with unavailable_on_db_outage():
-                return await self._group.run_async(fn)
+                try:
+                    return await self._group.run_async(fn)
+                except GroupCommitClosed as exc:
+                    # Nothing was written; a client may retry against a store that is open.
+                    raise Unavailable("the store is closed") from exc
         return await anyio.to_thread.run_sync(self._write, fn)
 
     def _insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
