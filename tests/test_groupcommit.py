@@ -381,3 +381,26 @@ def test_an_awaited_write_after_close_is_unavailable_not_a_crash(tmp_path: Path)
         asyncio.run(cs.create_session_json_async('{"session_id": "late"}'))
     with pytest.raises(Unavailable):
         asyncio.run(cs.push_events_json_async('{"session_id": "s", "events": [{"event_id": "a"}]}'))
+
+
+@sqlite_only
+def test_an_outcome_a_future_refuses_still_answers_its_group(cs: Clickstream) -> None:
+    """A future will not take StopIteration; the requests resolved after it must still be."""
+    group = _group(cs)
+
+    def stops(_conn: Connection) -> None:
+        raise StopIteration
+
+    async def main() -> list[Any]:
+        with group._commit_lock:
+            tasks = [
+                asyncio.ensure_future(cs.store._write_async(stops)),
+                asyncio.ensure_future(cs.create_session_json_async('{"session_id": "next"}')),
+            ]
+            while len(group._queue) < 2:
+                await asyncio.sleep(0.01)
+        return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+
+    refused, answered = asyncio.run(main())
+    assert isinstance(refused, RuntimeError)
+    assert answered.session_id == "next"

@@ -67,10 +67,15 @@ def _resolve(jobs: list[_Job[Any]]) -> None:
         future = job.future
         if future is None or future.done():  # cancelled: the write stands all the same
             continue
-        if job.error is not None:
-            future.set_exception(job.error)
-        else:
-            future.set_result(job.result)
+        try:
+            if job.error is not None:
+                future.set_exception(job.error)
+            else:
+                future.set_result(job.result)
+        except Exception as exc:  # e.g. StopIteration, which a future refuses: answer anyway
+            future.set_exception(
+                RuntimeError(f"a write's outcome could not be handed over: {exc!r}")
+            )
 
 
 class GroupCommit:
@@ -79,8 +84,10 @@ class GroupCommit:
     ``transaction()`` must begin a write transaction on enter and commit it on a clean
     exit (roll back otherwise). ``changes(conn)`` answers how many rows the connection has
     changed so far (SQLite's ``total_changes``); without it every piece of a group gets a
-    savepoint. ``max_group`` bounds how much one commit carries, so one group's latency
-    stays bounded however many writers wait.
+    savepoint. With it, a piece may change rows only: DDL is not counted, so a piece that
+    created a table and then failed would leave the table behind. ``max_group`` bounds
+    how much one commit carries, so one group's latency stays bounded however many
+    writers wait.
     """
 
     def __init__(
