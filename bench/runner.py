@@ -2,7 +2,9 @@
 
 Each HTTP scenario gets a fresh database and its own server process on a free port;
 wrk, in its own process, drives it. Servers are stopped when their scenario ends and,
-whatever happens (failure, Ctrl-C, SIGTERM), when the run ends.
+whatever happens (failure, Ctrl-C, SIGTERM), when the run ends. ``--dialect postgresql``
+runs the same scenarios on a PostgreSQL server started for the run (as the tests start
+theirs, but with PostgreSQL's default durability).
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from tests.pg import find_bindir, start_server
 
 from bench.data import big_database, fresh_database, load_sessions
 from bench.machine import REPO, cpu_busy, load_average, machine, versions
@@ -134,14 +140,27 @@ def parse_args(argv: list[str] | None) -> Options:
         default="FULL",
         help="the server's SEARCHTRAIL_SQLITE_SYNCHRONOUS [FULL]",
     )
-    p.add_argument("--dialect", choices=["sqlite", "postgresql"], help="inferred from the URL")
-    p.add_argument("--get-sessions", type=int, help="sessions in the get database [1000000]")
+    p.add_argument(
+        "--dialect",
+        choices=["sqlite", "postgresql"],
+        help="inferred from the URL; postgresql without a URL starts a throwaway server "
+        "from the installed binaries, with PostgreSQL's default durability",
+    )
+    p.add_argument(
+        "--get-sessions",
+        type=int,
+        help="sessions in the get database [1000000; PostgreSQL 100000, loaded each run]",
+    )
     p.add_argument("--events-per-session", type=int, default=10, help="its events each [10]")
     p.add_argument("--results", type=int, default=20, help="results per created session [20]")
     p.add_argument("--push-sessions", type=int, help="sessions pushed to [10000; quick 1000]")
     p.add_argument("--events-per-push", type=int, default=100, help="events per push [100]")
     p.add_argument("--data-dir", type=Path, default=REPO / "bench" / ".data")
-    p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="the report [docs/benchmarks.md; PostgreSQL docs/benchmarks-postgresql.md]",
+    )
     p.add_argument(
         "--profile",
         choices=["auto", "always", "never"],
@@ -163,8 +182,17 @@ def parse_args(argv: list[str] | None) -> Options:
 
     url = a.database_url
     dialect = a.dialect or ("sqlite" if url is None else _dialect(url))
-    if url is None and dialect != "sqlite":
-        p.error("--dialect postgresql needs --database-url")
+    own_server = url is None and dialect == "postgresql"
+    if own_server and find_bindir() is None:
+        p.error(
+            "--dialect postgresql without --database-url starts its own server, but no "
+            "PostgreSQL binaries were found (Debian: apt-get install postgresql)"
+        )
+    # Loading the get database into PostgreSQL happens on every run (no file to keep).
+    get_sessions_full = 100_000 if dialect == "postgresql" else 1_000_000
+    out = a.out or REPO / "docs" / (
+        "benchmarks-postgresql.md" if dialect == "postgresql" else "benchmarks.md"
+    )
     return Options(
         duration=pick(a.duration, 20.0, 3.0),
         warmup=pick(a.warmup, 3.0, 1.0),
@@ -176,13 +204,13 @@ def parse_args(argv: list[str] | None) -> Options:
         workers=a.workers,
         database_url=url,
         dialect=dialect,
-        get_sessions=pick(a.get_sessions, 1_000_000, 10_000),
+        get_sessions=pick(a.get_sessions, get_sessions_full, 10_000),
         events_per_session=a.events_per_session,
         results=a.results,
         push_sessions=pick(a.push_sessions, 10_000, 1_000),
         events_per_push=a.events_per_push,
         data_dir=a.data_dir.resolve(),
-        out=a.out.resolve(),
+        out=out.resolve(),
         profile=pick(a.profile, "auto", "never"),
         profile_seconds=a.profile_seconds,
         quick=q,
@@ -436,6 +464,23 @@ class Bench:
         )
 
 
+@contextmanager
+def _postgres(opts: Options) -> Iterator[str | None]:
+    """A throwaway PostgreSQL server when one was asked for without a URL; stopped after."""
+    if opts.dialect != "postgresql" or opts.database_url is not None:
+        yield None
+        return
+    bindir = find_bindir()
+    assert bindir is not None  # parse_args checked
+    print("starting a PostgreSQL server", flush=True)
+    server = start_server(bindir, durable=True, shared_buffers="256MB")
+    try:
+        server.admin("CREATE DATABASE bench")
+        yield server.url("bench")
+    finally:
+        server.stop()
+
+
 def _read_through(path: Path) -> None:
     """Load the file into the OS page cache, as it is on a server that has been running."""
     with path.open("rb") as f:
@@ -466,7 +511,15 @@ def main(argv: list[str] | None = None) -> int:
         with (
             tempfile.TemporaryDirectory(dir=opts.data_dir, prefix="run-") as tmp,
             Servers(Path(tmp)) as servers,
+            _postgres(opts) as url,
         ):
+            if url is not None:
+                opts.database_url = url
+                run.notes.append(
+                    "PostgreSQL: a server started for this run from the installed binaries "
+                    f"({url.rsplit('@', 1)[-1]}), default durability (fsync and "
+                    "synchronous_commit on), shared_buffers=256MB, on the same machine."
+                )
             bench = Bench(opts, servers, Path(tmp), run)
             for name in SCENARIOS:
                 if name in opts.only:
@@ -476,11 +529,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     run.load_end = load_average()
     run.seconds = time.monotonic() - t0
-    if opts.database_url is None:
+    if opts.dialect == "sqlite":
         run.notes.append(
-            "PostgreSQL: not run here. The same scenarios run on it with "
-            "`scripts/bench --database-url postgresql://USER:PASS@HOST/DB` (every table in that "
-            "database is dropped first)."
+            "PostgreSQL: not run here. `scripts/bench --dialect postgresql` runs the same "
+            "scenarios on a server it starts (report: docs/benchmarks-postgresql.md); "
+            "`--database-url postgresql://USER:PASS@HOST/DB` runs them on yours (every table "
+            "in that database is dropped first)."
         )
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     opts.out.write_text(render(run))

@@ -9,7 +9,8 @@ every test (deleting a few rows and restarting the sequences takes milliseconds 
 ``CREATE DATABASE`` takes a tenth of a second), so every test starts from numbers 1.
 
 Durability settings are off (``fsync``): this server only has to survive the test
-run, and a crash test kills searchtrail, not the machine.
+run, and a crash test kills searchtrail, not the machine. The benchmarks start the same
+server with them on (``durable=True``).
 """
 
 from __future__ import annotations
@@ -135,8 +136,16 @@ def _unprivileged_user() -> str | None:
     raise RuntimeError("running as root and found no unprivileged user (postgres, nobody)")
 
 
-def start_server(bindir: Path) -> PgServer:
-    """initdb, start on a free port, and build the template database holding the schema."""
+# Test speed: this server only has to survive the test run.
+NOT_DURABLE = ("-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
+
+
+def start_server(bindir: Path, *, durable: bool = False, shared_buffers: str = "64MB") -> PgServer:
+    """initdb, start on a free port, and build the template database holding the schema.
+
+    ``durable`` keeps PostgreSQL's own defaults (``fsync``, ``synchronous_commit``), which
+    the benchmarks need: a server that need not survive a crash is faster than any user's.
+    """
     user = _unprivileged_user()
     # Not under pytest's tmp folder: that one is private to root, and the server is not root.
     root = Path(tempfile.mkdtemp(prefix="searchtrail-pg-"))
@@ -154,11 +163,9 @@ def start_server(bindir: Path) -> PgServer:
                 "-c listen_addresses=127.0.0.1",
                 f"-c port={server.port}",
                 f"-c unix_socket_directories={root}",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
+                *(() if durable else NOT_DURABLE),
                 "-c max_connections=300",
-                "-c shared_buffers=64MB",
+                f"-c shared_buffers={shared_buffers}",
             ]
         )
         server.run(

@@ -135,3 +135,31 @@ def test_the_cached_database_is_found_again_by_a_new_process(
             monkeypatch.setattr(table, "indexes", ordered)
         prints.add(schema_fingerprint())
     assert len(prints) == 1
+
+
+def test_postgresql_run_starts_its_own_server_and_stops_it(tmp_path: Path) -> None:
+    """``--dialect postgresql`` needs no server beforehand and leaves none behind."""
+    before = {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"}
+    done = subprocess.run(
+        _bench_args(tmp_path, "--dialect", "postgresql", "--only", "push,create,get"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = (tmp_path / "report.md").read_text()
+    assert "database postgresql" in report
+    assert "PostgreSQL: a server started for this run" in report
+    for scenario in (
+        "Ceiling: validate a push, store nothing",
+        "Push events (100 per request)",
+        "Create sessions (20 results each)",
+        "Get a session (10 events) among 200 sessions, 2,000 events, 1 connection",
+    ):
+        assert scenario in report, scenario
+    assert "| Raw SQLite insert" not in report
+    deadline = time.monotonic() + 60  # a hang guard: its last processes may still be exiting
+    while {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"} - before:
+        assert time.monotonic() < deadline, "the run's PostgreSQL server is still running"
+        time.sleep(0.1)
