@@ -410,7 +410,8 @@ class Store:
     def _kept_write_transaction(self) -> Iterator[Connection]:
         """SQLite's group commit: every transaction on one connection, kept checked out.
 
-        Only the group commit's leader comes here, one at a time. Checking a connection
+        Only the holder of the group commit's lock comes here (its writer thread, or a
+        blocking caller committing for its group), one at a time. Checking a connection
         out and back in for each transaction cost more than a small push's SQL.
         """
         conn = self._writer_conn
