@@ -13,13 +13,16 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from searchtrail.schema import metadata
 from searchtrail.store import Store, normalize_database_url
+
+if TYPE_CHECKING:
+    from tests.pg import PgServer
 
 __all__ = [
     "BUILDER_VERSION",
@@ -192,3 +195,45 @@ def big_database(data_dir: Path, n: int, events_per_session: int, results: int) 
     building.rename(path)
     print(f"built in {time.monotonic() - started:,.0f} s", flush=True)
     return path
+
+
+def big_postgres_database(server: PgServer, n: int, events_per_session: int, results: int) -> str:
+    """``big_database`` on the benchmarks' own PostgreSQL cluster: loaded once, then kept.
+
+    It is loaded under a temporary name and renamed when complete, so a run interrupted
+    while loading starts over instead of measuring a half-loaded database.
+    """
+    import psycopg
+
+    stem = f"get_{n}x{events_per_session}x{results}_"
+    name = stem + schema_fingerprint()
+    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+        names = [r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()]
+    if name in names:
+        return server.url(name)
+    for old in names:
+        if old.startswith(stem) or old == name + "_building":
+            server.admin(f"DROP DATABASE {old}")
+    building = name + "_building"
+    server.admin(f"CREATE DATABASE {building}")
+    url = server.url(building)
+    print(f"loading {name}: {n:,} sessions, {n * events_per_session:,} events", flush=True)
+    started = time.monotonic()
+    fresh_database(url)
+    load_sessions(
+        url, n, prefix="s", results=results, events_per_session=events_per_session, progress=True
+    )
+    server.admin(f"ALTER DATABASE {building} RENAME TO {name}")
+    print(f"loaded in {time.monotonic() - started:,.0f} s", flush=True)
+    return server.url(name)
+
+
+def postgres_database_files(server: PgServer, url: str) -> list[Path]:
+    """The files of one database of our own cluster, to read them into the OS page cache."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[-1]
+    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+        row = conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    assert row is not None, name
+    return sorted(p for p in (server.datadir / "base" / str(row[0])).iterdir() if p.is_file())

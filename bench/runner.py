@@ -24,9 +24,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tests.pg import find_bindir, start_server
+from tests.pg import PgServer, find_bindir, major_version, start_server
 
-from bench.data import big_database, fresh_database, load_sessions
+from bench.data import (
+    big_database,
+    big_postgres_database,
+    fresh_database,
+    load_sessions,
+    postgres_database_files,
+)
 from bench.machine import REPO, cpu_busy, load_average, machine, versions
 from bench.procs import RssSampler, Server, Servers, free_port
 from bench.profile import Profile, record
@@ -149,7 +155,8 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument(
         "--get-sessions",
         type=int,
-        help="sessions in the get database [1000000; PostgreSQL 100000, loaded each run]",
+        help="sessions in the get database [1000000; 100000 on a --database-url server, "
+        "loaded each run]",
     )
     p.add_argument("--events-per-session", type=int, default=10, help="its events each [10]")
     p.add_argument("--results", type=int, default=20, help="results per created session [20]")
@@ -188,8 +195,8 @@ def parse_args(argv: list[str] | None) -> Options:
             "--dialect postgresql without --database-url starts its own server, but no "
             "PostgreSQL binaries were found (Debian: apt-get install postgresql)"
         )
-    # Loading the get database into PostgreSQL happens on every run (no file to keep).
-    get_sessions_full = 100_000 if dialect == "postgresql" else 1_000_000
+    # On a server that is not ours the get database is loaded on every run.
+    get_sessions_full = 100_000 if url is not None and dialect == "postgresql" else 1_000_000
     out = a.out or REPO / "docs" / (
         "benchmarks-postgresql.md" if dialect == "postgresql" else "benchmarks.md"
     )
@@ -229,11 +236,19 @@ def _dialect(url: str) -> str:
 class Bench:
     """One run: owns the servers, the scratch directory and the results."""
 
-    def __init__(self, opts: Options, servers: Servers, scratch: Path, run: Run) -> None:
+    def __init__(
+        self,
+        opts: Options,
+        servers: Servers,
+        scratch: Path,
+        run: Run,
+        postgres: PgServer | None = None,
+    ) -> None:
         self.o = opts
         self.servers = servers
         self.scratch = scratch
         self.run = run
+        self.postgres = postgres
         self._tags = 0
 
     # -- plumbing ---------------------------------------------------------------
@@ -390,7 +405,11 @@ class Bench:
     def get(self) -> None:
         n, per = self.o.get_sessions, self.o.events_per_session
         print(f"get: a session with {per} events among {n:,} sessions", flush=True)
-        if self.o.database_url:
+        if self.postgres is not None:
+            url = big_postgres_database(self.postgres, n, per, 10)
+            for path in postgres_database_files(self.postgres, url):
+                _read_through(path)
+        elif self.o.database_url:
             url = self.o.database_url
             fresh_database(url)
             load_sessions(url, n, prefix="s", results=10, events_per_session=per, progress=True)
@@ -465,18 +484,29 @@ class Bench:
 
 
 @contextmanager
-def _postgres(opts: Options) -> Iterator[str | None]:
-    """A throwaway PostgreSQL server when one was asked for without a URL; stopped after."""
+def _postgres(opts: Options) -> Iterator[PgServer | None]:
+    """Our own PostgreSQL server when one was asked for without a URL; stopped after.
+
+    Its cluster is kept in the data folder, so the get database is loaded once per size
+    and schema (``big_postgres_database``), as the SQLite one is built once.
+    """
     if opts.dialect != "postgresql" or opts.database_url is not None:
         yield None
         return
     bindir = find_bindir()
     assert bindir is not None  # parse_args checked
     print("starting a PostgreSQL server", flush=True)
-    server = start_server(bindir, durable=True, shared_buffers="256MB")
+    server = start_server(
+        bindir,
+        durable=True,
+        shared_buffers="256MB",
+        root=opts.data_dir / f"postgres-{major_version(bindir)}",
+        template=False,
+    )
     try:
+        server.admin("DROP DATABASE IF EXISTS bench")
         server.admin("CREATE DATABASE bench")
-        yield server.url("bench")
+        yield server
     finally:
         server.stop()
 
@@ -511,16 +541,16 @@ def main(argv: list[str] | None = None) -> int:
         with (
             tempfile.TemporaryDirectory(dir=opts.data_dir, prefix="run-") as tmp,
             Servers(Path(tmp)) as servers,
-            _postgres(opts) as url,
+            _postgres(opts) as postgres,
         ):
-            if url is not None:
-                opts.database_url = url
+            if postgres is not None:
+                url = opts.database_url = postgres.url("bench")
                 run.notes.append(
                     "PostgreSQL: a server started for this run from the installed binaries "
                     f"({url.rsplit('@', 1)[-1]}), default durability (fsync and "
                     "synchronous_commit on), shared_buffers=256MB, on the same machine."
                 )
-            bench = Bench(opts, servers, Path(tmp), run)
+            bench = Bench(opts, servers, Path(tmp), run, postgres)
             for name in SCENARIOS:
                 if name in opts.only:
                     getattr(bench, name)()

@@ -15,9 +15,11 @@ server with them on (``durable=True``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import tempfile
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from tests.support import free_port
 
-__all__ = ["REQUIRE_ENV", "PgServer", "find_bindir", "start_server"]
+__all__ = ["REQUIRE_ENV", "PgServer", "find_bindir", "major_version", "start_server"]
 
 REQUIRE_ENV = "SEARCHTRAIL_TESTS_REQUIRE_POSTGRES"
 TEMPLATE = "searchtrail_template"
@@ -51,12 +53,24 @@ def find_bindir() -> Path | None:
     return None
 
 
+def major_version(bindir: Path) -> str:
+    """The server's major version ("15"): a cluster's files are only good for that one."""
+    out = subprocess.run(
+        [str(bindir / "postgres"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    found = re.search(r"\)\s*(\d+)", out)
+    if found is None:
+        raise RuntimeError(f"unexpected postgres --version output: {out!r}")
+    return found.group(1)
+
+
 @dataclass
 class PgServer:
     bindir: Path
     root: Path
     port: int
     user: str | None
+    keep: bool = False  # the cluster outlives the server: stop() leaves its folder
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _work_made: bool = False
 
@@ -121,7 +135,8 @@ class PgServer:
         try:
             self.run(str(self.bindir / "pg_ctl"), "stop", "-D", str(self.datadir), "-m", "fast")
         finally:
-            shutil.rmtree(self.root, ignore_errors=True)
+            if not self.keep:
+                shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _unprivileged_user() -> str | None:
@@ -140,24 +155,41 @@ def _unprivileged_user() -> str | None:
 NOT_DURABLE = ("-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
 
 
-def start_server(bindir: Path, *, durable: bool = False, shared_buffers: str = "64MB") -> PgServer:
+def start_server(
+    bindir: Path,
+    *,
+    durable: bool = False,
+    shared_buffers: str = "64MB",
+    root: Path | None = None,
+    template: bool = True,
+) -> PgServer:
     """initdb, start on a free port, and build the template database holding the schema.
 
     ``durable`` keeps PostgreSQL's own defaults (``fsync``, ``synchronous_commit``), which
     the benchmarks need: a server that need not survive a crash is faster than any user's.
+    A ``root`` given is kept: a cluster already there is started again (the benchmarks
+    keep their loaded get database that way), after stopping one a killed run left up.
     """
     user = _unprivileged_user()
-    # Not under pytest's tmp folder: that one is private to root, and the server is not root.
-    root = Path(tempfile.mkdtemp(prefix="searchtrail-pg-"))
+    keep = root is not None
+    if root is None:
+        # Not under pytest's tmp folder: that one is private to root, and the server is not.
+        root = Path(tempfile.mkdtemp(prefix="searchtrail-pg-"))
+    else:
+        root.mkdir(parents=True, exist_ok=True)
     if user is not None:
         entry = pwd.getpwnam(user)
         os.chown(root, entry.pw_uid, entry.pw_gid)
-    server = PgServer(bindir, root, free_port(), user)
+    server = PgServer(bindir, root, free_port(), user, keep=keep)
     try:
-        server.run(
-            str(bindir / "initdb"), "-D", str(server.datadir), "-U", "postgres",
-            "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync",
-        )  # fmt: skip
+        if not (server.datadir / "PG_VERSION").exists():
+            server.run(
+                str(bindir / "initdb"), "-D", str(server.datadir), "-U", "postgres",
+                "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync",
+            )  # fmt: skip
+        elif (server.datadir / "postmaster.pid").exists():
+            with contextlib.suppress(RuntimeError):  # not running: nothing to stop
+                server.run(str(bindir / "pg_ctl"), "stop", "-D", str(server.datadir), "-m", "fast")
         options = " ".join(
             [
                 "-c listen_addresses=127.0.0.1",
@@ -173,8 +205,11 @@ def start_server(bindir: Path, *, durable: bool = False, shared_buffers: str = "
             "-l", str(root / "server.log"), "-o", options,
         )  # fmt: skip
     except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
         raise
+    if not template:
+        return server
     try:
         from searchtrail.migrate import upgrade
 

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -137,29 +138,44 @@ def test_the_cached_database_is_found_again_by_a_new_process(
     assert len(prints) == 1
 
 
-def test_postgresql_run_starts_its_own_server_and_stops_it(tmp_path: Path) -> None:
-    """``--dialect postgresql`` needs no server beforehand and leaves none behind."""
-    before = {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"}
-    done = subprocess.run(
-        _bench_args(tmp_path, "--dialect", "postgresql", "--only", "push,create,get"),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    report = (tmp_path / "report.md").read_text()
-    assert "database postgresql" in report
-    assert "PostgreSQL: a server started for this run" in report
-    for scenario in (
-        "Ceiling: validate a push, store nothing",
-        "Push events (100 per request)",
-        "Create sessions (20 results each)",
-        "Get a session (10 events) among 200 sessions, 2,000 events, 1 connection",
-    ):
-        assert scenario in report, scenario
-    assert "| Raw SQLite insert" not in report
-    deadline = time.monotonic() + 60  # a hang guard: its last processes may still be exiting
-    while {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"} - before:
-        assert time.monotonic() < deadline, "the run's PostgreSQL server is still running"
-        time.sleep(0.1)
+def test_postgresql_runs_start_their_own_server_and_load_the_get_database_once(
+    tmp_path: Path,
+) -> None:
+    """``--dialect postgresql`` needs no server beforehand, leaves none behind, and keeps
+    its cluster in the data folder so the next run finds the get database loaded."""
+    # The server runs as an unprivileged user: its folder's parents must be open to it.
+    data = Path(tempfile.mkdtemp(prefix="searchtrail-bench-"))
+    data.chmod(0o755)
+    before = _postgres_pids()
+    try:
+        outputs = []
+        for run in ("first", "second"):
+            args = _bench_args(tmp_path, "--dialect", "postgresql", "--only", "push,create,get")
+            args[args.index("--data-dir") + 1] = str(data)
+            args[args.index("--out") + 1] = str(tmp_path / f"{run}.md")
+            done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stdout + done.stderr
+            outputs.append(done.stdout)
+            report = (tmp_path / f"{run}.md").read_text()
+            assert "database postgresql" in report
+            assert "PostgreSQL: a server started for this run" in report
+            for scenario in (
+                "Ceiling: validate a push, store nothing",
+                "Push events (100 per request)",
+                "Create sessions (20 results each)",
+                "Get a session (10 events) among 200 sessions, 2,000 events, 1 connection",
+            ):
+                assert scenario in report, scenario
+            assert "| Raw SQLite insert" not in report
+            deadline = time.monotonic() + 60  # a hang guard: its last processes may be exiting
+            while _postgres_pids() - before:
+                assert time.monotonic() < deadline, "the run's PostgreSQL server is still running"
+                time.sleep(0.1)
+        assert "loading get_200x10x10_" in outputs[0]
+        assert "loading get_" not in outputs[1]
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _postgres_pids() -> set[int]:
+    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"}
