@@ -122,7 +122,8 @@ class GroupCommit:
 
     async def run_async(self, fn: Callable[[Connection], T]) -> T:
         """``run`` for an event loop: the writer thread commits, the loop stays free."""
-        job: _Job[T] = _Job(fn, future=asyncio.get_running_loop().create_future())
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        job = _Job(fn, future=future)
         with self._queue_lock:
             if self._stopping:
                 raise GroupCommitClosed("the group commit is closed")
@@ -136,8 +137,7 @@ class GroupCommit:
                 self._thread = thread
             self._queue.append(job)
             self._queued.notify()
-        assert job.future is not None
-        return await job.future
+        return await future
 
     @contextmanager
     def paused(self) -> Iterator[None]:

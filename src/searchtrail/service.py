@@ -158,10 +158,7 @@ class Clickstream:
         """``create_session`` from a JSON body (the HTTP path): validated once, in the loop."""
         req = await self._parse_in_loop(SessionCreateRequest, raw)
         row, now = self._registration(req)
-        stored, created, given_before = await self.store.create_session_async(row, now)
-        if not created:
-            self._check_replay(stored, row, given_before)
-        return stored
+        return self._registered(row, await self.store.create_session_async(row, now))
 
     async def _parse_in_loop(self, model: type[M], raw: bytes | str) -> M:
         """Validate a body in the event loop, or in a pool thread when it is large.
@@ -175,10 +172,7 @@ class Clickstream:
 
     def _create_session(self, req: SessionCreateRequest) -> Session:
         row, now = self._registration(req)
-        stored, created, given_before = self.store.create_session(row, now)
-        if not created:
-            self._check_replay(stored, row, given_before)
-        return stored
+        return self._registered(row, self.store.create_session(row, now))
 
     def _registration(self, req: SessionCreateRequest) -> tuple[dict[str, Any], int]:
         """The row to store for a registration, and the time it is registered at."""
@@ -198,6 +192,13 @@ class Clickstream:
             "is_irrelevant": False,
         }
         return row, now
+
+    def _registered(self, row: Mapping[str, Any], outcome: tuple[Session, bool, bool]) -> Session:
+        """The store's answer to a registration; a replay must match what is stored."""
+        stored, created, given_before = outcome
+        if not created:
+            self._check_replay(stored, row, given_before)
+        return stored
 
     @staticmethod
     def _check_replay(stored: Session, row: Mapping[str, Any], given_before: bool) -> None:
@@ -231,12 +232,15 @@ class Clickstream:
         """``push_events`` from a JSON body (the HTTP path): validated once, in the loop."""
         req = await self._parse_in_loop(SessionAddEventsRequest, raw)
         stored, _ = await self.store.insert_events_async(req.session_id, self._event_rows(req))
-        return PushResult(
-            session_id=req.session_id, stored=stored, duplicates=len(req.events) - stored
-        )
+        return self._pushed(req, stored)
 
     def _push_events(self, req: SessionAddEventsRequest) -> PushResult:
         stored, _ = self.store.insert_events(req.session_id, self._event_rows(req))
+        return self._pushed(req, stored)
+
+    @staticmethod
+    def _pushed(req: SessionAddEventsRequest, stored: int) -> PushResult:
+        """Every event of the push not stored now was stored before: a duplicate."""
         return PushResult(
             session_id=req.session_id, stored=stored, duplicates=len(req.events) - stored
         )

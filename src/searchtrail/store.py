@@ -801,7 +801,6 @@ class Store:
     def _store_events(
         self, session_id: str, rows: Sequence[dict[str, Any]]
     ) -> Callable[[Connection], tuple[int, int]]:
-
         def work(conn: Connection) -> tuple[int, int]:
             number = conn.execute(self._session_number_of, {"session_id": session_id}).scalar()
             if number is None:
