@@ -203,12 +203,9 @@ def big_postgres_database(server: PgServer, n: int, events_per_session: int, res
     It is loaded under a temporary name and renamed when complete, so a run interrupted
     while loading starts over instead of measuring a half-loaded database.
     """
-    import psycopg
-
     stem = f"get_{n}x{events_per_session}x{results}_"
     name = stem + schema_fingerprint()
-    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
-        names = [r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()]
+    names = [r[0] for r in server.admin("SELECT datname FROM pg_database")]
     if name in names:
         return server.url(name)
     for old in names:
@@ -230,10 +227,6 @@ def big_postgres_database(server: PgServer, n: int, events_per_session: int, res
 
 def postgres_database_files(server: PgServer, url: str) -> list[Path]:
     """The files of one database of our own cluster, to read them into the OS page cache."""
-    import psycopg
-
     name = url.rsplit("/", 1)[-1]
-    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
-        row = conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (name,)).fetchone()
-    assert row is not None, name
-    return sorted(p for p in (server.datadir / "base" / str(row[0])).iterdir() if p.is_file())
+    [(oid,)] = server.admin("SELECT oid FROM pg_database WHERE datname = %s", (name,))
+    return sorted(p for p in (server.datadir / "base" / str(oid)).iterdir() if p.is_file())

@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support import free_port
 
@@ -90,11 +91,13 @@ class PgServer:
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
 
-    def admin(self, sql: str) -> None:
+    def admin(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement in the ``postgres`` database; answers its rows, if any."""
         import psycopg
 
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            conn.execute(sql)
+            cur = conn.execute(sql, params or None)
+            return cur.fetchall() if cur.description else []
 
     def fresh_database(self) -> str:
         """The working database, emptied, with its sequences restarted; answers its URL.

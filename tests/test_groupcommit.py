@@ -30,6 +30,22 @@ def _group(cs: Clickstream) -> GroupCommit:
     return group
 
 
+def _queued(group: GroupCommit, count: int) -> None:
+    """Wait, blocking, until ``count`` writes are queued (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while len(group._queue) < count:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+async def _queued_async(group: GroupCommit, count: int) -> None:
+    """``_queued`` inside an event loop: the loop must run to queue its writes."""
+    deadline = time.monotonic() + 30
+    while len(group._queue) < count:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+
+
 def _run_grouped(cs: Clickstream, calls: list[Callable[[], Any]]) -> list[Any]:
     """Queue every call behind the held commit lock, then let one leader commit them all."""
     group = _group(cs)
@@ -45,10 +61,7 @@ def _run_grouped(cs: Clickstream, calls: list[Callable[[], Any]]) -> list[Any]:
     with group._commit_lock:
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 30
-        while len(group._queue) < len(calls):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        _queued(group, len(calls))
     for t in threads:
         t.join(timeout=30)
     return answers
@@ -176,13 +189,6 @@ def test_close_waits_for_a_write_in_progress(tmp_path: Path) -> None:
     check.close()
 
 
-def _queued(group: GroupCommit, count: int) -> None:
-    deadline = time.monotonic() + 30
-    while len(group._queue) < count:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-
-
 @sqlite_only
 def test_the_event_loop_awaits_writes_the_writer_thread_commits(cs: Clickstream) -> None:
     """Writes awaited together land in one commit, made off the loop's thread."""
@@ -204,8 +210,7 @@ def test_the_event_loop_awaits_writes_the_writer_thread_commits(cs: Clickstream)
         ]
         with group._commit_lock:  # let every write queue before the thread commits
             tasks = [asyncio.ensure_future(c) for c in calls]
-            while len(group._queue) < len(calls):
-                await asyncio.sleep(0.01)
+            await _queued_async(group, len(calls))
         return await asyncio.gather(*tasks, return_exceptions=True)
 
     answers = asyncio.run(main())
@@ -251,8 +256,7 @@ def test_a_cancelled_request_still_stores_its_write(cs: Clickstream) -> None:
     async def main() -> None:
         with group._commit_lock:
             task = asyncio.ensure_future(cs.create_session_json_async('{"session_id": "gone"}'))
-            while not group._queue:
-                await asyncio.sleep(0.01)
+            await _queued_async(group, 1)
             task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -273,8 +277,7 @@ def test_close_commits_what_the_loop_queued_then_refuses(tmp_path: Path) -> None
     async def main() -> tuple[Any, BaseException]:
         with group._commit_lock:
             task = asyncio.ensure_future(cs.create_session_json_async('{"session_id": "last"}'))
-            while not group._queue:
-                await asyncio.sleep(0.01)
+            await _queued_async(group, 1)
             closer.start()
             while not group._stopping:
                 await asyncio.sleep(0.01)
@@ -397,8 +400,7 @@ def test_an_outcome_a_future_refuses_still_answers_its_group(cs: Clickstream) ->
                 asyncio.ensure_future(cs.store._write_async(stops)),
                 asyncio.ensure_future(cs.create_session_json_async('{"session_id": "next"}')),
             ]
-            while len(group._queue) < 2:
-                await asyncio.sleep(0.01)
+            await _queued_async(group, 2)
         return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
 
     refused, answered = asyncio.run(main())
