@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from searchtrail import __version__
 from searchtrail.http.auth import Limiters
 from searchtrail.http.errors import install_error_handlers
+from searchtrail.http.heap import settle_heap
 from searchtrail.http.openapi import install_openapi
 from searchtrail.http.routers import browser, health, internal, keys, sessions
 from searchtrail.ratelimit import RateLimiter
@@ -23,14 +24,25 @@ CLIENT_PREFIX = "/api/v1/clickstream"
 INTERNAL_PREFIX = "/api/v1/clickstream/internal"
 
 
-def create_app(settings: Settings | None = None, clickstream: Clickstream | None = None) -> FastAPI:
-    """Build the app; a ``clickstream`` passed in is used as is and left to the caller to close."""
+def create_app(
+    settings: Settings | None = None,
+    clickstream: Clickstream | None = None,
+    *,
+    own_process: bool = False,
+) -> FastAPI:
+    """Build the app; a ``clickstream`` passed in is used as is and left to the caller to close.
+
+    ``own_process``: the process serves this app alone (``searchtrail serve``), so its
+    start-up may tune the process-wide garbage collector (``settle_heap``).
+    """
     settings = settings or (clickstream.settings if clickstream else Settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = clickstream is None
         app.state.clickstream = clickstream or Clickstream(settings=settings)
+        if own_process:
+            settle_heap()
         try:
             yield
         finally:
@@ -77,4 +89,4 @@ def create_app(settings: Settings | None = None, clickstream: Clickstream | None
 
 def create_app_from_env() -> FastAPI:
     """The factory `searchtrail serve` hands uvicorn, so each worker builds its own app."""
-    return create_app(Settings())
+    return create_app(Settings(), own_process=True)
