@@ -95,8 +95,13 @@ class TimeWindow:
     minus_sec: int = 12 * 3600
     plus_sec: int = 5 * 60
 
+    def bounds(self, now: int) -> tuple[int, int]:
+        """The earliest and the latest accepted epoch milliseconds, both included."""
+        return now - self.minus_sec * 1000, now + self.plus_sec * 1000
+
     def contains(self, ms: int, now: int) -> bool:
-        return now - self.minus_sec * 1000 <= ms <= now + self.plus_sec * 1000
+        earliest, latest = self.bounds(now)
+        return earliest <= ms <= latest
 
     def describe(self, now: int) -> str:
         lo = ms_to_iso(now - self.minus_sec * 1000)
