@@ -85,8 +85,19 @@ class SearchtrailError(Exception):
         super().__init__(detail)
         self.detail = detail
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as raised, whatever its ``__init__`` takes: the writer process sends these."""
+        return (_rebuilt, (type(self), self.args, self.__dict__))
+
     def body(self) -> dict[str, Any]:
         return {"detail": self.detail, "code": self.code}
+
+
+def _rebuilt(cls: type[SearchtrailError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
 
 
 class InvalidInput(SearchtrailError):

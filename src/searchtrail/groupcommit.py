@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -38,7 +38,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
-__all__ = ["GroupCommit", "GroupCommitClosed"]
+__all__ = ["GroupCommit", "GroupCommitClosed", "answer_futures"]
 
 T = TypeVar("T")
 
@@ -61,21 +61,34 @@ class _Redo(Exception):
     """Roll the group back and run it again with a savepoint per piece."""
 
 
-def _resolve(jobs: list[_Job[Any]]) -> None:
-    """In the awaiting loop: hand each job's outcome to its future."""
-    for job in jobs:
-        future = job.future
-        if future is None or future.done():  # cancelled: the write stands all the same
+def _resolve(outcomes: list[tuple[asyncio.Future[Any], BaseException | None, Any]]) -> None:
+    """In the awaiting loop: hand each write's outcome to its future."""
+    for future, error, result in outcomes:
+        if future.done():  # cancelled: the write stands all the same
             continue
         try:
-            if job.error is not None:
-                future.set_exception(job.error)
+            if error is not None:
+                future.set_exception(error)
             else:
-                future.set_result(job.result)
+                future.set_result(result)
         except Exception as exc:  # e.g. StopIteration, which a future refuses: answer anyway
             future.set_exception(
                 RuntimeError(f"a write's outcome could not be handed over: {exc!r}")
             )
+
+
+def answer_futures(
+    outcomes: Iterable[tuple[asyncio.Future[Any], BaseException | None, Any]],
+) -> None:
+    """From any thread: settle each future (error, else result) in the loop that awaits it."""
+    waiting: dict[
+        asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], BaseException | None, Any]]
+    ] = {}
+    for outcome in outcomes:
+        waiting.setdefault(outcome[0].get_loop(), []).append(outcome)
+    for loop, items in waiting.items():
+        with suppress(RuntimeError):  # a closed loop: nobody awaits these any more
+            loop.call_soon_threadsafe(_resolve, items)
 
 
 class GroupCommit:
@@ -178,14 +191,23 @@ class GroupCommit:
 
     @staticmethod
     def _answer(group: list[_Job[Any]]) -> None:
-        waiting: dict[asyncio.AbstractEventLoop, list[_Job[Any]]] = {}
         for job in group:
             job.done = True
-            if job.future is not None:
-                waiting.setdefault(job.future.get_loop(), []).append(job)
-        for loop, jobs in waiting.items():
-            with suppress(RuntimeError):  # a closed loop: nobody awaits these any more
-                loop.call_soon_threadsafe(_resolve, jobs)
+        answer_futures((j.future, j.error, j.result) for j in group if j.future is not None)
+
+    def run_group(
+        self, fns: Sequence[Callable[[Connection], Any]]
+    ) -> list[tuple[Any, BaseException | None]]:
+        """Commit ``fns`` together (``max_group`` at a time): each one's (result, error).
+
+        For a caller that collected the writes itself: the writer process, whose group
+        arrives whole from the HTTP process.
+        """
+        jobs: list[_Job[Any]] = [_Job(fn) for fn in fns]
+        with self._commit_lock:
+            for start in range(0, len(jobs), self._max_group):
+                self._commit(jobs[start : start + self._max_group])
+        return [(job.result, job.error) for job in jobs]
 
     def _commit(self, group: list[_Job[Any]]) -> None:
         if len(group) == 1:

@@ -103,6 +103,7 @@ from searchtrail.models import (
     StoredEvent,
 )
 from searchtrail.schema import api_keys, batches, events, improvement_queue, metadata, sessions
+from searchtrail.writerprocess import WriterProcess
 
 __all__ = [
     "BatchState",
@@ -315,6 +316,7 @@ class Store:
         busy_timeout_ms: int = 30_000,
         synchronous: str = "FULL",
         pool_size: int = 10,
+        writer_process: bool = False,
     ) -> None:
         self.url = url
         self.engine = _make_engine(
@@ -339,6 +341,13 @@ class Store:
         self._group = (
             GroupCommit(self._kept_write_transaction, changes=_total_changes)
             if self.dialect == "sqlite"
+            else None
+        )
+        # searchtrail serve: registrations and pushes from the event loop are committed by
+        # a child process (searchtrail.writerprocess), which has a GIL of its own.
+        self._remote = (
+            WriterProcess(url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
+            if writer_process and self.dialect == "sqlite"
             else None
         )
         self._insert_events_many = _DriverMany(
@@ -384,6 +393,8 @@ class Store:
             ensure_schema(self.engine)
 
     def close(self) -> None:
+        if self._remote is not None:
+            self._remote.close()  # what the event loop handed over is committed first
         if self._group is not None:
             self._group.stop()  # what the event loop queued is committed first
             with self._group.paused():  # not under a write that is still running
@@ -456,6 +467,19 @@ class Store:
                     # Nothing was written; a client may retry against a store that is open.
                     raise Unavailable("the store is closed") from exc
         return await anyio.to_thread.run_sync(self._write, fn)
+
+    def start_writer_process(self) -> None:
+        """Start the writer process now rather than at the first write, if there is one."""
+        if self._remote is not None:
+            self._remote.start()
+
+    def run_group(
+        self, fns: Sequence[Callable[[Connection], Any]]
+    ) -> list[tuple[Any, BaseException | None]]:
+        """The writer process's side: commit writes it received together as one group."""
+        if self._group is None:
+            raise RuntimeError("only a SQLite store commits groups")
+        return self._group.run_group(fns)
 
     def _insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
         """The dialect's INSERT, which knows ``ON CONFLICT DO NOTHING`` on both."""
@@ -736,6 +760,9 @@ class Store:
     async def create_session_async(
         self, row: dict[str, Any], now: int
     ) -> tuple[Session, bool, bool]:
+        if self._remote is not None:
+            result: tuple[Session, bool, bool] = await self._remote.run("register", row, now)
+            return result
         return await self._write_async(self._register(row, now))
 
     def _register(
@@ -796,6 +823,9 @@ class Store:
     async def insert_events_async(
         self, session_id: str, rows: Sequence[dict[str, Any]]
     ) -> tuple[int, int]:
+        if self._remote is not None:
+            counts: tuple[int, int] = await self._remote.run("store_events", session_id, rows)
+            return counts
         return await self._write_async(self._store_events(session_id, rows))
 
     def _store_events(

@@ -33,14 +33,21 @@ def create_app(
     """Build the app; a ``clickstream`` passed in is used as is and left to the caller to close.
 
     ``own_process``: the process serves this app alone (``searchtrail serve``), so its
-    start-up may tune the process-wide garbage collector (``settle_heap``).
+    start-up may tune the process-wide garbage collector (``settle_heap``) and, with
+    ``sqlite_writer=auto``, hand SQLite writes to a writer process.
     """
     settings = settings or (clickstream.settings if clickstream else Settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = clickstream is None
-        app.state.clickstream = clickstream or Clickstream(settings=settings)
+        if owned and own_process and settings.sqlite_writer == "auto":
+            app.state.clickstream = Clickstream(
+                settings=settings.model_copy(update={"sqlite_writer": "process"})
+            )
+        else:
+            app.state.clickstream = clickstream or Clickstream(settings=settings)
+        app.state.clickstream.store.start_writer_process()
         if own_process:
             settle_heap()
         try:

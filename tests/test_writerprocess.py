@@ -1,0 +1,247 @@
+"""SQLite's hot writes through a child process: answers, errors, crashes, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import pickle
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from searchtrail import Clickstream, Settings
+from searchtrail.errors import (
+    FieldError,
+    InvalidInput,
+    SearchtrailError,
+    SessionConflict,
+    SessionNotFound,
+    TimestampOutOfWindow,
+    Unavailable,
+)
+from searchtrail.http import create_app
+from tests.support import serve, sqlite_only
+
+# The writer process exists for SQLite's single writer: every database test is SQLite's.
+
+
+@pytest.fixture
+def cs(database_url: str) -> Iterator[Clickstream]:
+    settings = Settings(database_url=database_url, sqlite_writer="process")
+    with Clickstream(settings=settings) as clickstream:
+        yield clickstream
+
+
+def push_body(session_id: str, *event_ids: str) -> bytes:
+    return json.dumps(
+        {"session_id": session_id, "events": [{"event_id": e} for e in event_ids]}
+    ).encode()
+
+
+def the_child() -> multiprocessing.Process:
+    children = multiprocessing.active_children()
+    assert len(children) == 1, children
+    return children[0]
+
+
+@sqlite_only
+def test_http_paths_answer_through_the_child(cs: Clickstream) -> None:
+    with TestClient(create_app(clickstream=cs)) as client:
+        r = client.post("/session", json={"session_id": "s1", "search_query": "q"})
+        assert r.status_code == 200, r.text
+        assert the_child().pid != os.getpid()
+        replay = client.post("/session", json={"session_id": "s1", "search_query": "other"})
+        assert replay.status_code == 409
+        assert "search_query" in replay.json()["detail"]
+        events = {"session_id": "s1", "events": [{"event_id": "e1"}, {"event_id": "e2"}]}
+        assert client.post("/session/events", json=events).json()["stored"] == 2
+        assert client.post("/session/events", json=events).json()["duplicates"] == 2
+        missing = client.post("/session/events", json={**events, "session_id": "nope"})
+        assert missing.status_code == 404
+        assert missing.json() == {"detail": "Session with id=nope not found", "code": "not_found"}
+    assert [e.event_id for e in cs.get_session("s1").events] == ["e1", "e2"]
+
+
+@sqlite_only
+def test_concurrent_writes_are_grouped_and_all_stored(cs: Clickstream) -> None:
+    cs.create_session(session_id="s1")
+
+    async def main() -> list[int]:
+        pushes = [
+            cs.push_events_json_async(push_body("s1", f"a{i}", f"b{i}", "shared"))
+            for i in range(200)
+        ]
+        return [r.stored for r in await asyncio.gather(*pushes)]
+
+    stored = asyncio.run(main())
+    assert sum(stored) == 401  # a0..a199, b0..b199, and "shared" once
+    assert cs.store.count("events") == 401
+
+
+@sqlite_only
+def test_a_failing_write_leaves_its_group_whole(cs: Clickstream) -> None:
+    cs.create_session(session_id="s1")
+
+    async def main() -> list[object]:
+        pushes = [
+            cs.push_events_json_async(push_body("s1" if i % 2 else "nope", f"e{i}"))
+            for i in range(40)
+        ]
+        return await asyncio.gather(*pushes, return_exceptions=True)
+
+    outcomes = asyncio.run(main())
+    assert all(isinstance(o, SessionNotFound) for o in outcomes[0::2])
+    assert all(getattr(o, "stored", None) == 1 for o in outcomes[1::2])
+    assert cs.store.count("events") == 20
+
+
+@sqlite_only
+def test_a_child_killed_while_idle_is_replaced_unnoticed(cs: Clickstream) -> None:
+    cs.create_session(session_id="s1")
+
+    async def push(*ids: str) -> int:
+        return (await cs.push_events_json_async(push_body("s1", *ids))).stored
+
+    assert asyncio.run(push("e1")) == 1
+    first = the_child()
+    os.kill(first.pid, signal.SIGKILL)
+    first.join(30)
+    assert asyncio.run(push("e2")) == 1
+    assert the_child().pid != first.pid
+    assert cs.store.count("events") == 2
+
+
+def kill_child_once_replaced(previous: int | None) -> int:
+    """SIGKILL the writer process once it is not ``previous``; answers its pid."""
+    deadline = time.monotonic() + 30
+    while True:
+        children = [c for c in multiprocessing.active_children() if c.pid != previous]
+        if children and children[0].pid is not None:
+            os.kill(children[0].pid, signal.SIGKILL)
+            return children[0].pid
+        assert time.monotonic() < deadline, "no new writer process"
+        time.sleep(0.05)
+
+
+@sqlite_only
+@pytest.mark.parametrize("deaths", [1, 2])
+def test_a_write_outlives_one_child_death_mid_write_not_two(
+    cs: Clickstream, database_url: str, deaths: int
+) -> None:
+    cs.create_session(session_id="s1")
+    path = database_url.removeprefix("sqlite:///")
+
+    async def main() -> None:
+        with sqlite3.connect(path, isolation_level=None) as blocker:
+            blocker.execute("BEGIN IMMEDIATE")  # each child waits for SQLite's write lock
+            write = asyncio.ensure_future(cs.push_events_json_async(push_body("s1", "w")))
+            killed = None
+            for _ in range(deaths):
+                await asyncio.sleep(0.5)
+                assert not write.done()
+                killed = kill_child_once_replaced(killed)
+            await asyncio.sleep(0.5)
+            blocker.execute("ROLLBACK")
+            if deaths == 1:
+                assert (await asyncio.wait_for(write, 30)).stored == 1
+            else:
+                with pytest.raises(Unavailable):
+                    await asyncio.wait_for(write, 30)
+        assert (await cs.push_events_json_async(push_body("s1", "next"))).stored == 1
+
+    asyncio.run(main())
+    expected = ["next", "w"] if deaths == 1 else ["next"]
+    assert sorted(e.event_id for e in cs.get_session("s1").events) == expected
+
+
+@sqlite_only
+def test_close_commits_what_was_accepted_then_refuses(database_url: str) -> None:
+    settings = Settings(database_url=database_url, sqlite_writer="process")
+    cs = Clickstream(settings=settings)
+    cs.create_session(session_id="s1")
+
+    async def main() -> None:
+        writes = [
+            asyncio.ensure_future(cs.push_events_json_async(push_body("s1", f"e{i}")))
+            for i in range(30)
+        ]
+        await asyncio.sleep(0)  # every write is handed over
+        await asyncio.get_running_loop().run_in_executor(None, cs.close)
+        assert [w.result().stored for w in writes] == [1] * 30
+        with pytest.raises(Unavailable):
+            await cs.push_events_json_async(push_body("s1", "late"))
+
+    asyncio.run(main())
+    assert multiprocessing.active_children() == []
+    with Clickstream(database_url) as again:
+        assert again.store.count("events") == 30
+
+
+@sqlite_only
+def test_a_locked_database_is_a_503_from_the_child(database_url: str) -> None:
+    settings = Settings(
+        database_url=database_url, sqlite_writer="process", sqlite_busy_timeout_ms=200
+    )
+    path = database_url.removeprefix("sqlite:///")
+    with Clickstream(settings=settings) as cs:
+        cs.create_session(session_id="s1")
+
+        async def main() -> None:
+            with sqlite3.connect(path, isolation_level=None) as blocker:
+                blocker.execute("BEGIN IMMEDIATE")
+                with pytest.raises(Unavailable, match="database is unavailable"):
+                    await cs.push_events_json_async(push_body("s1", "e1"))
+                blocker.execute("ROLLBACK")
+            assert (await cs.push_events_json_async(push_body("s1", "e1"))).stored == 1
+
+        asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        SessionNotFound("s1"),
+        SessionConflict("s1", ["search_query"]),
+        TimestampOutOfWindow("created_at", 12, "within a day"),
+        InvalidInput([FieldError("events[0].event_id", "too long", "string_too_long")]),
+        Unavailable("locked"),
+    ],
+)
+def test_domain_errors_cross_processes_as_raised(error: SearchtrailError) -> None:
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error)
+    assert again.body() == error.body() and vars(again) == vars(error)
+
+
+@sqlite_only
+def test_serve_writes_through_a_child_that_dies_with_it(database_url: str, tmp_path: Path) -> None:
+    with serve(database_url, tmp_path) as server:
+        assert httpx.post(f"{server.url}/session", json={"session_id": "s1"}).status_code == 200
+        children = [
+            int(c)
+            for task in Path(f"/proc/{server.process.pid}/task").iterdir()
+            for c in (task / "children").read_text().split()
+        ]
+        commands = [Path(f"/proc/{c}/cmdline").read_bytes() for c in children]
+        assert sum(b"spawn_main" in c for c in commands) == 1, "one writer process"
+        server.kill()  # SIGKILL: its children learn it from their closed input
+        deadline = time.monotonic() + 30
+        for child in children:
+            while _state(child) not in ("gone", "Z"):
+                assert time.monotonic() < deadline, f"{child} outlived serve"
+                time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
