@@ -45,11 +45,15 @@ def _ours(tmp_path: Path) -> list[psutil.Process]:
 
 def _servers(pid: int) -> list[psutil.Process]:
     """The runner's server processes (the ceiling's uvicorn or searchtrail serve)."""
-    return [
-        p
-        for p in psutil.Process(pid).children(recursive=True)
-        if any(word in " ".join(p.cmdline()) for word in ("uvicorn", "serve"))
-    ]
+    found = []
+    for p in psutil.Process(pid).children(recursive=True):
+        try:
+            command = " ".join(p.cmdline())
+        except psutil.NoSuchProcess:  # it ended meanwhile (zombies included)
+            continue
+        if any(word in command for word in ("uvicorn", "serve")):
+            found.append(p)
+    return found
 
 
 def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import multiprocessing
 import os
@@ -28,6 +29,7 @@ from searchtrail.errors import (
     Unavailable,
 )
 from searchtrail.http import create_app
+from searchtrail.http.heap import YOUNG_GENERATION
 from tests.support import serve, sqlite_only
 
 # The writer process exists for SQLite's single writer: every database test is SQLite's.
@@ -68,6 +70,16 @@ def test_http_paths_answer_through_the_child(cs: Clickstream) -> None:
         assert missing.status_code == 404
         assert missing.json() == {"detail": "Session with id=nope not found", "code": "not_found"}
     assert [e.event_id for e in cs.get_session("s1").events] == ["e1", "e2"]
+
+
+@sqlite_only
+def test_the_child_freezes_its_startup_heap(cs: Clickstream) -> None:
+    cs.create_session(session_id="s1")
+    asyncio.run(cs.push_events_json_async(push_body("s1", "e1")))
+    pool = cs.store._remote._pool  # type: ignore[union-attr]
+    assert pool is not None
+    assert pool.submit(gc.get_freeze_count).result() > 10_000
+    assert pool.submit(gc.get_threshold).result()[0] == YOUNG_GENERATION
 
 
 @sqlite_only

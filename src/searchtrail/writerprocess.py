@@ -191,9 +191,11 @@ def _open_store(url: str, busy_timeout_ms: int, synchronous: str) -> None:
     threading.Thread(
         target=_exit_with, args=(os.getppid(),), name="searchtrail-parent-watch", daemon=True
     ).start()
+    from searchtrail.http.heap import settle_heap
     from searchtrail.store import Store
 
     _store = Store(url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous, pool_size=1)
+    settle_heap()  # a process of searchtrail's own, as serve's workers are
 
 
 def _exit_with(parent: int) -> None:

@@ -9,8 +9,8 @@ the push's p99 latency (bench/analysis.md).
 
 Freezing the start-up heap keeps it out of every later collection, and a larger young
 generation lets a request's objects die young instead of being promoted. Both are
-process-wide, so only ``searchtrail serve``'s own workers do this, never an application
-that mounts ``create_app`` in a process of its own.
+process-wide, so only ``searchtrail serve``'s own workers and their writer processes do
+this, never an application that mounts ``create_app`` in a process of its own.
 """
 
 from __future__ import annotations
