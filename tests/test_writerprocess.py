@@ -73,6 +73,16 @@ def test_http_paths_answer_through_the_child(cs: Clickstream) -> None:
 
 
 @sqlite_only
+def test_start_returns_once_the_child_has_loaded_the_store(database_url: str) -> None:
+    """`serve` accepts connections only after this, so no first request waits for imports."""
+    settings = Settings(database_url=database_url, sqlite_writer="process")
+    with Clickstream(settings=settings) as cs:
+        cs.store.start_writer_process()
+        maps = Path(f"/proc/{the_child().pid}/maps").read_text()
+        assert "_sqlite3" in maps, "start() returned before the child imported the store"
+
+
+@sqlite_only
 def test_the_child_freezes_its_startup_heap(cs: Clickstream) -> None:
     cs.create_session(session_id="s1")
     asyncio.run(cs.push_events_json_async(push_body("s1", "e1")))

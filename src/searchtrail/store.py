@@ -469,7 +469,7 @@ class Store:
         return await anyio.to_thread.run_sync(self._write, fn)
 
     def start_writer_process(self) -> None:
-        """Start the writer process now rather than at the first write, if there is one."""
+        """Start the writer process, if there is one, and wait until it is ready."""
         if self._remote is not None:
             self._remote.start()
 

@@ -51,6 +51,7 @@ __all__ = ["WriterProcess"]
 # What the child may be asked to do: the Store method that builds each write.
 OPS: dict[str, str] = {"register": "_register", "store_events": "_store_events"}
 _PARENT_POLL_SEC = 0.2
+_START_TIMEOUT_SEC = 120
 # Groups sent ahead of the child's answers: the next is there when a commit ends.
 _IN_FLIGHT = 2
 
@@ -79,10 +80,17 @@ class WriterProcess:
         self._pool: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
-        """Start the child now, so the first request does not wait for it to import."""
+        """Start the child and wait until it answers.
+
+        The server accepts connections only after this: otherwise its first requests would
+        wait a second for the child to import, and a load generator that corrects for
+        coordinated omission counts that second against hundreds of requests.
+        """
         with self._lock:
-            if not self._closed:
-                self._pool_locked().submit(_ping)
+            if self._closed:
+                return
+            ready = self._pool_locked().submit(_ping)
+        ready.result(timeout=_START_TIMEOUT_SEC)
 
     async def run(self, op: str, *args: Any) -> Any:
         if op not in OPS:
