@@ -47,7 +47,12 @@ def create_app(
             )
         else:
             app.state.clickstream = clickstream or Clickstream(settings=settings)
-        app.state.clickstream.store.start_writer_process()
+        try:
+            app.state.clickstream.store.start_writer_process()
+        except BaseException:
+            if owned:
+                app.state.clickstream.close()
+            raise
         if own_process:
             settle_heap()
         try:
