@@ -124,12 +124,17 @@ def test_sessions_registered_during_releases_each_land_in_exactly_one_batch(
     registered: dict[str, tuple[int, int]] = {}
     frozen: dict[int, int] = {}
     done = threading.Event()
+    # Halfway, each registrar waits for a release that took sessions, so releases and
+    # registrations interleave however the threads are scheduled.
+    released_some = threading.Event()
     errors: list[BaseException] = []
 
     def registrar(worker: int) -> None:
         try:
             with Clickstream(settings=settings, create_schema=False) as mine:
                 for i in range(80):
+                    if i == 40:
+                        assert released_some.wait(60), "no release took a session"
                     s = register(mine, f"w{worker}-{i}")
                     assert s.batch_id is not None
                     assert s.session_number is not None
@@ -149,6 +154,8 @@ def test_sessions_registered_during_releases_each_land_in_exactly_one_batch(
                     if released is not None:
                         # What the batch holds once its release is answered is final.
                         frozen[released.batch_id] = mine.get_batch(released.batch_id).sessions
+                        if frozen[released.batch_id]:
+                            released_some.set()
                     if finished:
                         return
                     time.sleep(0.002)
