@@ -397,7 +397,7 @@ def test_an_outcome_a_future_refuses_still_answers_its_group(cs: Clickstream) ->
     async def main() -> list[Any]:
         with group._commit_lock:
             tasks = [
-                asyncio.ensure_future(cs.store._write_async(stops)),
+                asyncio.ensure_future(cs.store._write_async(lambda: stops)),
                 asyncio.ensure_future(cs.create_session_json_async('{"session_id": "next"}')),
             ]
             await _queued_async(group, 2)

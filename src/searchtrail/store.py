@@ -10,8 +10,9 @@ lock up front (``BEGIN IMMEDIATE``) and, within a process, go through one group 
 (``groupcommit.py``) on one kept connection: all writes have one owner, and two
 processes wait on each other through the busy timeout instead of failing on a lock
 upgrade. The HTTP service awaits its writes (``create_session_async``,
-``insert_events_async``): on SQLite the group commit's writer thread runs them, on
-PostgreSQL a pool thread.
+``insert_events_async``): on SQLite the group commit's writer thread runs them, or
+under ``searchtrail serve`` a writer process (``writerprocess.py``) with a group commit
+of its own; on PostgreSQL a pool thread.
 
 The hot paths (a push, a registration, a get) run statements built once; a push's rows
 go straight to the driver (``_DriverMany``), because SQLAlchemy's per-row parameter
@@ -106,11 +107,13 @@ from searchtrail.schema import api_keys, batches, events, improvement_queue, met
 from searchtrail.writerprocess import WriterProcess
 
 __all__ = [
+    "DB_OUTAGES",
     "BatchState",
     "QueueState",
     "SessionActions",
     "Store",
     "normalize_database_url",
+    "unavailable",
     "unavailable_on_db_outage",
 ]
 
@@ -298,14 +301,23 @@ def _make_engine(
     )
 
 
+# A locked or unreachable database: a 503 the client may retry, never a 500.
+DB_OUTAGES = (OperationalError, InterfaceError, PoolTimeout)
+
+
+def unavailable(exc: BaseException) -> Unavailable:
+    """The ``Unavailable`` answered for one of ``DB_OUTAGES``."""
+    cause = getattr(exc, "orig", None) or exc
+    return Unavailable(f"the database is unavailable ({type(cause).__name__})")
+
+
 @contextmanager
 def unavailable_on_db_outage() -> Iterator[None]:
     """A locked or unreachable database is a 503 the client may retry, never a 500."""
     try:
         yield
-    except (OperationalError, InterfaceError, PoolTimeout) as exc:
-        cause = getattr(exc, "orig", None) or exc
-        raise Unavailable(f"the database is unavailable ({type(cause).__name__})") from exc
+    except DB_OUTAGES as exc:
+        raise unavailable(exc) from exc
 
 
 class Store:
@@ -457,8 +469,17 @@ class Store:
                     raise
         raise AssertionError("unreachable")
 
-    async def _write_async(self, fn: Callable[[Connection], T]) -> T:
-        """``_write`` for the event loop: SQLite's writer thread, else a pool thread."""
+    async def _write_async(self, build: Callable[..., Callable[[Connection], T]], *args: Any) -> T:
+        """``_write`` for the event loop, of the write ``build(*args)`` makes.
+
+        Under ``serve`` on SQLite the writer process builds and commits it (so ``build``
+        goes there by name: ``writerprocess.OPS``); otherwise SQLite's writer thread, or
+        on PostgreSQL a pool thread.
+        """
+        if self._remote is not None:
+            result: T = await self._remote.run(build.__name__, *args)
+            return result
+        fn = build(*args)
         if self._group is not None:
             with unavailable_on_db_outage():
                 try:
@@ -760,10 +781,7 @@ class Store:
     async def create_session_async(
         self, row: dict[str, Any], now: int
     ) -> tuple[Session, bool, bool]:
-        if self._remote is not None:
-            result: tuple[Session, bool, bool] = await self._remote.run("register", row, now)
-            return result
-        return await self._write_async(self._register(row, now))
+        return await self._write_async(self._register, row, now)
 
     def _register(
         self, row: dict[str, Any], now: int
@@ -823,10 +841,7 @@ class Store:
     async def insert_events_async(
         self, session_id: str, rows: Sequence[dict[str, Any]]
     ) -> tuple[int, int]:
-        if self._remote is not None:
-            counts: tuple[int, int] = await self._remote.run("store_events", session_id, rows)
-            return counts
-        return await self._write_async(self._store_events(session_id, rows))
+        return await self._write_async(self._store_events, session_id, rows)
 
     def _store_events(
         self, session_id: str, rows: Sequence[dict[str, Any]]

@@ -38,7 +38,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from searchtrail.errors import SearchtrailError, Unavailable
 from searchtrail.groupcommit import answer_futures
@@ -48,8 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = ["WriterProcess"]
 
-# What the child may be asked to do: the Store method that builds each write.
-OPS: dict[str, str] = {"register": "_register", "store_events": "_store_events"}
+# What the child may be asked to do: the Store methods that build its writes.
+OPS = frozenset({"_register", "_store_events"})
 _PARENT_POLL_SEC = 0.2
 _START_TIMEOUT_SEC = 120
 # Groups sent ahead of the child's answers: the next is there when a commit ends.
@@ -223,7 +222,7 @@ def _run_group(items: list[tuple[str, tuple[Any, ...]]]) -> list[tuple[bool, Any
     store = _store
     if store is None:
         raise RuntimeError("the writer process has no store")
-    fns: list[Callable[[Connection], Any]] = [getattr(store, OPS[op])(*args) for op, args in items]
+    fns: list[Callable[[Connection], Any]] = [getattr(store, op)(*args) for op, args in items]
     return [
         (True, result) if error is None else (False, _portable(error))
         for result, error in store.run_group(fns)
@@ -232,9 +231,10 @@ def _run_group(items: list[tuple[str, tuple[Any, ...]]]) -> list[tuple[bool, Any
 
 def _portable(error: BaseException) -> BaseException:
     """An error the parent can unpickle and the HTTP layer can shape."""
+    from searchtrail.store import DB_OUTAGES, unavailable
+
     if isinstance(error, SearchtrailError):
         return error
-    if isinstance(error, (OperationalError, InterfaceError)):
-        cause = getattr(error, "orig", None) or error
-        return Unavailable(f"the database is unavailable ({type(cause).__name__})")
+    if isinstance(error, DB_OUTAGES):
+        return unavailable(error)
     return RuntimeError(f"{type(error).__name__}: {error}")
