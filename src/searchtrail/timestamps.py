@@ -104,8 +104,7 @@ class TimeWindow:
         return earliest <= ms <= latest
 
     def describe(self, now: int) -> str:
-        lo = ms_to_iso(now - self.minus_sec * 1000)
-        hi = ms_to_iso(now + self.plus_sec * 1000)
+        lo, hi = map(ms_to_iso, self.bounds(now))
         return (
             f"between {lo} and {hi} (at most {self.minus_sec} s in the past "
             f"and {self.plus_sec} s in the future)"

@@ -37,16 +37,13 @@ def create_app(
     ``sqlite_writer=auto``, hand SQLite writes to a writer process.
     """
     settings = settings or (clickstream.settings if clickstream else Settings())
+    if own_process and settings.sqlite_writer == "auto":
+        settings = settings.model_copy(update={"sqlite_writer": "process"})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = clickstream is None
-        if owned and own_process and settings.sqlite_writer == "auto":
-            app.state.clickstream = Clickstream(
-                settings=settings.model_copy(update={"sqlite_writer": "process"})
-            )
-        else:
-            app.state.clickstream = clickstream or Clickstream(settings=settings)
+        app.state.clickstream = clickstream or Clickstream(settings=settings)
         try:
             app.state.clickstream.store.start_writer_process()
         except BaseException:
