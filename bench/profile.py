@@ -25,8 +25,7 @@ _WAITS = {
     "EpollSelector.select": "waiting: event loop idle in epoll",
     "GroupCommit.run": "waiting: writers queued for the group commit",
     "Store._write": "waiting: writers queued for the write lock",
-    "_PollLikeSelector.select": "waiting: the writer process's hand-off threads idle",
-    "Queue.get": "waiting: the writer process idle, for its next group",
+    "SocketIO.readinto": "waiting: the writer process idle, for its next group",
 }
 # Leaf functions that stand for C work below them (the sqlite3 module releases the GIL).
 _C_WORK = {
@@ -47,11 +46,11 @@ _LAYERS = (
         ("uvicorn/", "h11/", "asyncio/", "httptools", "uvloop"),
     ),
     ("FastAPI / Starlette / anyio", ("fastapi/", "starlette/", "anyio/")),
-    ("searchtrail", ("searchtrail/",)),
     (
-        "writer process hand-off (pickling, pipes)",
-        ("multiprocessing/", "concurrent/futures/process.py"),
+        "writer process hand-off (pickling, the socket)",
+        ("searchtrail/writerprocess.py", "multiprocessing/"),
     ),
+    ("searchtrail", ("searchtrail/",)),
     ("threading", ("threading.py", "concurrent/")),
 )
 

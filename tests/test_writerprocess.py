@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -30,6 +31,7 @@ from searchtrail.errors import (
 )
 from searchtrail.http import create_app
 from searchtrail.http.heap import YOUNG_GENERATION
+from searchtrail.writerprocess import _open_store
 from tests.support import serve, sqlite_only
 
 # The writer process exists for SQLite's single writer: every database test is SQLite's.
@@ -82,14 +84,18 @@ def test_start_returns_once_the_child_has_loaded_the_store(database_url: str) ->
         assert "_sqlite3" in maps, "start() returned before the child imported the store"
 
 
+def _heap_after_opening(url: str) -> tuple[int, int]:
+    _open_store(url, 1000, "FULL").close()
+    return gc.get_freeze_count(), gc.get_threshold()[0]
+
+
 @sqlite_only
-def test_the_child_freezes_its_startup_heap(cs: Clickstream) -> None:
-    cs.create_session(session_id="s1")
-    asyncio.run(cs.push_events_json_async(push_body("s1", "e1")))
-    pool = cs.store._remote._pool  # type: ignore[union-attr]
-    assert pool is not None
-    assert pool.submit(gc.get_freeze_count).result() > 10_000
-    assert pool.submit(gc.get_threshold).result()[0] == YOUNG_GENERATION
+def test_the_child_freezes_its_startup_heap(database_url: str) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
+        frozen, young = child.submit(_heap_after_opening, database_url).result()
+    assert frozen > 10_000
+    assert young == YOUNG_GENERATION
 
 
 @sqlite_only
@@ -185,7 +191,10 @@ def test_a_write_outlives_one_child_death_mid_write_not_two(
 
 
 @sqlite_only
-def test_close_commits_what_was_accepted_then_refuses(database_url: str) -> None:
+@pytest.mark.parametrize("closer", ["another thread", "the loop's own thread"])
+def test_close_commits_what_was_accepted_then_refuses(database_url: str, closer: str) -> None:
+    """The lifespan closes from the loop's thread, which then cannot answer the writes:
+    close itself waits for the child's answers."""
     settings = Settings(database_url=database_url, sqlite_writer="process")
     cs = Clickstream(settings=settings)
     cs.create_session(session_id="s1")
@@ -196,8 +205,12 @@ def test_close_commits_what_was_accepted_then_refuses(database_url: str) -> None
             for i in range(30)
         ]
         await asyncio.sleep(0)  # every write is handed over
-        await asyncio.get_running_loop().run_in_executor(None, cs.close)
-        assert [w.result().stored for w in writes] == [1] * 30
+        if closer == "another thread":
+            await asyncio.get_running_loop().run_in_executor(None, cs.close)
+        else:
+            cs.close()
+        stored = await asyncio.wait_for(asyncio.gather(*writes), 30)
+        assert [w.stored for w in stored] == [1] * 30
         with pytest.raises(Unavailable):
             await cs.push_events_json_async(push_body("s1", "late"))
 

@@ -38,7 +38,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
-__all__ = ["GroupCommit", "GroupCommitClosed", "answer_futures"]
+__all__ = ["GroupCommit", "GroupCommitClosed", "answer_futures", "running_loop"]
 
 T = TypeVar("T")
 
@@ -77,16 +77,31 @@ def _resolve(outcomes: list[tuple[asyncio.Future[Any], BaseException | None, Any
             )
 
 
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def answer_futures(
     outcomes: Iterable[tuple[asyncio.Future[Any], BaseException | None, Any]],
 ) -> None:
-    """From any thread: settle each future (error, else result) in the loop that awaits it."""
+    """From any thread: settle each future (error, else result) in the loop that awaits it.
+
+    In that loop's own thread it is settled at once, without a round through the loop.
+    """
     waiting: dict[
         asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], BaseException | None, Any]]
     ] = {}
     for outcome in outcomes:
         waiting.setdefault(outcome[0].get_loop(), []).append(outcome)
+    here = running_loop()
     for loop, items in waiting.items():
+        if loop is here:
+            _resolve(items)
+            continue
         with suppress(RuntimeError):  # a closed loop: nobody awaits these any more
             loop.call_soon_threadsafe(_resolve, items)
 

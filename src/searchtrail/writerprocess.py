@@ -6,17 +6,20 @@ loop that validates the next requests (bench/analysis.md). Here the loop hands a
 write's arguments, rows it has already validated, to a child process that owns the
 SQLite write connection and its group commit, and awaits the answer.
 
-Writes travel in groups. While two groups are with the child, the next collects in the
-parent; when the child answers one, everything collected goes as the next group, which
-the child commits as one transaction (``GroupCommit.run_group``). The child answers only
-after that commit, so an answer still means a durable write.
+Writes travel in groups over a socket pair that the event loop watches itself: no
+thread of the parent's takes part, so a write costs the loop a pickle and a ``send``,
+not a turn of the GIL with helper threads (a ``ProcessPoolExecutor`` has two). While two
+groups are with the child, the next collects in the parent; when the child answers one,
+everything collected goes as the next group, which the child commits as one
+transaction (``GroupCommit.run_group``). The child answers only after that commit, so an
+answer still means a durable write.
 
 A child that dies (or cannot start) is replaced, and the writes it held are sent once
 more, to the new one. They may have been committed just before the death: event and
 session ids make a write idempotent, so such a push is answered with its events counted
 as duplicates, and a registration with the stored session. A write whose second child
 dies too is answered ``Unavailable`` (503), stored or not. The child ends when the
-parent closes it, or soon after the parent dies.
+parent closes its end of the socket, or dies.
 
 Only registrations and pushes from the event loop come here; every other write stays in
 the parent's own group commit, and SQLite's file lock keeps the two processes apart.
@@ -26,21 +29,23 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
+import pickle
+import selectors
 import signal
-import threading
+import socket
+import struct
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from multiprocessing.util import Finalize
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
 from searchtrail.errors import SearchtrailError, Unavailable
-from searchtrail.groupcommit import answer_futures
+from searchtrail.groupcommit import answer_futures, running_loop
 
 if TYPE_CHECKING:
     from searchtrail.store import Store
@@ -49,10 +54,12 @@ __all__ = ["WriterProcess"]
 
 # What the child may be asked to do: the Store methods that build its writes.
 OPS = frozenset({"_register", "_store_events"})
-_PARENT_POLL_SEC = 0.2
 _START_TIMEOUT_SEC = 120
 # Groups sent ahead of the child's answers: the next is there when a commit ends.
 _IN_FLIGHT = 2
+_FRAME = struct.Struct("!Q")  # each message: its length, then its pickle
+_READY = b""  # the child's first message: its store is open
+_RECV = 1 << 18
 
 
 @dataclass(eq=False)
@@ -63,20 +70,51 @@ class _Write:
     retried: bool = False
 
 
+@dataclass(eq=False)
+class _Child:
+    """One writer process and the parent's end of its socket."""
+
+    process: BaseProcess
+    sock: socket.socket
+    ready: bool = False
+    inbox: bytearray = field(default_factory=bytearray)
+    outbox: bytearray = field(default_factory=bytearray)
+    finalizer: Finalize | None = None
+
+    def messages(self) -> list[bytes]:
+        """The whole messages received so far, taken from the inbox."""
+        found = []
+        start, inbox = 0, self.inbox
+        while len(inbox) - start >= _FRAME.size:
+            (size,) = _FRAME.unpack_from(inbox, start)
+            end = start + _FRAME.size + size
+            if len(inbox) < end:
+                break
+            found.append(bytes(inbox[start + _FRAME.size : end]))
+            start = end
+        del inbox[:start]
+        return found
+
+
 class WriterProcess:
-    """The parent's side: collects writes, sends them as groups, answers the futures."""
+    """The parent's side: collects writes, sends them as groups, answers the futures.
+
+    Its I/O runs in the event loop that awaits the writes (one loop at a time); ``start``
+    and a ``close`` that cannot hand the work to that loop drive the same I/O themselves.
+    """
 
     def __init__(
         self, url: str, *, busy_timeout_ms: int, synchronous: str, max_group: int = 256
     ) -> None:
         self._open_args = (url, busy_timeout_ms, synchronous)
         self._max_group = max_group
-        self._lock = threading.RLock()
-        self._idle = threading.Condition(self._lock)
         self._waiting: list[_Write] = []
-        self._in_flight = 0
+        self._sent: deque[list[_Write]] = deque()  # with the child, in the order sent
+        self._child: _Child | None = None
+        self._dead: list[BaseProcess] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._settled: asyncio.Future[None] | None = None
         self._closed = False
-        self._pool: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
         """Start the child and wait until it answers.
@@ -85,143 +123,248 @@ class WriterProcess:
         wait a second for the child to import, and a load generator that corrects for
         coordinated omission counts that second against hundreds of requests.
         """
-        with self._lock:
-            if self._closed:
-                return
-            ready = self._pool_locked().submit(_ping)
-        ready.result(timeout=_START_TIMEOUT_SEC)
+        if self._closed:
+            return
+        child = self._child or self._spawn()
+        self._drive(lambda: child.ready or self._child is not child, timeout=_START_TIMEOUT_SEC)
+        if self._child is not child:
+            raise Unavailable("the writer process could not be started")
 
     async def run(self, op: str, *args: Any) -> Any:
         if op not in OPS:
             raise ValueError(f"the writer process does not know {op!r}")
-        write = _Write(op, args, asyncio.get_running_loop().create_future())
-        with self._lock:
-            if self._closed:
-                raise Unavailable("the store is closed")
-            self._waiting.append(write)
-            if self._in_flight < _IN_FLIGHT:
-                self._send_locked()
+        if self._closed:
+            raise Unavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._bind(loop)
+        write = _Write(op, args, loop.create_future())
+        self._waiting.append(write)
+        if len(self._sent) < _IN_FLIGHT:
+            self._send()
         return await write.future
 
     def close(self) -> None:
         """Send and answer what was accepted, then end the child."""
-        with self._lock:
-            self._closed = True
-            while self._in_flight:
-                self._idle.wait()
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
+        if self._closed:
+            return
+        self._closed = True
+        loop = self._loop
+        if loop is not None and loop.is_running() and running_loop() is not loop:
+            asyncio.run_coroutine_threadsafe(self._all_answered(), loop).result()
+        else:
+            self._unbind()
+            self._drive(lambda: not self._sent and not self._waiting, timeout=None)
+        if self._child is not None:
+            self._retire(self._child)
+            self._child = None
+        for process in self._dead:
+            process.join()
+        self._dead.clear()
 
-    def _pool_locked(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_open_store,
-                initargs=self._open_args,
-            )
-        return self._pool
+    # -- the parent's I/O ------------------------------------------------------------
 
-    def _send_locked(self) -> None:
+    def _spawn(self) -> _Child:
+        ours, theirs = socket.socketpair()
+        process = multiprocessing.get_context("spawn").Process(
+            target=_serve, args=(theirs, *self._open_args), name="searchtrail-writer"
+        )
+        try:
+            process.start()
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        child = _Child(process, ours)
+        # At interpreter exit multiprocessing joins its children; first close their input,
+        # or a store never closed would keep its child (and the exit) waiting.
+        child.finalizer = Finalize(child, ours.close, exitpriority=10)
+        self._child = child
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.add_reader(ours, self._readable, child)
+        return child
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Watch the child from ``loop`` (the previous loop must have stopped)."""
+        if self._loop is not None and self._loop.is_running():
+            raise RuntimeError("the writer process serves one running event loop at a time")
+        self._unbind()
+        self._loop = loop
+        child = self._child
+        if child is not None and not child.process.is_alive():
+            self._died(child)  # died while no loop watched it, holding nothing
+        elif child is not None:
+            loop.add_reader(child.sock, self._readable, child)
+            if child.outbox:
+                loop.add_writer(child.sock, self._writable, child)
+
+    def _unbind(self) -> None:
+        """Stop watching from the loop: from here on the caller drives the I/O (or binds)."""
+        loop, child, self._loop = self._loop, self._child, None
+        if loop is not None and child is not None and not loop.is_closed():
+            loop.remove_reader(child.sock)
+            loop.remove_writer(child.sock)
+
+    def _drive(self, done: Callable[[], bool], *, timeout: float | None) -> None:
+        """The loop's part, done in this thread until ``done()``: at start and at close."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not done():
+            child = self._child
+            if child is None:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise Unavailable("the writer process did not answer")
+            with selectors.DefaultSelector() as selector:
+                wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if child.outbox else 0)
+                selector.register(child.sock, wanted)
+                for _key, events in selector.select(timeout=1.0):
+                    if events & selectors.EVENT_WRITE:
+                        self._writable(child)
+                    if events & selectors.EVENT_READ and self._child is child:
+                        self._readable(child)
+
+    def _send(self) -> None:
         group = self._waiting[: self._max_group]
         del self._waiting[: self._max_group]
-        self._in_flight += 1
-        items = [(w.op, w.args) for w in group]
-        for _attempt in range(2):
-            pool = self._pool_locked()
-            try:
-                sent = pool.submit(_run_group, items)
-            except (BrokenProcessPool, RuntimeError):
-                # A child that died while idle: nothing was sent, a new one may take it.
-                self._drop_pool_locked(pool)
-                continue
-            sent.add_done_callback(partial(self._answered, group, pool))
-            return
-        self._answered(group, None, None)
+        child = self._child or self._spawn()
+        self._sent.append(group)
+        message = pickle.dumps([(w.op, w.args) for w in group], pickle.HIGHEST_PROTOCOL)
+        child.outbox += _FRAME.pack(len(message))
+        child.outbox += message
+        self._writable(child)
 
-    def _drop_pool_locked(self, pool: ProcessPoolExecutor) -> None:
-        """``pool``'s child is gone: the next write gets a new one (unless it already has)."""
-        if self._pool is pool:
-            self._pool = None
-        pool.shutdown(wait=False, cancel_futures=True)
-
-    def _answered(
-        self,
-        group: list[_Write],
-        pool: ProcessPoolExecutor | None,
-        sent: Future[list[tuple[bool, Any]]] | None,
-    ) -> None:
-        """Where the child's answer arrives (the pool's thread): settle, send the next group."""
+    def _writable(self, child: _Child) -> None:
         try:
-            if sent is None:
-                raise BrokenProcessPool("the writer process could not be started")
-            outcomes = sent.result()
-        except BrokenProcessPool:
-            with self._lock:
-                if pool is not None:
-                    self._drop_pool_locked(pool)
-                again = [w for w in group if not w.retried]
-                for w in again:
-                    w.retried = True
-                self._waiting[:0] = again
-            group = [w for w in group if w not in again]  # their second child died
-            outcomes = [
-                (False, Unavailable("the writer process stopped twice; retry the request"))
-                for _ in group
-            ]
-        except BaseException as exc:
-            outcomes = [(False, exc)] * len(group)
+            sent = child.sock.send(child.outbox)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._died(child)
+            return
+        del child.outbox[:sent]
+        loop = self._loop
+        if loop is not None:
+            if child.outbox:
+                loop.add_writer(child.sock, self._writable, child)
+            else:
+                loop.remove_writer(child.sock)
+
+    def _readable(self, child: _Child) -> None:
+        try:
+            received = child.sock.recv(_RECV)
+        except BlockingIOError:
+            return
+        except OSError:
+            received = b""
+        if not received:
+            self._died(child)
+            return
+        child.inbox += received
+        for message in child.messages():
+            if self._child is not child:
+                break  # it died while we answered: what it did not answer goes again
+            if message == _READY:
+                child.ready = True
+            else:
+                self._answered(pickle.loads(message))
+
+    def _answered(self, outcomes: list[tuple[bool, Any]]) -> None:
+        group = self._sent.popleft()
+        if not isinstance(outcomes, list):  # the child could not run the group at all
+            outcomes = [(False, outcomes)] * len(group)
         answer_futures(
             (w.future, None if ok else value, value if ok else None)
             for w, (ok, value) in zip(group, outcomes, strict=True)
         )
-        with self._lock:
-            self._in_flight -= 1
-            if self._waiting:
-                self._send_locked()
-            elif not self._in_flight:
-                self._idle.notify_all()
+        self._next()
+
+    def _died(self, child: _Child) -> None:
+        """``child`` is gone: its writes go once more to a new one, or are refused."""
+        if self._child is not child:
+            return  # already replaced
+        loop = self._loop
+        self._unbind()
+        self._loop = loop
+        self._child = None
+        self._retire(child)
+        again: list[_Write] = []
+        refused: list[_Write] = []
+        for group in self._sent:
+            for write in group:
+                (refused if write.retried else again).append(write)
+                write.retried = True
+        self._sent.clear()
+        self._waiting[:0] = again
+        answer_futures(
+            (w.future, Unavailable("the writer process stopped twice; retry the request"), None)
+            for w in refused
+        )
+        self._next()
+
+    def _next(self) -> None:
+        while self._waiting and len(self._sent) < _IN_FLIGHT:
+            self._send()
+        if not self._sent and not self._waiting:
+            settled, self._settled = self._settled, None
+            if settled is not None and not settled.done():
+                settled.set_result(None)
+
+    async def _all_answered(self) -> None:
+        """``close`` from another thread: the loop answers what it holds, then lets go."""
+        if self._sent or self._waiting:
+            self._settled = asyncio.get_running_loop().create_future()
+            await self._settled
+        self._unbind()
+
+    def _retire(self, child: _Child) -> None:
+        """Close our end: the child finishes what it holds, sees the end and exits."""
+        if child.finalizer is not None:
+            child.finalizer()
+        self._dead.append(child.process)
 
 
 # -- the child ----------------------------------------------------------------------
 
-_store: Store | None = None
+
+def _serve(sock: socket.socket, url: str, busy_timeout_ms: int, synchronous: str) -> None:
+    """The child's life: open the store, then commit each group received, in order."""
+    store = _open_store(url, busy_timeout_ms, synchronous)
+    try:
+        with sock, sock.makefile("rb") as received:
+            _reply(sock, _READY)
+            while len(header := received.read(_FRAME.size)) == _FRAME.size:
+                (size,) = _FRAME.unpack(header)
+                if len(message := received.read(size)) < size:
+                    break
+                items = pickle.loads(message)
+                try:
+                    answer: Any = _run_group(store, items)
+                except Exception as exc:
+                    answer = _portable(exc)
+                _reply(sock, pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
+    except OSError:
+        pass  # the parent is gone; nothing it was not told of was committed after
+    finally:
+        store.close()
 
 
-def _open_store(url: str, busy_timeout_ms: int, synchronous: str) -> None:
-    global _store
+def _reply(sock: socket.socket, message: bytes) -> None:
+    sock.sendall(_FRAME.pack(len(message)) + message)
+
+
+def _open_store(url: str, busy_timeout_ms: int, synchronous: str) -> Store:
     # Ctrl-C and a service manager's SIGTERM reach the whole process group: the parent
-    # decides when the child ends, by closing it or by dying.
+    # decides when the child ends, by closing its end of the socket or by dying.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    threading.Thread(
-        target=_exit_with, args=(os.getppid(),), name="searchtrail-parent-watch", daemon=True
-    ).start()
     from searchtrail.http.heap import settle_heap
     from searchtrail.store import Store
 
-    _store = Store(url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous, pool_size=1)
+    store = Store(url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous, pool_size=1)
     settle_heap()  # a process of searchtrail's own, as serve's workers are
+    return store
 
 
-def _exit_with(parent: int) -> None:
-    """End the child when its parent is gone (it holds its own input's write end, so the
-    input never closes). A group being committed is rolled back by SQLite; none of it
-    was answered."""
-    while os.getppid() == parent:
-        time.sleep(_PARENT_POLL_SEC)
-    os._exit(1)
-
-
-def _ping() -> None:
-    return None
-
-
-def _run_group(items: list[tuple[str, tuple[Any, ...]]]) -> list[tuple[bool, Any]]:
-    store = _store
-    if store is None:
-        raise RuntimeError("the writer process has no store")
+def _run_group(store: Store, items: list[tuple[str, tuple[Any, ...]]]) -> list[tuple[bool, Any]]:
     fns: list[Callable[[Connection], Any]] = [getattr(store, op)(*args) for op, args in items]
     return [
         (True, result) if error is None else (False, _portable(error))
