@@ -46,7 +46,7 @@ from searchtrail.models import (
     parse_json,
 )
 from searchtrail.settings import Settings
-from searchtrail.store import BatchState, Store
+from searchtrail.store import BatchState, EventRow, Store
 from searchtrail.timestamps import ms_to_iso, now_ms
 
 __all__ = ["BATCH_TRANSITIONS", "Clickstream"]
@@ -246,14 +246,16 @@ class Clickstream:
             session_id=req.session_id, stored=stored, duplicates=len(req.events) - stored
         )
 
-    def _event_rows(self, req: SessionAddEventsRequest) -> list[dict[str, Any]]:
+    def _event_rows(self, req: SessionAddEventsRequest) -> list[EventRow]:
         """One row per distinct event id (the first wins), timestamps checked and filled.
 
         ``_stamp``'s rule, inlined: a push runs it for up to a thousand events in the loop.
+        Rows are tuples: under ``serve`` they are pickled to the writer process, and a
+        tuple pickles in about half the time of a dict.
         """
         now = now_ms()
         earliest, latest = self.window.bounds(now)
-        rows: dict[str, dict[str, Any]] = {}
+        rows: dict[str, EventRow] = {}
         for i, ev in enumerate(req.events):
             created_at = ev.created_at
             if created_at is None:
@@ -261,13 +263,7 @@ class Clickstream:
             elif not earliest <= created_at <= latest:
                 self._stamp(created_at, f"events[{i}].created_at", now)
             if ev.event_id not in rows:
-                rows[ev.event_id] = {
-                    "event_id": ev.event_id,
-                    "object_id": ev.object_id,
-                    "event_type": ev.event_type,
-                    "created_at_ms": created_at,
-                    "meta": ev.meta,
-                }
+                rows[ev.event_id] = (ev.event_id, ev.object_id, ev.event_type, created_at, ev.meta)
         return list(rows.values())
 
     def mark_irrelevant(self, session_id: str) -> None:

@@ -96,6 +96,7 @@ from searchtrail.keys import ApiKeyInfo, scopes_of
 from searchtrail.models import (
     BatchInfo,
     BatchSessionsPage,
+    JsonObject,
     QueueCounts,
     QueueEntry,
     ReleaseResult,
@@ -109,6 +110,7 @@ from searchtrail.writerprocess import WriterProcess
 __all__ = [
     "DB_OUTAGES",
     "BatchState",
+    "EventRow",
     "QueueState",
     "SessionActions",
     "Store",
@@ -118,6 +120,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# A pushed event, checked and filled: event_id, object_id, event_type, created_at_ms, meta.
+EventRow = tuple[str, str | None, str, int, JsonObject | None]
 
 # pg_advisory_xact_lock key of the batch gate; the schema lock in migrate.py is another.
 _BATCH_GATE_KEY = 0x5EA2C4BA7C
@@ -834,17 +839,17 @@ class Store:
 
     # -- events -----------------------------------------------------------------
 
-    def insert_events(self, session_id: str, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    def insert_events(self, session_id: str, rows: Sequence[EventRow]) -> tuple[int, int]:
         """Store a push in one transaction and one bulk statement: (stored, duplicates)."""
         return self._write(self._store_events(session_id, rows))
 
     async def insert_events_async(
-        self, session_id: str, rows: Sequence[dict[str, Any]]
+        self, session_id: str, rows: Sequence[EventRow]
     ) -> tuple[int, int]:
         return await self._write_async(self._store_events, session_id, rows)
 
     def _store_events(
-        self, session_id: str, rows: Sequence[dict[str, Any]]
+        self, session_id: str, rows: Sequence[EventRow]
     ) -> Callable[[Connection], tuple[int, int]]:
         def work(conn: Connection) -> tuple[int, int]:
             number = conn.execute(self._session_number_of, {"session_id": session_id}).scalar()
@@ -853,7 +858,15 @@ class Store:
             if not rows:
                 return 0, 0
             params = [
-                {**r, "session_number": number, "meta": _json_or_none(r["meta"])} for r in rows
+                {
+                    "session_number": number,
+                    "event_id": event_id,
+                    "object_id": object_id,
+                    "event_type": event_type,
+                    "created_at_ms": created_at_ms,
+                    "meta": _json_or_none(meta),
+                }
+                for event_id, object_id, event_type, created_at_ms, meta in rows
             ]
             # The driver counts the rows its executemany inserted; a conflict inserts none.
             stored = self._insert_events_many.execute(conn, params)
