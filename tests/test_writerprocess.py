@@ -115,6 +115,32 @@ def test_concurrent_writes_are_grouped_and_all_stored(cs: Clickstream) -> None:
 
 
 @sqlite_only
+def test_a_group_larger_than_the_socket_buffer_is_sent_in_parts(
+    cs: Clickstream, database_url: str
+) -> None:
+    """While the child waits for SQLite's lock, 60 pushes of ~1 MB collect into one group:
+    the loop sends it as the child reads, without blocking and without losing a byte."""
+    cs.create_session(session_id="s1")
+    meta = {"text": "x" * 10_000}
+    path = database_url.removeprefix("sqlite:///")
+
+    def body(i: int) -> bytes:
+        events = [{"event_id": f"p{i}-{j}", "meta": meta} for j in range(100)]
+        return json.dumps({"session_id": "s1", "events": events}).encode()
+
+    async def main() -> list[int]:
+        with sqlite3.connect(path, isolation_level=None) as blocker:
+            blocker.execute("BEGIN IMMEDIATE")
+            pushes = [asyncio.ensure_future(cs.push_events_json_async(body(i))) for i in range(60)]
+            await asyncio.sleep(0.5)
+            blocker.execute("ROLLBACK")
+        return [r.stored for r in await asyncio.wait_for(asyncio.gather(*pushes), 60)]
+
+    assert asyncio.run(main()) == [100] * 60
+    assert cs.store.count("events") == 6000
+
+
+@sqlite_only
 def test_a_failing_write_leaves_its_group_whole(cs: Clickstream) -> None:
     cs.create_session(session_id="s1")
 

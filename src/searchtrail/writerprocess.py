@@ -77,6 +77,7 @@ class _Child:
     process: BaseProcess
     sock: socket.socket
     ready: bool = False
+    writing: bool = False  # the loop watches for room to send the rest of the outbox
     inbox: bytearray = field(default_factory=bytearray)
     outbox: bytearray = field(default_factory=bytearray)
     finalizer: Finalize | None = None
@@ -196,13 +197,16 @@ class WriterProcess:
             loop.add_reader(child.sock, self._readable, child)
             if child.outbox:
                 loop.add_writer(child.sock, self._writable, child)
+                child.writing = True
 
     def _unbind(self) -> None:
         """Stop watching from the loop: from here on the caller drives the I/O (or binds)."""
         loop, child, self._loop = self._loop, self._child, None
-        if loop is not None and child is not None and not loop.is_closed():
-            loop.remove_reader(child.sock)
-            loop.remove_writer(child.sock)
+        if child is not None:
+            if loop is not None and not loop.is_closed():
+                loop.remove_reader(child.sock)
+                loop.remove_writer(child.sock)
+            child.writing = False
 
     def _drive(self, done: Callable[[], bool], *, timeout: float | None) -> None:
         """The loop's part, done in this thread until ``done()``: at start and at close."""
@@ -242,11 +246,13 @@ class WriterProcess:
             return
         del child.outbox[:sent]
         loop = self._loop
-        if loop is not None:
-            if child.outbox:
-                loop.add_writer(child.sock, self._writable, child)
-            else:
-                loop.remove_writer(child.sock)
+        if loop is None or bool(child.outbox) is child.writing:
+            return
+        if child.outbox:
+            loop.add_writer(child.sock, self._writable, child)
+        else:
+            loop.remove_writer(child.sock)
+        child.writing = not child.writing
 
     def _readable(self, child: _Child) -> None:
         try:
