@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from searchtrail import (
     Clickstream,
@@ -14,6 +17,7 @@ from searchtrail import (
     Settings,
     TimestampOutOfWindow,
 )
+from searchtrail.store import SQLITE_READ_THREADS
 from searchtrail.timestamps import now_ms
 
 RESULTS = [{"object_id": "a", "rank": 1}, {"object_id": "b", "rank": 2, "meta": {"price": 3}}]
@@ -36,6 +40,31 @@ def test_create_and_get(cs: Clickstream) -> None:
     assert got.created_at == got.created_at_ms // 1000
     assert abs(got.created_at_ms - now_ms()) < 60_000
     assert got.batch_id is not None and got.session_number is not None
+
+
+def test_reads_from_the_loop_run_in_the_stores_few_reader_threads(
+    cs: Clickstream, dialect: str
+) -> None:
+    """Not anyio's 40 threads: on SQLite the reads are GIL-bound and more threads only
+    take turns (half the throughput at 16 connections, bench/analysis.md)."""
+    for i in range(20):
+        register(cs, f"s{i}")
+    threads: set[str] = set()
+
+    @event.listens_for(cs.store.engine, "before_cursor_execute")
+    def seen(*_: object) -> None:
+        threads.add(threading.current_thread().name)
+
+    async def main() -> list[str]:
+        gets = [cs.get_session_async(f"s{i % 20}") for i in range(200)]
+        return [s.session_id for s in await asyncio.gather(*gets)]
+
+    assert asyncio.run(main()) == [f"s{i % 20}" for i in range(200)]
+    assert threads and all(t.startswith("searchtrail-read") for t in threads), threads
+    if dialect == "sqlite":
+        assert len(threads) <= SQLITE_READ_THREADS
+    with pytest.raises(SessionNotFound):
+        asyncio.run(cs.get_session_async("nope"))
 
 
 def test_session_id_generated_when_omitted(cs: Clickstream) -> None:

@@ -215,8 +215,14 @@ class Clickstream:
             raise SessionConflict(stored.session_id, differ)
 
     def get_session(self, session_id: str) -> Session:
-        sid = parse(SessionIdRequest, {"session_id": session_id}, self.limits).session_id
-        return self.store.get_session(sid)
+        return self.store.get_session(self._session_id(session_id))
+
+    async def get_session_async(self, session_id: str) -> Session:
+        """``get_session`` for the event loop: the read runs in the store's reader threads."""
+        return await self.store.get_session_async(self._session_id(session_id))
+
+    def _session_id(self, session_id: str) -> str:
+        return parse(SessionIdRequest, {"session_id": session_id}, self.limits).session_id
 
     def push_events(
         self,
@@ -267,7 +273,7 @@ class Clickstream:
         return list(rows.values())
 
     def mark_irrelevant(self, session_id: str) -> None:
-        sid = parse(SessionIdRequest, {"session_id": session_id}, self.limits).session_id
+        sid = self._session_id(session_id)
         self.store.mark_irrelevant(sid)
 
     # -- batches (internal) -------------------------------------------------------
@@ -342,7 +348,7 @@ class Clickstream:
 
     def use_for_improvement(self, session_id: str) -> QueueEntry:
         """Queue a session for the improvement worker; queued already, the open entry answers."""
-        sid = parse(SessionIdRequest, {"session_id": session_id}, self.limits).session_id
+        sid = self._session_id(session_id)
         return self.store.enqueue_improvement(sid, now_ms(), self._lease_ms)
 
     def claim_improvements(

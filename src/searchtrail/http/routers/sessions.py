@@ -43,7 +43,7 @@ async def create_session(_key: IngestKey, cs: ClickstreamDep, body: RawBody) -> 
 async def get_session(
     _key: ReadKey, cs: ClickstreamDep, session_id: str = Query(min_length=1)
 ) -> Response:
-    return json_response(await run_in_threadpool(cs.get_session, session_id))
+    return json_response(await cs.get_session_async(session_id))
 
 
 @ingest_router.post(
