@@ -17,6 +17,7 @@ from searchtrail import (
     Settings,
     TimestampOutOfWindow,
 )
+from searchtrail.errors import Unavailable
 from searchtrail.store import SQLITE_READ_THREADS
 from searchtrail.timestamps import now_ms
 
@@ -65,6 +66,9 @@ def test_reads_from_the_loop_run_in_the_stores_few_reader_threads(
         assert len(threads) <= SQLITE_READ_THREADS
     with pytest.raises(SessionNotFound):
         asyncio.run(cs.get_session_async("nope"))
+    cs.close()
+    with pytest.raises(Unavailable, match="closed"):
+        asyncio.run(cs.get_session_async("s1"))
 
 
 def test_session_id_generated_when_omitted(cs: Clickstream) -> None:

@@ -10,6 +10,7 @@ import os
 import pickle
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -244,6 +245,46 @@ def test_close_commits_what_was_accepted_then_refuses(database_url: str, closer:
     assert multiprocessing.active_children() == []
     with Clickstream(database_url) as again:
         assert again.store.count("events") == 30
+
+
+@sqlite_only
+def test_close_from_another_thread_survives_the_loop_ending_first(database_url: str) -> None:
+    """The loop ends (cancelling close's wait on it) while writes are with the child:
+    close takes over, and the writes are committed, answered or not, and the child ends."""
+    settings = Settings(database_url=database_url, sqlite_writer="process")
+    cs = Clickstream(settings=settings)
+    cs.create_session(session_id="s1")
+    path = database_url.removeprefix("sqlite:///")
+    failures: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            cs.close()
+        except BaseException as exc:
+            failures.append(exc)
+
+    closer = threading.Thread(target=close)
+
+    async def main() -> None:
+        with sqlite3.connect(path, isolation_level=None) as blocker:
+            blocker.execute("BEGIN IMMEDIATE")
+            writes = [
+                asyncio.ensure_future(cs.push_events_json_async(push_body("s1", f"e{i}")))
+                for i in range(5)
+            ]
+            await asyncio.sleep(0.3)  # handed over; the child waits for the lock
+            closer.start()
+            await asyncio.sleep(0.3)  # close waits on this loop
+            blocker.execute("ROLLBACK")
+        assert not any(w.done() for w in writes)
+        # Returning now ends the loop, which cancels close's wait and the writes' tasks.
+
+    asyncio.run(main())
+    closer.join(60)
+    assert not closer.is_alive() and failures == []
+    assert multiprocessing.active_children() == []
+    with Clickstream(database_url) as again:
+        assert again.store.count("events") == 5
 
 
 @sqlite_only

@@ -436,7 +436,11 @@ class Store:
 
     async def _read_async(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``, a blocking read, from the event loop: in the store's reader threads."""
-        return await asyncio.get_running_loop().run_in_executor(self._readers, partial(fn, *args))
+        try:
+            read = asyncio.get_running_loop().run_in_executor(self._readers, partial(fn, *args))
+        except RuntimeError as exc:  # the executor was shut down by close()
+            raise Unavailable("the store is closed") from exc
+        return await read
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

@@ -37,6 +37,8 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import CancelledError
+from contextlib import suppress
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from multiprocessing.util import Finalize
@@ -60,6 +62,7 @@ _IN_FLIGHT = 2
 _FRAME = struct.Struct("!Q")  # each message: its length, then its pickle
 _READY = b""  # the child's first message: its store is open
 _RECV = 1 << 18
+_CLOSE_POLL_SEC = 0.2
 
 
 @dataclass(eq=False)
@@ -78,6 +81,7 @@ class _Child:
     sock: socket.socket
     ready: bool = False
     writing: bool = False  # the loop watches for room to send the rest of the outbox
+    broken: bool = False  # a send failed: it takes nothing more, and its end is near
     inbox: bytearray = field(default_factory=bytearray)
     outbox: bytearray = field(default_factory=bytearray)
     finalizer: Finalize | None = None
@@ -141,8 +145,7 @@ class WriterProcess:
             self._bind(loop)
         write = _Write(op, args, loop.create_future())
         self._waiting.append(write)
-        if len(self._sent) < _IN_FLIGHT:
-            self._send()
+        self._next()
         return await write.future
 
     def close(self) -> None:
@@ -150,18 +153,38 @@ class WriterProcess:
         if self._closed:
             return
         self._closed = True
-        loop = self._loop
-        if loop is not None and loop.is_running() and running_loop() is not loop:
-            asyncio.run_coroutine_threadsafe(self._all_answered(), loop).result()
-        else:
-            self._unbind()
-            self._drive(lambda: not self._sent and not self._waiting, timeout=None)
-        if self._child is not None:
-            self._retire(self._child)
-            self._child = None
-        for process in self._dead:
-            process.join()
-        self._dead.clear()
+        try:
+            loop = self._loop
+            if loop is not None and loop.is_running() and running_loop() is not loop:
+                self._all_answered_in(loop)
+            if self._loop is not None or self._sent or self._waiting:
+                # No loop watches the child (any more): this thread does the loop's part.
+                self._unbind()
+                self._drive(lambda: not self._sent and not self._waiting, timeout=None)
+        finally:
+            if self._child is not None:
+                self._retire(self._child)
+                self._child = None
+            for process in self._dead:
+                process.join()
+            self._dead.clear()
+
+    def _all_answered_in(self, loop: asyncio.AbstractEventLoop) -> None:
+        """``close`` from another thread: the running loop answers what it holds, unless it
+        stops first (it ends, or cancels us): then ``close`` takes over once it stopped."""
+        answered = asyncio.run_coroutine_threadsafe(self._all_answered(), loop)
+        while True:
+            try:
+                answered.result(timeout=_CLOSE_POLL_SEC)
+                return
+            except TimeoutError:
+                if not loop.is_running():
+                    answered.cancel()
+                    return
+            except CancelledError:
+                while loop.is_running():
+                    time.sleep(_CLOSE_POLL_SEC)
+                return
 
     # -- the parent's I/O ------------------------------------------------------------
 
@@ -172,6 +195,9 @@ class WriterProcess:
         )
         try:
             process.start()
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         ours.setblocking(False)
@@ -192,7 +218,11 @@ class WriterProcess:
         self._loop = loop
         child = self._child
         if child is not None and not child.process.is_alive():
-            self._died(child)  # died while no loop watched it, holding nothing
+            # It died while no loop watched it: take the answers it sent, then its end.
+            child.broken = True
+            child.sock.settimeout(_CLOSE_POLL_SEC)
+            while self._child is child:
+                self._readable(child)
         elif child is not None:
             loop.add_reader(child.sock, self._readable, child)
             if child.outbox:
@@ -221,17 +251,23 @@ class WriterProcess:
                 wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if child.outbox else 0)
                 selector.register(child.sock, wanted)
                 for _key, events in selector.select(timeout=1.0):
-                    if events & selectors.EVENT_WRITE:
-                        self._writable(child)
-                    if events & selectors.EVENT_READ and self._child is child:
+                    # Answers first: a child that died may have answered before it did.
+                    if events & selectors.EVENT_READ:
                         self._readable(child)
+                    if events & selectors.EVENT_WRITE and self._child is child:
+                        self._writable(child)
 
     def _send(self) -> None:
         group = self._waiting[: self._max_group]
         del self._waiting[: self._max_group]
-        child = self._child or self._spawn()
+        try:
+            message = pickle.dumps([(w.op, w.args) for w in group], pickle.HIGHEST_PROTOCOL)
+            child = self._child or self._spawn()
+        except Exception as exc:
+            refusal = Unavailable(f"the writer process could not take the writes: {exc!r}")
+            answer_futures((w.future, refusal, None) for w in group)
+            return
         self._sent.append(group)
-        message = pickle.dumps([(w.op, w.args) for w in group], pickle.HIGHEST_PROTOCOL)
         child.outbox += _FRAME.pack(len(message))
         child.outbox += message
         self._writable(child)
@@ -242,8 +278,13 @@ class WriterProcess:
         except BlockingIOError:
             sent = 0
         except OSError:
-            self._died(child)
-            return
+            # The child is gone or going. Its last answers may still be unread: the reader
+            # takes them, then sees the end (which shutting down our side makes sure of),
+            # and only the writes left unanswered go to a new child.
+            sent = len(child.outbox)
+            child.broken = True
+            with suppress(OSError):
+                child.sock.shutdown(socket.SHUT_WR)
         del child.outbox[:sent]
         loop = self._loop
         if loop is None or bool(child.outbox) is child.writing:
@@ -266,15 +307,17 @@ class WriterProcess:
             return
         child.inbox += received
         for message in child.messages():
-            if self._child is not child:
-                break  # it died while we answered: what it did not answer goes again
             if message == _READY:
                 child.ready = True
-            else:
-                self._answered(pickle.loads(message))
+                continue
+            group = self._sent.popleft()  # answers come in the order the groups went
+            try:
+                outcomes = pickle.loads(message)
+            except Exception as exc:
+                outcomes = RuntimeError(f"the writer process's answer was unreadable: {exc!r}")
+            self._answered(group, outcomes)
 
-    def _answered(self, outcomes: list[tuple[bool, Any]]) -> None:
-        group = self._sent.popleft()
+    def _answered(self, group: list[_Write], outcomes: Any) -> None:
         if not isinstance(outcomes, list):  # the child could not run the group at all
             outcomes = [(False, outcomes)] * len(group)
         answer_futures(
@@ -307,8 +350,12 @@ class WriterProcess:
         self._next()
 
     def _next(self) -> None:
+        child = self._child
         while self._waiting and len(self._sent) < _IN_FLIGHT:
+            if child is not None and child.broken:
+                break  # they go to its successor
             self._send()
+            child = self._child
         if not self._sent and not self._waiting:
             settled, self._settled = self._settled, None
             if settled is not None and not settled.done():
