@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -49,6 +50,15 @@ def push_body(session_id: str, *event_ids: str) -> bytes:
     return json.dumps(
         {"session_id": session_id, "events": [{"event_id": e} for e in event_ids]}
     ).encode()
+
+
+@contextmanager
+def write_locked(database_url: str) -> Iterator[sqlite3.Connection]:
+    """Another connection holding SQLite's write lock, until it rolls back (or the end)."""
+    path = database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path, isolation_level=None) as blocker:
+        blocker.execute("BEGIN IMMEDIATE")
+        yield blocker
 
 
 def the_child() -> multiprocessing.Process:
@@ -123,15 +133,13 @@ def test_a_group_larger_than_the_socket_buffer_is_sent_in_parts(
     the loop sends it as the child reads, without blocking and without losing a byte."""
     cs.create_session(session_id="s1")
     meta = {"text": "x" * 10_000}
-    path = database_url.removeprefix("sqlite:///")
 
     def body(i: int) -> bytes:
         events = [{"event_id": f"p{i}-{j}", "meta": meta} for j in range(100)]
         return json.dumps({"session_id": "s1", "events": events}).encode()
 
     async def main() -> list[int]:
-        with sqlite3.connect(path, isolation_level=None) as blocker:
-            blocker.execute("BEGIN IMMEDIATE")
+        with write_locked(database_url) as blocker:
             pushes = [asyncio.ensure_future(cs.push_events_json_async(body(i))) for i in range(60)]
             await asyncio.sleep(0.5)
             blocker.execute("ROLLBACK")
@@ -192,11 +200,9 @@ def test_a_write_outlives_one_child_death_mid_write_not_two(
     cs: Clickstream, database_url: str, deaths: int
 ) -> None:
     cs.create_session(session_id="s1")
-    path = database_url.removeprefix("sqlite:///")
 
     async def main() -> None:
-        with sqlite3.connect(path, isolation_level=None) as blocker:
-            blocker.execute("BEGIN IMMEDIATE")  # each child waits for SQLite's write lock
+        with write_locked(database_url) as blocker:  # each child waits for SQLite's write lock
             write = asyncio.ensure_future(cs.push_events_json_async(push_body("s1", "w")))
             killed = None
             for _ in range(deaths):
@@ -254,7 +260,6 @@ def test_close_from_another_thread_survives_the_loop_ending_first(database_url: 
     settings = Settings(database_url=database_url, sqlite_writer="process")
     cs = Clickstream(settings=settings)
     cs.create_session(session_id="s1")
-    path = database_url.removeprefix("sqlite:///")
     failures: list[BaseException] = []
 
     def close() -> None:
@@ -266,8 +271,7 @@ def test_close_from_another_thread_survives_the_loop_ending_first(database_url: 
     closer = threading.Thread(target=close)
 
     async def main() -> None:
-        with sqlite3.connect(path, isolation_level=None) as blocker:
-            blocker.execute("BEGIN IMMEDIATE")
+        with write_locked(database_url) as blocker:
             writes = [
                 asyncio.ensure_future(cs.push_events_json_async(push_body("s1", f"e{i}")))
                 for i in range(5)
@@ -292,13 +296,11 @@ def test_a_locked_database_is_a_503_from_the_child(database_url: str) -> None:
     settings = Settings(
         database_url=database_url, sqlite_writer="process", sqlite_busy_timeout_ms=200
     )
-    path = database_url.removeprefix("sqlite:///")
     with Clickstream(settings=settings) as cs:
         cs.create_session(session_id="s1")
 
         async def main() -> None:
-            with sqlite3.connect(path, isolation_level=None) as blocker:
-                blocker.execute("BEGIN IMMEDIATE")
+            with write_locked(database_url) as blocker:
                 with pytest.raises(Unavailable, match="database is unavailable"):
                     await cs.push_events_json_async(push_body("s1", "e1"))
                 blocker.execute("ROLLBACK")

@@ -231,12 +231,16 @@ class WriterProcess:
 
     def _unbind(self) -> None:
         """Stop watching from the loop: from here on the caller drives the I/O (or binds)."""
-        loop, child, self._loop = self._loop, self._child, None
-        if child is not None:
-            if loop is not None and not loop.is_closed():
-                loop.remove_reader(child.sock)
-                loop.remove_writer(child.sock)
-            child.writing = False
+        if self._child is not None:
+            self._unwatch(self._child)
+        self._loop = None
+
+    def _unwatch(self, child: _Child) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(child.sock)
+            loop.remove_writer(child.sock)
+        child.writing = False
 
     def _drive(self, done: Callable[[], bool], *, timeout: float | None) -> None:
         """The loop's part, done in this thread until ``done()``: at start and at close."""
@@ -330,9 +334,7 @@ class WriterProcess:
         """``child`` is gone: its writes go once more to a new one, or are refused."""
         if self._child is not child:
             return  # already replaced
-        loop = self._loop
-        self._unbind()
-        self._loop = loop
+        self._unwatch(child)
         self._child = None
         self._retire(child)
         again: list[_Write] = []
