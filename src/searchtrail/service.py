@@ -56,6 +56,9 @@ M = TypeVar("M", bound=BaseModel)
 # Bodies up to this size are validated in the event loop (see Clickstream._parse_in_loop).
 _PARSE_IN_LOOP_BYTES = 64 * 1024
 
+# A registration's results leave the request as plain dicts in one call, not one per result.
+_RESULTS = {"search_results"}
+
 # Compared on a replayed registration; created_at only when both sides were given by a client.
 _REPLAY_FIELDS = (
     "search_query",
@@ -183,7 +186,7 @@ class Clickstream:
         row = {
             "session_id": session_id,
             "search_query": req.search_query,
-            "search_results": [r.model_dump() for r in req.search_results],
+            "search_results": req.model_dump(include=_RESULTS)["search_results"],
             "search_meta": req.search_meta,
             "payload_filter": req.payload_filter,
             "sort_by": req.sort_by,

@@ -55,7 +55,7 @@ while the gate is held.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -105,7 +105,6 @@ from searchtrail.models import (
     QueueEntry,
     ReleaseResult,
     Session,
-    ShownResult,
     StoredEvent,
 )
 from searchtrail.schema import api_keys, batches, events, improvement_queue, metadata, sessions
@@ -802,20 +801,22 @@ class Store:
     # -- sessions ---------------------------------------------------------------
 
     def create_session(self, row: dict[str, Any], now: int) -> tuple[Session, bool, bool]:
-        return self._write(self._register(row, now))
+        return self._registered(self._write(self._register(row, now)))
 
     async def create_session_async(
         self, row: dict[str, Any], now: int
     ) -> tuple[Session, bool, bool]:
-        return await self._write_async(self._register, row, now)
+        return self._registered(await self._write_async(self._register, row, now))
 
     def _register(
         self, row: dict[str, Any], now: int
-    ) -> Callable[[Connection], tuple[Session, bool, bool]]:
+    ) -> Callable[[Connection], tuple[dict[str, Any], bool, bool]]:
         """The write that inserts a session unless its id exists.
 
-        Answers the stored session, whether this call created it, and whether its
-        ``created_at`` was given by the client (a replay is judged on that).
+        Answers the stored row, whether this call created it, and whether its
+        ``created_at`` was given by the client (a replay is judged on that). The row stays
+        a plain dict: from the writer process it is pickled back, and a pydantic model
+        pickles several times slower than the dict it is built from.
 
         The common case is one statement: insert into the collecting batch, or nothing
         when the id exists (``ON CONFLICT DO NOTHING``) or no batch collects. Only then
@@ -823,7 +824,7 @@ class Store:
         """
         params = {**row, "registered_at_ms": now}
 
-        def work(conn: Connection) -> tuple[Session, bool, bool]:
+        def work(conn: Connection) -> tuple[dict[str, Any], bool, bool]:
             self._batch_gate(conn, exclusive=False)
             stored = conn.execute(self._register_into_collecting, params).first()
             if stored is None:
@@ -831,12 +832,16 @@ class Store:
                     self._session_by_id, {"session_id": row["session_id"]}
                 ).first()
                 if existing is not None:
-                    return self._session(existing, []), False, bool(existing.created_at_given)
+                    return dict(existing._mapping), False, bool(existing.created_at_given)
                 batch_id = self._collecting_batch_id(conn, now)
                 stored = conn.execute(self._register_into, {**params, "batch_id": batch_id}).one()
-            return self._session(stored, []), True, bool(stored.created_at_given)
+            return dict(stored._mapping), True, bool(stored.created_at_given)
 
         return work
+
+    def _registered(self, outcome: tuple[dict[str, Any], bool, bool]) -> tuple[Session, bool, bool]:
+        stored, created, given = outcome
+        return self._session(stored, []), created, given
 
     def get_session(self, session_id: str) -> Session:
         with self._read() as conn:
@@ -1113,20 +1118,21 @@ class Store:
         )
 
     @staticmethod
-    def _session(row: Row[Any], evs: list[StoredEvent]) -> Session:
+    def _session(row: Row[Any] | Mapping[str, Any], evs: list[StoredEvent]) -> Session:
+        m = row._mapping if isinstance(row, Row) else row
         return Session(
-            session_id=row.session_id,
-            search_query=row.search_query,
-            search_results=[ShownResult(**r) for r in row.search_results],
-            search_meta=row.search_meta,
-            payload_filter=row.payload_filter,
-            sort_by=row.sort_by,
-            user_id=row.user_id,
-            created_at=row.created_at_ms // 1000,
-            created_at_ms=row.created_at_ms,
-            is_irrelevant=bool(row.is_irrelevant),
-            batch_id=row.batch_id,
-            session_number=row.session_number,
+            session_id=m["session_id"],
+            search_query=m["search_query"],
+            search_results=m["search_results"],
+            search_meta=m["search_meta"],
+            payload_filter=m["payload_filter"],
+            sort_by=m["sort_by"],
+            user_id=m["user_id"],
+            created_at=m["created_at_ms"] // 1000,
+            created_at_ms=m["created_at_ms"],
+            is_irrelevant=bool(m["is_irrelevant"]),
+            batch_id=m["batch_id"],
+            session_number=m["session_number"],
             events=evs,
         )
 
