@@ -1,8 +1,9 @@
-"""The ceiling: a bare FastAPI endpoint that parses and validates a push and stores nothing.
+"""The ceiling: bare FastAPI endpoints that parse and validate a body and store nothing.
 
 Same framework, same server (uvicorn, started the same way), same body reader and the
-same pydantic models under the same limits as ``POST /session/events``: what is left
-between this and searchtrail is the service's own work and the database.
+same pydantic models under the same limits as ``POST /session/events`` and
+``POST /session``: what is left between this and searchtrail is the service's own work
+and the database.
 
 ``python -m uvicorn bench.ceiling:create_app --factory``
 """
@@ -17,8 +18,16 @@ from searchtrail.http.deps import RawBody
 from searchtrail.http.errors import install_error_handlers
 from searchtrail.http.openapi import json_response
 from searchtrail.limits import Limits
-from searchtrail.models import PushResult, SessionAddEventsRequest, parse_json
+from searchtrail.models import (
+    PushResult,
+    Session,
+    SessionAddEventsRequest,
+    SessionCreateRequest,
+    ShownResult,
+    parse_json,
+)
 from searchtrail.settings import Settings
+from searchtrail.timestamps import now_ms
 
 __all__ = ["create_app"]
 
@@ -44,6 +53,24 @@ def create_app() -> FastAPI:
         req = parse_json(SessionAddEventsRequest, body, app.state.clickstream.limits)
         return json_response(
             PushResult(session_id=req.session_id, stored=len(req.events), duplicates=0)
+        )
+
+    @app.post("/session")
+    async def create_session(body: RawBody) -> Response:
+        req = parse_json(SessionCreateRequest, body, app.state.clickstream.limits)
+        now = now_ms()
+        return json_response(
+            Session(
+                session_id=req.session_id or "generated",
+                search_query=req.search_query,
+                search_results=[ShownResult(**r.model_dump()) for r in req.search_results],
+                search_meta=req.search_meta,
+                payload_filter=req.payload_filter,
+                sort_by=req.sort_by,
+                user_id=req.user_id,
+                created_at=now // 1000,
+                created_at_ms=now,
+            )
         )
 
     return app

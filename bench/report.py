@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bench.runner import Run
+    from bench.runner import Run, ScenarioResult
 
 __all__ = ["ANALYSIS", "render"]
 
@@ -18,6 +18,10 @@ def _n(x: float) -> str:
     return f"{x:,.0f}"
 
 
+def _share(res: ScenarioResult, ceiling: ScenarioResult) -> float:
+    return res.rate / ceiling.rate if ceiling.rate else 0.0
+
+
 def _table(rows: dict[str, str], head: tuple[str, str]) -> list[str]:
     return [f"| {head[0]} | {head[1]} |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows.items())]
 
@@ -25,19 +29,28 @@ def _table(rows: dict[str, str], head: tuple[str, str]) -> list[str]:
 def _targets(run: Run) -> list[tuple[str, str, bool | None]]:
     r = run.results
     out: list[tuple[str, str, bool | None]] = []
-    if "push" in r and "ceiling" in r:
-        ratio = r["push"].rate / r["ceiling"].rate if r["ceiling"].rate else 0.0
+    if "push" in r and "push_ceiling" in r:
         out.append(
             (
                 "Push ≥ 60% of the ceiling's events/s",
-                f"{_n(r['push'].rate)} / {_n(r['ceiling'].rate)} = {ratio:.0%}",
-                ratio >= 0.6,
+                f"{_n(r['push'].rate)} / {_n(r['push_ceiling'].rate)} = "
+                f"{_share(r['push'], r['push_ceiling']):.0%}",
+                _share(r["push"], r["push_ceiling"]) >= 0.6,
             )
         )
     if "create" in r:
-        out.append(
-            ("Create sessions ≥ 5,000/s", f"{_n(r['create'].rate)}/s", r["create"].rate >= 5000)
-        )
+        measured = f"{_n(r['create'].rate)}/s"
+        if "create_ceiling" in r:
+            bare = r["create_ceiling"]
+            measured += (
+                f"; its ceiling in this run: {_n(bare.rate)}/s, so {_share(r['create'], bare):.0%}"
+                + (
+                    " (5,000/s is out of reach of one worker on this machine)"
+                    if bare.rate < 5000
+                    else ""
+                )
+            )
+        out.append(("Create sessions ≥ 5,000/s", measured, r["create"].rate >= 5000))
     if "get" in r:
         p99 = r["get"].wrk.p99_ms
         out.append(("Get session p99 < 5 ms (1 connection)", f"{p99:.2f} ms", p99 < 5))
@@ -81,8 +94,9 @@ def render(run: Run) -> str:
         )
     lines += [
         f"- Load: wrk with {o.threads} thread(s) and {o.connections} connections, "
-        f"{o.warmup:.0f} s warm-up then {o.duration:.0f} s measured per scenario (ceiling "
-        f"and push alternate in {o.rounds} rounds; their p50/p99 are the rounds' median); "
+        f"{o.warmup:.0f} s warm-up then {o.duration:.0f} s measured per scenario (push and "
+        f"create alternate with their ceilings in {o.rounds} rounds; their p50/p99 are the "
+        "rounds' median); "
         f"server `searchtrail serve --workers {o.workers}`; "
         f"database {database}.",
         "",

@@ -336,66 +336,82 @@ class Bench:
 
     # -- scenarios ----------------------------------------------------------------
 
-    def push(self) -> None:
-        """The ceiling and the push in alternating rounds, so drifting load hits both alike."""
-        rounds = self.o.rounds
-        print(
-            f"push and ceiling: {self.o.events_per_push} events per request, "
-            f"{rounds} alternating round(s)",
-            flush=True,
-        )
+    def against_ceiling(
+        self,
+        key: str,
+        args: list[str],
+        url: str,
+        *,
+        titles: tuple[str, str],
+        unit: str,
+        per: int = 1,
+    ) -> tuple[ScenarioResult, ScenarioResult, Server]:
+        """The ceiling and searchtrail in alternating rounds, so drifting load hits both alike.
+
+        Both get the same wrk script (``key``) and the same requests. Answers both results
+        (the ceiling's as ``{key}_ceiling``) and searchtrail's server, still running so
+        that the caller may profile it; the caller stops it.
+        """
         port = free_port()
-        args = [
+        args_ceiling = [
             "-m", "uvicorn", "bench.ceiling:create_app", "--factory", "--host", "127.0.0.1",
             "--port", str(port), "--workers", str(self.o.workers), "--log-level", "warning",
             "--no-access-log",
         ]  # fmt: skip
-        ceiling = self.servers.start("ceiling", args, port)
-        url = self.push_database("push")
+        ceiling = self.servers.start("ceiling", args_ceiling, port)
         server = self.serve(url)
-        per_round = max(1.0, self.o.duration / rounds)
-        measured: dict[str, list[WrkResult]] = {"ceiling": [], "push": []}
-        peaks = {"ceiling": 0, "push": 0}
+        per_round = max(1.0, self.o.duration / self.o.rounds)
+        measured: dict[str, list[WrkResult]] = {"ceiling": [], key: []}
+        peaks = {"ceiling": 0, key: 0}
         try:
             for target in (ceiling, server):
                 if self.o.warmup > 0:
-                    self.wrk(target, "push", self.push_args(), self.o.warmup)
-            for _ in range(rounds):
-                for key, target in (("ceiling", ceiling), ("push", server)):
+                    self.wrk(target, key, args, self.o.warmup)
+            for _ in range(self.o.rounds):
+                for name, target in (("ceiling", ceiling), (key, server)):
                     with RssSampler(target.pid) as rss:
-                        measured[key].append(self.wrk(target, "push", self.push_args(), per_round))
-                    peaks[key] = max(peaks[key], rss.peak)
-            self.servers.stop(ceiling)
-            per = self.o.events_per_push
-            self.run.results["ceiling"] = ScenarioResult(
-                "ceiling", "Ceiling: validate a push, store nothing", "events/s",
-                combine(measured["ceiling"]), per, peaks["ceiling"],
-            )  # fmt: skip
-            res = ScenarioResult(
-                "push", f"Push events ({per} per request)", "events/s",
-                combine(measured["push"]), per, peaks["push"],
-            )  # fmt: skip
-            self.run.results["push"] = res
-            if self.wants_profile(res.rate < 0.6 * self.run.results["ceiling"].rate):
-                self.profile("push", server, "push", self.push_args())
+                        measured[name].append(self.wrk(target, key, args, per_round))
+                    peaks[name] = max(peaks[name], rss.peak)
+        except BaseException:
+            self.servers.stop(server)
+            raise
         finally:
             self.servers.stop(ceiling)
+        bare = ScenarioResult(
+            f"{key}_ceiling", titles[0], unit, combine(measured["ceiling"]), per, peaks["ceiling"]
+        )
+        res = ScenarioResult(key, titles[1], unit, combine(measured[key]), per, peaks[key])
+        self.run.results[bare.name] = bare
+        self.run.results[key] = res
+        return bare, res, server
+
+    def push(self) -> None:
+        per = self.o.events_per_push
+        print(f"push and ceiling: {per} events per request, {self.o.rounds} round(s)", flush=True)
+        url = self.push_database("push")
+        titles = ("Ceiling: validate a push, store nothing", f"Push events ({per} per request)")
+        bare, res, server = self.against_ceiling(
+            "push", self.push_args(), url, titles=titles, unit="events/s", per=per
+        )
+        try:
+            if self.wants_profile(res.rate < 0.6 * bare.rate):
+                self.profile("push", server, "push", self.push_args())
+        finally:
             self.servers.stop(server)
         res.rows_after = self.rows(url, "events")
 
     def create(self) -> None:
-        print(f"create: sessions with {self.o.results} results each", flush=True)
+        n = self.o.results
+        print(f"create and its ceiling: sessions with {n} results each", flush=True)
         url = self.db_url("create")
         fresh_database(url)
-        server = self.serve(url)
-        args = [str(self.o.results)]
+        args = [str(n)]
+        titles = (
+            "Ceiling: validate a registration, store nothing",
+            f"Create sessions ({n} results each)",
+        )
+        _, res, server = self.against_ceiling("create", args, url, titles=titles, unit="sessions/s")
         try:
-            result, rss = self.measure(server, "create", args, self.o.duration)
-            res = ScenarioResult(
-                "create", f"Create sessions ({self.o.results} results each)", "sessions/s",
-                result, 1, rss.peak,
-            )  # fmt: skip
-            self.run.results["create"] = res
             if self.wants_profile(res.rate < 5000):
                 self.profile("create", server, "create", args)
         finally:

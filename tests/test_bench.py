@@ -15,6 +15,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from bench.ceiling import create_app as ceiling_app
+from fastapi.testclient import TestClient
+
+from searchtrail import Clickstream, Settings
+from searchtrail.http import create_app
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,6 +72,7 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     for scenario in (
         "Ceiling: validate a push, store nothing",
         "Push events (100 per request)",
+        "Ceiling: validate a registration, store nothing",
         "Create sessions (20 results each)",
         "Get a session (10 events) among 200 sessions, 2,000 events, 1 connection",
         "Get a session (10 events) among 200 sessions, 2,000 events, 4 connections",
@@ -183,3 +189,42 @@ def test_postgresql_runs_start_their_own_server_and_load_the_get_database_once(
 
 def _postgres_pids() -> set[int]:
     return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"}
+
+
+_REGISTRATION = {
+    "session_id": "c1",
+    "search_query": "red shoes",
+    "user_id": "u1",
+    "search_results": [{"object_id": f"o{j}", "rank": j} for j in range(20)],
+}
+_PUSH = {"session_id": "c1", "events": [{"event_id": f"e{j}", "object_id": "o1"} for j in range(3)]}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/session", _REGISTRATION),
+        ("/session", {**_REGISTRATION, "search_results": [{"object_id": ""}]}),
+        ("/session", {**_REGISTRATION, "created_at": "yesterday"}),
+        ("/session", {**_REGISTRATION, "unknown": 1}),
+        ("/session/events", _PUSH),
+        ("/session/events", {**_PUSH, "events": [{"object_id": "o1"}]}),
+    ],
+    ids=["create", "create-empty-id", "create-bad-time", "create-extra", "push", "push-no-id"],
+)
+def test_ceiling_answers_as_searchtrail_does(tmp_path: Path, path: str, body: object) -> None:
+    """A fair ceiling: the same body meets the same validation and an answer of the same shape."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'c.db'}")
+    with (
+        Clickstream(settings=settings) as cs,
+        TestClient(create_app(clickstream=cs)) as ours,
+        TestClient(ceiling_app()) as bare,
+    ):
+        if path == "/session/events":
+            assert ours.post("/session", json=_REGISTRATION).status_code == 200
+        want, got = ours.post(path, json=body), bare.post(path, json=body)
+    assert got.status_code == want.status_code, (want.text, got.text)
+    if want.status_code == 200:
+        assert got.json().keys() == want.json().keys()
+    else:
+        assert got.json() == want.json()
