@@ -13,9 +13,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import event, text
 
+import searchtrail.store as store_module
 from searchtrail import Clickstream, Settings
 from searchtrail.http import create_app
 from searchtrail.store import normalize_database_url
@@ -105,6 +107,88 @@ def test_a_lock_held_too_long_is_503_and_writes_nothing(database_url: str) -> No
             holder.close()
         assert client.get("/session", params={"session_id": "s1"}).json()["events"] == []
         assert client.post("/session/events", json=push).json()["stored"] == 1
+
+
+def _end_server_connections(database_url: str) -> int:
+    """End every server process of the database but this one's: what a restart does to them."""
+    import psycopg
+
+    raw = normalize_database_url(database_url).replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(raw, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return len(rows)
+
+
+_PUSH = {"session_id": "s1", "events": [{"event_id": "e1"}]}
+
+
+@postgres_only
+def test_connections_ended_while_idle_are_replaced_before_use(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled connection unused for a while is checked out only after a ping."""
+    monkeypatch.setattr(store_module, "PG_PING_IDLE_AFTER_S", 0.0)
+    with (
+        Clickstream(database_url) as cs,
+        TestClient(create_app(clickstream=cs)) as client,
+    ):
+        assert client.post("/session", json={"session_id": "s1"}).status_code == 200
+        assert _end_server_connections(database_url) >= 1
+        assert client.get("/session", params={"session_id": "s1"}).status_code == 200
+        assert _end_server_connections(database_url) >= 1
+        assert client.post("/session/events", json=_PUSH).json()["stored"] == 1
+        assert _end_server_connections(database_url) >= 1
+        assert client.post("/session", json={"session_id": "s2"}).status_code == 200
+
+
+@postgres_only
+def test_a_connection_ended_in_steady_use_fails_one_request_with_503_then_all_are_replaced(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the ping, the request that finds a broken connection is a 503 to retry."""
+    monkeypatch.setattr(store_module, "PG_PING_IDLE_AFTER_S", 3600.0)
+    with (
+        Clickstream(settings=Settings(database_url=database_url, pool_size=4)) as cs,
+        TestClient(create_app(clickstream=cs)) as client,
+    ):
+        assert client.post("/session", json={"session_id": "s1"}).status_code == 200
+        # Several connections in the pool, all of them about to be ended.
+        conns = [cs.store.engine.connect() for _ in range(3)]
+        for conn in conns:
+            conn.execute(text("SELECT 1"))
+            conn.close()
+        assert _end_server_connections(database_url) >= 3
+        r = client.get("/session", params={"session_id": "s1"})
+        assert r.status_code == 503, r.text
+        assert r.json()["code"] == "unavailable" and r.headers["retry-after"] == "1"
+        # The pool replaced every connection made before the failure, not only that one.
+        for _ in range(3):
+            assert client.get("/session", params={"session_id": "s1"}).status_code == 200
+            assert client.post("/session/events", json=_PUSH).status_code == 200
+
+
+@postgres_only
+def test_a_get_is_one_statement_outside_a_transaction_and_leaves_the_pool_transactional(
+    database_url: str,
+) -> None:
+    """One round trip per get: no BEGIN and ROLLBACK around it, one statement for the session
+    and its events. Other work keeps its transactions."""
+    seen: list[tuple[str, bool]] = []
+
+    def record(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append((statement.split()[0], conn.connection.dbapi_connection.autocommit))
+
+    with Clickstream(settings=Settings(database_url=database_url, pool_size=1)) as cs:
+        cs.create_session(session_id="s1")
+        event.listen(cs.store.engine, "before_cursor_execute", record)
+        assert cs.get_session("s1").session_id == "s1"
+        assert seen == [("SELECT", True)]
+        seen.clear()
+        cs.push_events("s1", [{"event_id": "e1"}])
+        assert seen and all(autocommit is False for _, autocommit in seen)
 
 
 def test_an_unreachable_server_stops_serve_with_a_message(tmp_path: Path) -> None:
