@@ -149,6 +149,18 @@ def test_events_in_time_order(cs: Clickstream) -> None:
     assert [e.event_id for e in cs.get_session("s1").events] == ["early", "middle", "late"]
 
 
+def test_one_push_stores_events_in_its_order_and_each_event_id_once(cs: Clickstream) -> None:
+    """Events of one time keep the push's order; a repeated id within a push is a duplicate."""
+    register(cs)
+    now = now_ms()
+    metas = [None, {"price": 9.5, "tags": ["a", "b"]}, {"nested": {"x": [1, None]}}, None, {}]
+    events = [{"event_id": f"e{i}", "created_at": now, "meta": m} for i, m in enumerate(metas)]
+    result = cs.push_events("s1", [*events, {"event_id": "e2", "created_at": now}])
+    assert (result.stored, result.duplicates) == (5, 1)
+    stored = cs.get_session("s1").events
+    assert [(e.event_id, e.meta) for e in stored] == [(f"e{i}", m) for i, m in enumerate(metas)]
+
+
 def test_seed_event_shape_name_and_no_id(cs: Clickstream) -> None:
     register(cs)
     iso = "2026-01-01T00:00:00Z"

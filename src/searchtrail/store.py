@@ -71,6 +71,9 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
+    String,
+    Table,
+    Text,
     and_,
     bindparam,
     create_engine,
@@ -269,6 +272,41 @@ class _DriverMany:
         return stored
 
 
+def _unbounded(t: Any) -> Any:
+    return Text() if isinstance(t, String) else t
+
+
+class _UnnestInsert:
+    """PostgreSQL's many-row INSERT: one statement, its rows sent as one array per column.
+
+    Why: ``executemany`` pipelines one INSERT per row, which the server runs a hundred
+    times for a 100-event push; ``unnest`` makes it a single statement. In-process, 100-row
+    pushes each committed: 17,000 to 26,000 rows/s, client CPU 3.2 to 1.1 ms per push.
+    ``WITH ORDINALITY`` keeps the rows' order, so their ids follow it as before.
+    """
+
+    def __init__(
+        self, table: Table, columns: Sequence[str], conflict: Sequence[str], dialect: Any
+    ) -> None:
+        self._columns = list(columns)
+        # Strings as text[]: a cast to varchar(n)[] would cut an over-long value silently.
+        arrays = [
+            bindparam(c, type_=postgresql.ARRAY(_unbounded(table.c[c].type))) for c in columns
+        ]
+        rows = func.unnest(*arrays).table_valued(*columns, with_ordinality="n").render_derived()
+        statement = (
+            postgresql.insert(table)
+            .from_select(self._columns, select(*(rows.c[c] for c in columns)).order_by(rows.c.n))
+            .on_conflict_do_nothing(index_elements=list(conflict))
+        )
+        self.sql = str(statement.compile(dialect=dialect))
+
+    def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert the rows; answers how many the database inserted."""
+        arrays = {c: [r[c] for r in rows] for c in self._columns}
+        return int(conn.exec_driver_sql(self.sql, arrays).rowcount)
+
+
 SQLITE_POOL_SIZE = 40
 # A SQLite read is CPU work under the GIL: threads beyond two only take turns on it. At 16
 # connections a get ran at about 330/s in anyio's 40 threads and 640/s in one or two.
@@ -421,12 +459,16 @@ class Store:
             if writer_process and self.dialect == "sqlite"
             else None
         )
-        self._insert_events_many = _DriverMany(
-            self._insert(events).on_conflict_do_nothing(
-                index_elements=["session_number", "event_id"]
-            ),
-            self.engine.dialect,
-            ["session_number", "event_id", "object_id", "event_type", "created_at_ms", "meta"],
+        columns = ["session_number", "event_id", "object_id", "event_type", "created_at_ms", "meta"]
+        key = ["session_number", "event_id"]
+        self._insert_events_many: _DriverMany | _UnnestInsert = (
+            _UnnestInsert(events, columns, key, self.engine.dialect)
+            if self.dialect == "postgresql"
+            else _DriverMany(
+                self._insert(events).on_conflict_do_nothing(index_elements=key),
+                self.engine.dialect,
+                columns,
+            )
         )
         # Statements built once: building a Core statement costs more than running it.
         self._session_by_id = select(sessions).where(
@@ -951,7 +993,7 @@ class Store:
                 }
                 for event_id, object_id, event_type, created_at_ms, meta in rows
             ]
-            # The driver counts the rows its executemany inserted; a conflict inserts none.
+            # The database counts the rows it inserted; a conflict inserts none.
             stored = self._insert_events_many.execute(conn, params)
             return stored, len(rows) - stored
 
