@@ -16,8 +16,9 @@ of its own; on PostgreSQL a pool thread. Its hot read (``get_session_async``) ru
 the store's own few reader threads (``_read_async``).
 
 The hot paths (a push, a registration, a get) run statements built once; a push's rows
-go straight to the driver (``_DriverMany``), because SQLAlchemy's per-row parameter
-processing cost more than SQLite's storing of the rows.
+go straight to the driver, because SQLAlchemy's per-row parameter processing cost more
+than SQLite's storing of the rows: as one multi-row ``VALUES`` on SQLite (``_DriverMany``),
+as one array per column on PostgreSQL (``_UnnestInsert``). A get is one statement.
 
 On PostgreSQL (psycopg 3, a pool of ``pool_size`` connections plus as many overflow,
 READ COMMITTED) writers run side by side, and batch numbering updates no counter row:
@@ -222,12 +223,11 @@ class _DriverMany:
     than SQLite spent storing the rows. The statement is still built from schema.py; the
     rows handed to ``execute`` must already hold the column values (JSON as text).
 
-    On a positional driver (SQLite's qmark) the rows go as one multi-row ``VALUES``
-    statement per chunk, compiled once per row count. ``executemany`` steps the
-    statement once per row, and the sqlite3 module releases the GIL around every step:
-    with the event loop busy in another thread, each row then waited for the GIL, and
-    a 100-row push took many times its CPU. Other drivers get ``executemany``, which
-    psycopg pipelines.
+    SQLite's (qmark, positional): the rows go as one multi-row ``VALUES`` statement per
+    chunk, compiled once per row count. ``executemany`` steps the statement once per row,
+    and the sqlite3 module releases the GIL around every step: with the event loop busy
+    in another thread, each row then waited for the GIL, and a 100-row push took many
+    times its CPU. PostgreSQL has ``_UnnestInsert``.
     """
 
     def __init__(
@@ -240,10 +240,11 @@ class _DriverMany:
         compiled = statement.compile(
             dialect=dialect, column_keys=self._columns, for_executemany=True
         )
-        self.sql = str(compiled)
         self._order: list[str] = list(compiled.positiontup or [])
+        if not self._order:
+            raise ValueError("a positional paramstyle was expected (SQLite's)")
         # Positional paramstyles take tuples, in the statement's column order.
-        self._values = itemgetter(*self._order) if self._order else None
+        self._values = itemgetter(*self._order)
         self._multi_sql: dict[int, str] = {}
 
     def _sql_for(self, n: int) -> str:
@@ -262,8 +263,6 @@ class _DriverMany:
 
     def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
         """Insert the rows; answers how many the database inserted."""
-        if self._values is None:
-            return int(conn.exec_driver_sql(self.sql, list(rows)).rowcount)
         stored = 0
         for start in range(0, len(rows), self._chunk):
             part = rows[start : start + self._chunk]
