@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from searchtrail import Clickstream, Settings
 from searchtrail.http import create_app
@@ -39,3 +41,23 @@ def test_wal_mode_and_synchronous(cs: Clickstream) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+
+
+@sqlite_only  # PostgreSQL's side: tests/test_postgres.py
+def test_a_get_is_one_statement_without_begin_and_other_reads_keep_their_begin(
+    cs: Clickstream,
+) -> None:
+    """One statement needs no read transaction: BEGIN and COMMIT were 15% of a get's time."""
+    cs.create_session(session_id="s1")
+    cs.push_events("s1", [{"event_id": "e1"}])
+    seen: list[tuple[str, bool]] = []
+
+    def record(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append((statement.split()[0], conn.connection.dbapi_connection.in_transaction))
+
+    event.listen(cs.store.engine, "before_cursor_execute", record)
+    assert [e.event_id for e in cs.get_session("s1").events] == ["e1"]
+    assert seen == [("SELECT", False)]
+    seen.clear()
+    cs.list_batches()
+    assert seen[0] == ("BEGIN", False) and all(inside for _, inside in seen[1:])
