@@ -44,6 +44,8 @@ from searchtrail.store import Store, normalize_database_url
 __all__ = ["SCENARIOS", "Options", "Run", "ScenarioResult", "main"]
 
 SCENARIOS = ("push", "create", "get", "raw", "sustain")
+# On our own PostgreSQL server, the database every scenario but the get writes to.
+PG_WORK_DATABASE = "bench"
 
 
 @dataclass
@@ -423,12 +425,16 @@ class Bench:
         print(f"get: a session with {per} events among {n:,} sessions", flush=True)
         if self.postgres is not None:
             url = big_postgres_database(self.postgres, n, per, 10)
-            # The scenarios before wrote a million rows or so to the same server; flushed
-            # now, they are not flushed while the get is measured.
+            # The scenarios before wrote a million rows or so to the same server: dropped
+            # and flushed now, autovacuum and the checkpointer do not work on them while the
+            # get is measured.
+            self.postgres.admin(f"DROP DATABASE IF EXISTS {PG_WORK_DATABASE}")
+            self.postgres.admin(f"CREATE DATABASE {PG_WORK_DATABASE}")
             self.postgres.admin("CHECKPOINT")
             self.run.notes.append(
-                "Before the get scenario the PostgreSQL server checkpoints (`CHECKPOINT`), so "
-                "the writes of the scenarios before it are not flushed while the get is measured."
+                "Before the get scenario the PostgreSQL server drops the database the push and "
+                "create scenarios wrote (their rows were counted) and checkpoints, so neither "
+                "autovacuum nor the checkpointer works on those writes while the get is measured."
             )
             for path in postgres_database_files(self.postgres, url):
                 _read_through(path)
@@ -527,8 +533,8 @@ def _postgres(opts: Options) -> Iterator[PgServer | None]:
         template=False,
     )
     try:
-        server.admin("DROP DATABASE IF EXISTS bench")
-        server.admin("CREATE DATABASE bench")
+        server.admin(f"DROP DATABASE IF EXISTS {PG_WORK_DATABASE}")
+        server.admin(f"CREATE DATABASE {PG_WORK_DATABASE}")
         yield server
     finally:
         server.stop()
@@ -567,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
             _postgres(opts) as postgres,
         ):
             if postgres is not None:
-                url = opts.database_url = postgres.url("bench")
+                url = opts.database_url = postgres.url(PG_WORK_DATABASE)
                 run.notes.append(
                     "PostgreSQL: a server started for this run from the installed binaries "
                     f"({url.rsplit('@', 1)[-1]}), default durability (fsync and "
