@@ -902,12 +902,12 @@ class Store:
     # -- sessions ---------------------------------------------------------------
 
     def create_session(self, row: dict[str, Any], now: int) -> tuple[Session, bool, bool]:
-        return self._registered(self._write(self._register(row, now)))
+        return self._as_session(self._write(self._register(row, now)))
 
     async def create_session_async(
         self, row: dict[str, Any], now: int
     ) -> tuple[Session, bool, bool]:
-        return self._registered(await self._write_async(self._register, row, now))
+        return self._as_session(await self._write_async(self._register, row, now))
 
     def _register(
         self, row: dict[str, Any], now: int
@@ -940,7 +940,7 @@ class Store:
 
         return work
 
-    def _registered(self, outcome: tuple[dict[str, Any], bool, bool]) -> tuple[Session, bool, bool]:
+    def _as_session(self, outcome: tuple[dict[str, Any], bool, bool]) -> tuple[Session, bool, bool]:
         stored, created, given = outcome
         return self._session(stored, []), created, given
 

@@ -352,12 +352,10 @@ class WriterProcess:
         self._next()
 
     def _next(self) -> None:
-        child = self._child
         while self._waiting and len(self._sent) < _IN_FLIGHT:
-            if child is not None and child.broken:
+            if self._child is not None and self._child.broken:
                 break  # they go to its successor
             self._send()
-            child = self._child
         if not self._sent and not self._waiting:
             settled, self._settled = self._settled, None
             if settled is not None and not settled.done():
