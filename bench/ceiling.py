@@ -23,13 +23,14 @@ from searchtrail.models import (
     Session,
     SessionAddEventsRequest,
     SessionCreateRequest,
-    ShownResult,
     parse_json,
 )
 from searchtrail.settings import Settings
 from searchtrail.timestamps import now_ms
 
 __all__ = ["create_app"]
+
+_RESULTS = {"search_results"}  # dumped as the service dumps them: in one call
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def create_app() -> FastAPI:
             Session(
                 session_id=req.session_id or "generated",
                 search_query=req.search_query,
-                search_results=[ShownResult(**r.model_dump()) for r in req.search_results],
+                search_results=req.model_dump(include=_RESULTS)["search_results"],
                 search_meta=req.search_meta,
                 payload_filter=req.payload_filter,
                 sort_by=req.sort_by,

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -347,12 +347,14 @@ class Bench:
         titles: tuple[str, str],
         unit: str,
         per: int = 1,
-    ) -> tuple[ScenarioResult, ScenarioResult, Server]:
+        missed: Callable[[ScenarioResult, ScenarioResult], bool],
+        table: str,
+    ) -> None:
         """The ceiling and searchtrail in alternating rounds, so drifting load hits both alike.
 
-        Both get the same wrk script (``key``) and the same requests. Answers both results
-        (the ceiling's as ``{key}_ceiling``) and searchtrail's server, still running so
-        that the caller may profile it; the caller stops it.
+        Both get the same wrk script (``key``) and the same requests; the ceiling's result
+        is ``{key}_ceiling``. Searchtrail is profiled when ``missed(result, ceiling)``, and
+        the rows of ``table`` are counted after.
         """
         port = free_port()
         args_ceiling = [
@@ -374,51 +376,44 @@ class Bench:
                     with RssSampler(target.pid) as rss:
                         measured[name].append(self.wrk(target, key, args, per_round))
                     peaks[name] = max(peaks[name], rss.peak)
-        except BaseException:
-            self.servers.stop(server)
-            raise
+            self.servers.stop(ceiling)
+            bare = ScenarioResult(
+                f"{key}_ceiling", titles[0], unit, combine(measured["ceiling"]), per,
+                peaks["ceiling"],
+            )  # fmt: skip
+            res = ScenarioResult(key, titles[1], unit, combine(measured[key]), per, peaks[key])
+            self.run.results[bare.name] = bare
+            self.run.results[key] = res
+            if self.wants_profile(missed(res, bare)):
+                self.profile(key, server, key, args)
         finally:
             self.servers.stop(ceiling)
-        bare = ScenarioResult(
-            f"{key}_ceiling", titles[0], unit, combine(measured["ceiling"]), per, peaks["ceiling"]
-        )
-        res = ScenarioResult(key, titles[1], unit, combine(measured[key]), per, peaks[key])
-        self.run.results[bare.name] = bare
-        self.run.results[key] = res
-        return bare, res, server
+            self.servers.stop(server)
+        res.rows_after = self.rows(url, table)
 
     def push(self) -> None:
         per = self.o.events_per_push
         print(f"push and ceiling: {per} events per request, {self.o.rounds} round(s)", flush=True)
-        url = self.push_database("push")
-        titles = ("Ceiling: validate a push, store nothing", f"Push events ({per} per request)")
-        bare, res, server = self.against_ceiling(
-            "push", self.push_args(), url, titles=titles, unit="events/s", per=per
-        )
-        try:
-            if self.wants_profile(res.rate < 0.6 * bare.rate):
-                self.profile("push", server, "push", self.push_args())
-        finally:
-            self.servers.stop(server)
-        res.rows_after = self.rows(url, "events")
+        self.against_ceiling(
+            "push", self.push_args(), self.push_database("push"),
+            titles=("Ceiling: validate a push, store nothing", f"Push events ({per} per request)"),
+            unit="events/s", per=per, missed=lambda res, bare: res.rate < 0.6 * bare.rate,
+            table="events",
+        )  # fmt: skip
 
     def create(self) -> None:
         n = self.o.results
         print(f"create and its ceiling: sessions with {n} results each", flush=True)
         url = self.db_url("create")
         fresh_database(url)
-        args = [str(n)]
-        titles = (
-            "Ceiling: validate a registration, store nothing",
-            f"Create sessions ({n} results each)",
-        )
-        _, res, server = self.against_ceiling("create", args, url, titles=titles, unit="sessions/s")
-        try:
-            if self.wants_profile(res.rate < 5000):
-                self.profile("create", server, "create", args)
-        finally:
-            self.servers.stop(server)
-        res.rows_after = self.rows(url, "sessions")
+        self.against_ceiling(
+            "create", [str(n)], url,
+            titles=(
+                "Ceiling: validate a registration, store nothing",
+                f"Create sessions ({n} results each)",
+            ),
+            unit="sessions/s", missed=lambda res, _bare: res.rate < 5000, table="sessions",
+        )  # fmt: skip
 
     def get(self) -> None:
         n, per = self.o.get_sessions, self.o.events_per_session
@@ -428,8 +423,7 @@ class Bench:
             # The scenarios before wrote a million rows or so to the same server: dropped
             # and flushed now, autovacuum and the checkpointer do not work on them while the
             # get is measured.
-            self.postgres.admin(f"DROP DATABASE IF EXISTS {PG_WORK_DATABASE}")
-            self.postgres.admin(f"CREATE DATABASE {PG_WORK_DATABASE}")
+            _fresh_work_database(self.postgres)
             self.postgres.admin("CHECKPOINT")
             self.run.notes.append(
                 "Before the get scenario the PostgreSQL server drops the database the push and "
@@ -512,6 +506,11 @@ class Bench:
         )
 
 
+def _fresh_work_database(server: PgServer) -> None:
+    server.admin(f"DROP DATABASE IF EXISTS {PG_WORK_DATABASE}")
+    server.admin(f"CREATE DATABASE {PG_WORK_DATABASE}")
+
+
 @contextmanager
 def _postgres(opts: Options) -> Iterator[PgServer | None]:
     """Our own PostgreSQL server when one was asked for without a URL; stopped after.
@@ -533,8 +532,7 @@ def _postgres(opts: Options) -> Iterator[PgServer | None]:
         template=False,
     )
     try:
-        server.admin(f"DROP DATABASE IF EXISTS {PG_WORK_DATABASE}")
-        server.admin(f"CREATE DATABASE {PG_WORK_DATABASE}")
+        _fresh_work_database(server)
         yield server
     finally:
         server.stop()
