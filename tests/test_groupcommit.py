@@ -1,4 +1,4 @@
-"""Group commit on SQLite: writers queued together share one commit, and each gets its own answer.
+"""Group commit: writers queued together share one commit, and each gets its own answer.
 
 The commit lock is held by the test while the writers queue up, so the group is
 deterministic: every writer below lands in the same transaction.
@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event, text
+from sqlalchemy.exc import ProgrammingError
 
 from searchtrail import Clickstream
 from searchtrail.errors import SessionNotFound, Unavailable
 from searchtrail.groupcommit import GroupCommit
 from searchtrail.settings import Settings
-from tests.support import sqlite_only
+from tests.support import postgres_only, sqlite_only
 
 
 def _group(cs: Clickstream) -> GroupCommit:
@@ -73,7 +74,6 @@ def _count_commits(cs: Clickstream) -> list[int]:
     return commits
 
 
-@sqlite_only  # group commit exists for SQLite's one writer; PostgreSQL commits each
 def test_a_group_commits_once_and_a_failed_member_stores_nothing(cs: Clickstream) -> None:
     cs.create_session(session_id="known")
     commits = _count_commits(cs)
@@ -94,7 +94,7 @@ def test_a_group_commits_once_and_a_failed_member_stores_nothing(cs: Clickstream
     assert sorted(e.event_id for e in cs.get_session("known").events) == ["a", "b", "c"]
 
 
-@sqlite_only  # group commit exists for SQLite's one writer; PostgreSQL commits each
+@sqlite_only  # PostgreSQL reports no such table as the query's own failure
 def test_a_database_failure_fails_the_whole_group_and_stores_nothing(cs: Clickstream) -> None:
     def broken(conn: Connection) -> None:
         conn.execute(text("SELECT * FROM no_such_table"))
@@ -189,7 +189,6 @@ def test_close_waits_for_a_write_in_progress(tmp_path: Path) -> None:
     check.close()
 
 
-@sqlite_only
 def test_the_event_loop_awaits_writes_the_writer_thread_commits(cs: Clickstream) -> None:
     """Writes awaited together land in one commit, made off the loop's thread."""
     cs.create_session(session_id="known")
@@ -222,7 +221,6 @@ def test_the_event_loop_awaits_writes_the_writer_thread_commits(cs: Clickstream)
     assert cs.store.count("sessions") == 5
 
 
-@sqlite_only
 def test_a_blocking_writer_and_an_awaiting_one_share_a_group(cs: Clickstream) -> None:
     """Whoever commits answers everyone in its group, the loop's writes included."""
     group = _group(cs)
@@ -248,7 +246,6 @@ def test_a_blocking_writer_and_an_awaiting_one_share_a_group(cs: Clickstream) ->
     assert len(commits) == 1
 
 
-@sqlite_only
 def test_a_cancelled_request_still_stores_its_write(cs: Clickstream) -> None:
     """A client that hangs up does not undo a write already queued; nothing is left unread."""
     group = _group(cs)
@@ -305,7 +302,6 @@ def _savepoints(cs: Clickstream) -> list[str]:
     return seen
 
 
-@sqlite_only
 def test_a_member_that_failed_before_writing_costs_no_savepoint(cs: Clickstream) -> None:
     cs.create_session(session_id="known")
     savepoints = _savepoints(cs)
@@ -322,7 +318,6 @@ def test_a_member_that_failed_before_writing_costs_no_savepoint(cs: Clickstream)
     assert savepoints == []
 
 
-@sqlite_only
 def test_a_member_that_failed_after_writing_is_undone_by_a_rerun_with_savepoints(
     cs: Clickstream,
 ) -> None:
@@ -352,7 +347,6 @@ def test_a_member_that_failed_after_writing_is_undone_by_a_rerun_with_savepoints
     assert cs.get_session("before").user_id is None
 
 
-@sqlite_only
 def test_a_writer_thread_that_failed_to_start_is_started_by_the_next_write(
     cs: Clickstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -386,7 +380,6 @@ def test_an_awaited_write_after_close_is_unavailable_not_a_crash(tmp_path: Path)
         asyncio.run(cs.push_events_json_async('{"session_id": "s", "events": [{"event_id": "a"}]}'))
 
 
-@sqlite_only
 def test_an_outcome_a_future_refuses_still_answers_its_group(cs: Clickstream) -> None:
     """A future will not take StopIteration; the requests resolved after it must still be."""
     group = _group(cs)
@@ -406,3 +399,64 @@ def test_an_outcome_a_future_refuses_still_answers_its_group(cs: Clickstream) ->
     refused, answered = asyncio.run(main())
     assert isinstance(refused, RuntimeError)
     assert answered.session_id == "next"
+
+
+def _statements(cs: Clickstream) -> list[str]:
+    seen: list[str] = []
+    event.listen(
+        cs.store._writer, "before_cursor_execute", lambda _c, _cur, sql, *_a: seen.append(sql)
+    )
+    return seen
+
+
+@postgres_only
+def test_a_member_that_fails_in_postgresql_fails_alone(cs: Clickstream) -> None:
+    """PostgreSQL ends a transaction at its first error: the group reruns with savepoints."""
+    commits = _count_commits(cs)
+    savepoints = _savepoints(cs)
+
+    def broken(conn: Connection) -> None:
+        conn.execute(text("SELECT * FROM no_such_table"))
+
+    answers = _run_grouped(
+        cs,
+        [
+            lambda: cs.create_session(session_id="a"),
+            lambda: cs.store._write(broken),
+            lambda: cs.create_session(session_id="b"),
+        ],
+    )
+    assert isinstance(answers[1], ProgrammingError), answers
+    assert [answers[0].session_id, answers[2].session_id] == ["a", "b"]
+    assert len(savepoints) == 3
+    assert len(commits) == 1
+    assert cs.store.count("sessions") == 2
+
+
+@postgres_only
+def test_a_postgresql_group_passes_the_batch_gate_once_before_writing(cs: Clickstream) -> None:
+    cs.create_session(session_id="opens the batch")
+    statements = _statements(cs)
+    answers = _run_grouped(
+        cs, [lambda i=i: cs.create_session(session_id=f"s{i}") for i in range(4)]
+    )
+    assert [a.session_id for a in answers] == ["s0", "s1", "s2", "s3"]
+    gates = [i for i, sql in enumerate(statements) if "pg_advisory_xact_lock" in sql]
+    assert gates == [0], statements
+    assert "pg_advisory_xact_lock_shared" in statements[0]
+    assert sum(sql.startswith("INSERT INTO sessions") for sql in statements) == 4
+
+
+@postgres_only
+def test_a_postgresql_release_runs_outside_the_group(cs: Clickstream) -> None:
+    """A release takes the gate exclusive: inside a group that holds it shared, two would wait
+    for each other. It commits while the group commit is held."""
+    cs.create_session(session_id="s1")
+    answers: list[Any] = []
+    with _group(cs)._commit_lock:
+        releaser = threading.Thread(target=lambda: answers.append(cs.release_batch("r1")))
+        releaser.start()
+        releaser.join(30)
+        assert not releaser.is_alive(), "the release waited for the group commit"
+    assert answers[0].release_id == "r1"
+    assert cs.create_session(session_id="s2").session_id == "s2"

@@ -1,4 +1,4 @@
-"""SQLite's hot writes through a child process: answers, errors, crashes, shutdown."""
+"""The hot writes through a child process: answers, errors, crashes, shutdown."""
 
 from __future__ import annotations
 
@@ -36,12 +36,10 @@ from searchtrail.http.heap import YOUNG_GENERATION
 from searchtrail.writerprocess import _open_store
 from tests.support import serve, sqlite_only
 
-# The writer process exists for SQLite's single writer: every database test is SQLite's.
-
 
 @pytest.fixture
 def cs(database_url: str) -> Iterator[Clickstream]:
-    settings = Settings(database_url=database_url, sqlite_writer="process")
+    settings = Settings(database_url=database_url, writer="process")
     with Clickstream(settings=settings) as clickstream:
         yield clickstream
 
@@ -67,7 +65,6 @@ def the_child() -> multiprocessing.Process:
     return children[0]
 
 
-@sqlite_only
 def test_http_paths_answer_through_the_child(cs: Clickstream) -> None:
     with TestClient(create_app(clickstream=cs)) as client:
         r = client.post("/session", json={"session_id": "s1", "search_query": "q"})
@@ -85,14 +82,14 @@ def test_http_paths_answer_through_the_child(cs: Clickstream) -> None:
     assert [e.event_id for e in cs.get_session("s1").events] == ["e1", "e2"]
 
 
-@sqlite_only
 def test_start_returns_once_the_child_has_loaded_the_store(database_url: str) -> None:
     """`serve` accepts connections only after this, so no first request waits for imports."""
-    settings = Settings(database_url=database_url, sqlite_writer="process")
+    settings = Settings(database_url=database_url, writer="process")
     with Clickstream(settings=settings) as cs:
         cs.store.start_writer_process()
         maps = Path(f"/proc/{the_child().pid}/maps").read_text()
-        assert "_sqlite3" in maps, "start() returned before the child imported the store"
+        driver = "_sqlite3" if database_url.startswith("sqlite") else "psycopg_binary"
+        assert driver in maps, "start() returned before the child imported the store"
 
 
 def _heap_after_opening(url: str) -> tuple[int, int]:
@@ -100,7 +97,6 @@ def _heap_after_opening(url: str) -> tuple[int, int]:
     return gc.get_freeze_count(), gc.get_threshold()[0]
 
 
-@sqlite_only
 def test_the_child_freezes_its_startup_heap(database_url: str) -> None:
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
@@ -109,7 +105,6 @@ def test_the_child_freezes_its_startup_heap(database_url: str) -> None:
     assert young == YOUNG_GENERATION
 
 
-@sqlite_only
 def test_concurrent_writes_are_grouped_and_all_stored(cs: Clickstream) -> None:
     cs.create_session(session_id="s1")
 
@@ -125,7 +120,7 @@ def test_concurrent_writes_are_grouped_and_all_stored(cs: Clickstream) -> None:
     assert cs.store.count("events") == 401
 
 
-@sqlite_only
+@sqlite_only  # holds the child mid-write with SQLite's write lock
 def test_a_group_larger_than_the_socket_buffer_is_sent_in_parts(
     cs: Clickstream, database_url: str
 ) -> None:
@@ -149,7 +144,6 @@ def test_a_group_larger_than_the_socket_buffer_is_sent_in_parts(
     assert cs.store.count("events") == 6000
 
 
-@sqlite_only
 def test_a_failing_write_leaves_its_group_whole(cs: Clickstream) -> None:
     cs.create_session(session_id="s1")
 
@@ -166,7 +160,6 @@ def test_a_failing_write_leaves_its_group_whole(cs: Clickstream) -> None:
     assert cs.store.count("events") == 20
 
 
-@sqlite_only
 def test_a_child_killed_while_idle_is_replaced_unnoticed(cs: Clickstream) -> None:
     cs.create_session(session_id="s1")
 
@@ -194,7 +187,7 @@ def kill_child_once_replaced(previous: int | None) -> int:
         time.sleep(0.05)
 
 
-@sqlite_only
+@sqlite_only  # holds the child mid-write with SQLite's write lock
 @pytest.mark.parametrize("deaths", [1, 2])
 def test_a_write_outlives_one_child_death_mid_write_not_two(
     cs: Clickstream, database_url: str, deaths: int
@@ -223,12 +216,11 @@ def test_a_write_outlives_one_child_death_mid_write_not_two(
     assert sorted(e.event_id for e in cs.get_session("s1").events) == expected
 
 
-@sqlite_only
 @pytest.mark.parametrize("closer", ["another thread", "the loop's own thread"])
 def test_close_commits_what_was_accepted_then_refuses(database_url: str, closer: str) -> None:
     """The lifespan closes from the loop's thread, which then cannot answer the writes:
     close itself waits for the child's answers."""
-    settings = Settings(database_url=database_url, sqlite_writer="process")
+    settings = Settings(database_url=database_url, writer="process")
     cs = Clickstream(settings=settings)
     cs.create_session(session_id="s1")
 
@@ -253,11 +245,11 @@ def test_close_commits_what_was_accepted_then_refuses(database_url: str, closer:
         assert again.store.count("events") == 30
 
 
-@sqlite_only
+@sqlite_only  # holds the child mid-write with SQLite's write lock
 def test_close_from_another_thread_survives_the_loop_ending_first(database_url: str) -> None:
     """The loop ends (cancelling close's wait on it) while writes are with the child:
     close takes over, and the writes are committed, answered or not, and the child ends."""
-    settings = Settings(database_url=database_url, sqlite_writer="process")
+    settings = Settings(database_url=database_url, writer="process")
     cs = Clickstream(settings=settings)
     cs.create_session(session_id="s1")
     failures: list[BaseException] = []
@@ -293,9 +285,7 @@ def test_close_from_another_thread_survives_the_loop_ending_first(database_url: 
 
 @sqlite_only
 def test_a_locked_database_is_a_503_from_the_child(database_url: str) -> None:
-    settings = Settings(
-        database_url=database_url, sqlite_writer="process", sqlite_busy_timeout_ms=200
-    )
+    settings = Settings(database_url=database_url, writer="process", sqlite_busy_timeout_ms=200)
     with Clickstream(settings=settings) as cs:
         cs.create_session(session_id="s1")
 
@@ -325,7 +315,6 @@ def test_domain_errors_cross_processes_as_raised(error: SearchtrailError) -> Non
     assert again.body() == error.body() and vars(again) == vars(error)
 
 
-@sqlite_only
 def test_serve_writes_through_a_child_that_dies_with_it(database_url: str, tmp_path: Path) -> None:
     with serve(database_url, tmp_path) as server:
         assert httpx.post(f"{server.url}/session", json={"session_id": "s1"}).status_code == 200

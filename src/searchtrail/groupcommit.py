@@ -1,17 +1,20 @@
-"""Group commit: concurrent SQLite writes share one transaction and one fsync.
+"""Group commit: concurrent writes share one transaction and one commit.
 
 SQLite has one writer at a time and, with ``synchronous=FULL``, every commit waits for
 the disk. Committing each request on its own caps a server at one request per fsync.
-Here a writer queues its work and whoever holds the commit lock runs every queued piece
-of work in one transaction and commits once. A request is answered only after the
-commit that includes it, so an answer still means a durable write.
+On PostgreSQL each transaction on its own costs round trips (BEGIN, the batch gate,
+COMMIT) and a WAL flush, and a thread per request takes turns on the GIL after each
+round trip. Here a writer queues its work and whoever holds the commit lock runs every
+queued piece of work in one transaction and commits once. A request is answered only
+after the commit that includes it, so an answer still means a durable write.
 
 A piece that fails must leave nothing behind while the others are committed. Most
 failures write nothing (a push to an unknown session fails at its lookup), so the
 group first runs without savepoints, which cost about as much as a small piece of work,
 and counts the database's changed rows around each piece. Only when a failed piece
-changed rows, or lost a uniqueness race, is the group rolled back and run again with
-each piece in its own savepoint.
+changed rows, lost a uniqueness race, or failed in the database (which ends a
+PostgreSQL transaction) is the group rolled back and run again with each piece in its
+own savepoint.
 
 Two kinds of writer share the queue:
 
@@ -20,8 +23,8 @@ Two kinds of writer share the queue:
 - ``run_async`` (the HTTP service's event loop) queues its work and awaits it; a writer
   thread, started on first use, commits for it and resolves the awaited future through
   ``loop.call_soon_threadsafe``. The request is validated in the loop and never visits
-  the thread pool, and SQLite's C code runs in the writer thread without the GIL while
-  the loop parses the next request.
+  the thread pool, and the database's C code runs in the writer thread without the GIL
+  while the loop parses the next request.
 
 When writes come one at a time, each is its own group: no waiting is added.
 """
@@ -36,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 __all__ = ["GroupCommit", "GroupCommitClosed", "answer_futures", "running_loop"]
 
@@ -111,11 +114,11 @@ class GroupCommit:
 
     ``transaction()`` must begin a write transaction on enter and commit it on a clean
     exit (roll back otherwise). ``changes(conn)`` answers how many rows the connection has
-    changed so far (SQLite's ``total_changes``); without it every piece of a group gets a
-    savepoint. With it, a piece may change rows only: DDL is not counted, so a piece that
-    created a table and then failed would leave the table behind. ``max_group`` bounds
-    how much one commit carries, so one group's latency stays bounded however many
-    writers wait.
+    changed so far (SQLite's ``total_changes``, a count kept for PostgreSQL); without it
+    every piece of a group gets a savepoint. With it, a piece may change rows only: DDL
+    is not counted, so a piece that created a table and then failed would leave the table
+    behind. ``max_group`` bounds how much one commit carries, so one group's latency
+    stays bounded however many writers wait.
     """
 
     def __init__(
@@ -273,6 +276,8 @@ class GroupCommit:
                 raise
             except IntegrityError:
                 return False  # a lost race: retried in a savepoint
+            except DBAPIError:
+                return False  # PostgreSQL ended the transaction: only a savepoint isolates it
             except Exception as exc:
                 if changes(conn) != before:
                     return False

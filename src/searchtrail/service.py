@@ -118,7 +118,7 @@ class Clickstream:
             busy_timeout_ms=settings.sqlite_busy_timeout_ms,
             synchronous=settings.sqlite_synchronous,
             pool_size=settings.pool_size,
-            writer_process=settings.sqlite_writer == "process",
+            writer_process=settings.writer == "process",
         )
         if create_schema:
             try:

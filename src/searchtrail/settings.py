@@ -88,11 +88,13 @@ class Settings(BaseSettings):
         "FULL",
         description="FULL survives power loss as well as a crash; NORMAL only a process crash.",
     )
-    sqlite_writer: Literal["auto", "thread", "process"] = Field(
+    writer: Literal["auto", "thread", "process"] = Field(
         "auto",
-        description="Who commits HTTP registrations and pushes on SQLite: a thread of the "
-        "server process, or a process of their own (with its own GIL). auto: the process under "
-        "`searchtrail serve`, the thread where the app is embedded in another process.",
+        validation_alias=AliasChoices("writer", "SEARCHTRAIL_WRITER", "SEARCHTRAIL_SQLITE_WRITER"),
+        description="Who commits HTTP registrations and pushes: a thread of the server "
+        "process, or a process of their own (with its own GIL). auto: the process under "
+        "`searchtrail serve`, the thread where the app is embedded in another process. "
+        "Also read from SEARCHTRAIL_SQLITE_WRITER, its name before PostgreSQL used it too.",
     )
     pool_size: int = Field(
         10,

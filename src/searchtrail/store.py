@@ -6,14 +6,14 @@ the few dialect differences (the upsert spelling, SQLite's connection pragmas an
 
 Every write runs in one transaction that is committed before the method returns, so a
 caller that got an answer holds a durable fact. On SQLite, writers take the database
-lock up front (``BEGIN IMMEDIATE``) and, within a process, go through one group commit
-(``groupcommit.py``) on one kept connection: all writes have one owner, and two
-processes wait on each other through the busy timeout instead of failing on a lock
-upgrade. The HTTP service awaits its writes (``create_session_async``,
-``insert_events_async``): on SQLite the group commit's writer thread runs them, or
-under ``searchtrail serve`` a writer process (``writerprocess.py``) with a group commit
-of its own; on PostgreSQL a pool thread. Its hot read (``get_session_async``) runs in
-the store's own few reader threads (``_read_async``).
+lock up front (``BEGIN IMMEDIATE``) on one kept connection, and two processes wait on
+each other through the busy timeout instead of failing on a lock upgrade. On both
+dialects a process's writes go through one group commit (``groupcommit.py``): all
+writes have one owner, and writes that arrive together share a transaction. The HTTP
+service awaits its writes (``create_session_async``, ``insert_events_async``): the
+group commit's writer thread runs them, or under ``searchtrail serve`` a writer process
+(``writerprocess.py``) with a group commit of its own and a GIL of its own. Its hot read
+(``get_session_async``) runs in the store's own few reader threads (``_read_async``).
 
 The hot paths (a push, a registration, a get) run statements built once; a push's rows
 go straight to the driver, because SQLAlchemy's per-row parameter processing cost more
@@ -21,22 +21,29 @@ than SQLite's storing of the rows: as one multi-row ``VALUES`` on SQLite (``_Dri
 as one array per column on PostgreSQL (``_UnnestInsert``). A get is one statement.
 
 On PostgreSQL (psycopg 3, a pool of ``pool_size`` connections plus as many overflow,
-READ COMMITTED) writers run side by side, and batch numbering updates no counter row:
+READ COMMITTED) the writers of several processes run side by side, and batch numbering
+updates no counter row:
 
 - ``session_number`` comes from the table's identity sequence; ``nextval`` takes no
   row lock and is not rolled back, so numbers are unique and increasing, with gaps.
-- A registration takes the *batch gate* shared (``pg_advisory_xact_lock_shared``) and
-  inserts its session with an ``INSERT ... SELECT`` of the collecting batch; it
-  holds the gate until it commits. Shared holders never wait for each other
-  (tests/test_postgres.py holds one open and registers another).
-- A release takes the gate exclusive: it waits for the registrations in flight, and
+- Every group of writes takes the *batch gate* shared (``pg_advisory_xact_lock_shared``)
+  as its transaction's first statement, and holds it until it commits; a registration
+  in it inserts its session with an ``INSERT ... SELECT`` of the collecting batch.
+  Shared holders never wait for each other (tests/test_postgres.py holds one open and
+  registers another).
+- A release takes the gate exclusive, in a transaction of its own outside the group
+  (holding the gate shared, two releases would wait for each other): it waits for the
+  groups in flight, and
   the lock manager queues later registrations behind it, so a release is not starved.
   Registrations that pass after it commits find no collecting batch and open the next
   one (a unique ``collecting`` value lets one insert it; the others' ``ON CONFLICT DO
   NOTHING`` waits for that insert, then they read it). So a session never lands in a
   batch whose release was answered.
-- Nothing else takes the gate, and holders take row locks only after it, so it
-  cannot be part of a deadlock.
+- Nothing else takes the gate, and every holder takes it before any row lock, so it
+  cannot be part of a deadlock. (Two processes' groups can still deadlock on each
+  other's uncommitted inserts of the same unique keys in crossed order: PostgreSQL
+  ends one, whose writes answer 503 to be retried. It takes the same events or
+  sessions sent to two processes at the same instant.)
 - Two registrations of one ``session_id`` race on its unique index: the loser's
   ``ON CONFLICT DO NOTHING`` waits for the winner's commit and inserts nothing, and the
   loser answers the winner's row. (Where a batch had to be opened first, the plain insert
@@ -66,7 +73,6 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any, TypeVar
 
-import anyio.to_thread
 import pydantic_core
 from sqlalchemy import (
     Connection,
@@ -323,6 +329,15 @@ def _total_changes(conn: Connection) -> int:
     return int(conn.connection.dbapi_connection.total_changes)  # type: ignore[union-attr]
 
 
+def _pg_changes(conn: Connection) -> int:
+    """Rows this PostgreSQL connection has inserted, updated or deleted (``_count_changes``)."""
+    return int(conn.info.get(_PG_CHANGES, 0))
+
+
+_PG_CHANGES = "searchtrail_changes"
+_CHANGING = ("INSERT", "UPDATE", "DELETE")
+
+
 def _make_engine(
     url: str, *, busy_timeout_ms: int, synchronous: str, pool_size: int, writer: bool = False
 ) -> Engine:
@@ -372,6 +387,12 @@ def _make_engine(
         json_serializer=_json_dumps,
         json_deserializer=pydantic_core.from_json,
     )
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _count_changes(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        # The group commit's count of changed rows, which SQLite's connection keeps itself.
+        if cursor.rowcount > 0 and statement.lstrip()[:6].upper() in _CHANGING:
+            conn.info[_PG_CHANGES] = conn.info.get(_PG_CHANGES, 0) + cursor.rowcount
 
     @event.listens_for(engine, "checkin")
     def _idle_from(_dbapi_conn: Any, record: Any) -> None:
@@ -453,13 +474,14 @@ class Store:
         self._group = (
             GroupCommit(self._kept_write_transaction, changes=_total_changes)
             if self.dialect == "sqlite"
-            else None
+            else GroupCommit(self._gated_write_transaction, changes=_pg_changes)
         )
         # searchtrail serve: registrations and pushes from the event loop are committed by
-        # a child process (searchtrail.writerprocess), which has a GIL of its own.
+        # a child process (searchtrail.writerprocess), which has a GIL of its own. On
+        # PostgreSQL a thread per write took turns on the GIL after every round trip.
         self._remote = (
             WriterProcess(url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
-            if writer_process and self.dialect == "sqlite"
+            if writer_process
             else None
         )
         columns = ["session_number", "event_id", "object_id", "event_type", "created_at_ms", "meta"]
@@ -514,12 +536,11 @@ class Store:
     def close(self) -> None:
         if self._remote is not None:
             self._remote.close()  # what the event loop handed over is committed first
-        if self._group is not None:
-            self._group.stop()  # what the event loop queued is committed first
-            with self._group.paused():  # not under a write that is still running
-                if self._writer_conn is not None:
-                    self._writer_conn.close()
-                    self._writer_conn = None
+        self._group.stop()  # what the event loop queued is committed first
+        with self._group.paused():  # not under a write that is still running
+            if self._writer_conn is not None:
+                self._writer_conn.close()
+                self._writer_conn = None
         self._readers.shutdown(wait=True)
         self.engine.dispose()
         self._writer.dispose()
@@ -576,13 +597,21 @@ class Store:
             conn.close()
             raise
 
-    def _write(self, fn: Callable[[Connection], T]) -> T:
+    @contextmanager
+    def _gated_write_transaction(self) -> Iterator[Connection]:
+        """PostgreSQL's group transaction: the batch gate (shared) before any row lock."""
+        with self._write_transaction() as conn:
+            self._batch_gate(conn, exclusive=False)
+            yield conn
+
+    def _write(self, fn: Callable[[Connection], T], *, alone: bool = False) -> T:
         """Run ``fn`` in a committed write transaction, retrying a lost uniqueness race.
 
-        On SQLite concurrent writes are grouped into one transaction (``GroupCommit``):
-        ``fn`` runs in its own savepoint and returns only after the group's commit.
+        Concurrent writes are grouped into one transaction (``GroupCommit``), and ``fn``
+        returns only after the group's commit. ``alone``: on PostgreSQL, a transaction of
+        its own outside the group, for the release, which takes the batch gate exclusive.
         """
-        if self._group is not None:
+        if not (alone and self.dialect == "postgresql"):
             with unavailable_on_db_outage():
                 return self._group.run(fn)
         for attempt in range(5):
@@ -598,22 +627,19 @@ class Store:
     async def _write_async(self, build: Callable[..., Callable[[Connection], T]], *args: Any) -> T:
         """``_write`` for the event loop, of the write ``build(*args)`` makes.
 
-        Under ``serve`` on SQLite the writer process builds and commits it (so ``build``
-        goes there by name: ``writerprocess.OPS``); otherwise SQLite's writer thread, or
-        on PostgreSQL a pool thread.
+        Under ``serve`` the writer process builds and commits it (so ``build`` goes there
+        by name: ``writerprocess.OPS``); otherwise the group commit's writer thread.
         """
         if self._remote is not None:
             result: T = await self._remote.run(build.__name__, *args)
             return result
         fn = build(*args)
-        if self._group is not None:
-            with unavailable_on_db_outage():
-                try:
-                    return await self._group.run_async(fn)
-                except GroupCommitClosed as exc:
-                    # Nothing was written; a client may retry against a store that is open.
-                    raise Unavailable("the store is closed") from exc
-        return await anyio.to_thread.run_sync(self._write, fn)
+        with unavailable_on_db_outage():
+            try:
+                return await self._group.run_async(fn)
+            except GroupCommitClosed as exc:
+                # Nothing was written; a client may retry against a store that is open.
+                raise Unavailable("the store is closed") from exc
 
     def start_writer_process(self) -> None:
         """Start the writer process, if there is one, and wait until it is ready."""
@@ -624,8 +650,6 @@ class Store:
         self, fns: Sequence[Callable[[Connection], Any]]
     ) -> list[tuple[Any, BaseException | None]]:
         """The writer process's side: commit writes it received together as one group."""
-        if self._group is None:
-            raise RuntimeError("only a SQLite store commits groups")
         return self._group.run_group(fns)
 
     def _insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
@@ -640,15 +664,16 @@ class Store:
         """Registrations pass together (shared), a release alone (exclusive); see the top.
 
         A PostgreSQL advisory lock, held to the end of the transaction: it lives in the
-        lock manager, so registrations touch no shared row. On SQLite every write already
-        holds the database lock.
+        lock manager, so registrations touch no shared row. Every group of writes takes it
+        shared (``_gated_write_transaction``). On SQLite every write already holds the
+        database lock.
         """
         if self.dialect == "postgresql":
             lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
             conn.execute(select(lock(_BATCH_GATE_KEY)))
 
     def _collecting_batch_id(self, conn: Connection, now: int) -> int:
-        """The collecting batch, opened if none is; the caller holds the gate (shared).
+        """The collecting batch, opened if none is; the group holds the gate (shared).
 
         When another registration opened it first (our insert met its ``collecting``),
         the loop reads that one; no release can close it meanwhile, we hold the gate.
@@ -723,7 +748,7 @@ class Store:
                 released_at_ms=now,
             )
 
-        return self._write(work)
+        return self._write(work, alone=True)
 
     def set_batch_state(
         self, batch_id: int, state: str, check: Callable[[str], None], now: int
@@ -926,7 +951,6 @@ class Store:
         params = {**row, "registered_at_ms": now}
 
         def work(conn: Connection) -> tuple[dict[str, Any], bool, bool]:
-            self._batch_gate(conn, exclusive=False)
             stored = conn.execute(self._register_into_collecting, params).first()
             if stored is None:
                 existing = conn.execute(
@@ -1049,7 +1073,6 @@ class Store:
         def work(conn: Connection) -> None:
             if not rows:
                 return
-            self._batch_gate(conn, exclusive=False)
             batch_id = self._collecting_batch_id(conn, now)
             inserted = conn.execute(
                 sessions.insert().returning(

@@ -34,11 +34,11 @@ def create_app(
 
     ``own_process``: the process serves this app alone (``searchtrail serve``), so its
     start-up may tune the process-wide garbage collector (``settle_heap``) and, with
-    ``sqlite_writer=auto``, hand SQLite writes to a writer process.
+    ``writer=auto``, hand the hot writes to a writer process.
     """
     settings = settings or (clickstream.settings if clickstream else Settings())
-    if own_process and settings.sqlite_writer == "auto":
-        settings = settings.model_copy(update={"sqlite_writer": "process"})
+    if own_process and settings.writer == "auto":
+        settings = settings.model_copy(update={"writer": "process"})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
