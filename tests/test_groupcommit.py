@@ -460,3 +460,59 @@ def test_a_postgresql_release_runs_outside_the_group(cs: Clickstream) -> None:
         assert not releaser.is_alive(), "the release waited for the group commit"
     assert answers[0].release_id == "r1"
     assert cs.create_session(session_id="s2").session_id == "s2"
+
+
+@postgres_only
+def test_two_processes_groups_that_deadlock_are_run_again(
+    cs: Clickstream, settings: Settings
+) -> None:
+    """Crossed duplicates in two stores' groups: PostgreSQL ends one, which commits on a rerun."""
+    cs.create_session(session_id="s")
+
+    def push(store: Any, event_id: str) -> Callable[[Connection], Any]:
+        return store._store_events("s", [(event_id, "o", "click", 0, None)])
+
+    def first_then_wait(
+        fn: Callable[[Connection], Any], reached: threading.Event, go: threading.Event
+    ) -> Callable[[Connection], Any]:
+        def run(conn: Connection) -> Any:
+            stored = fn(conn)
+            if not reached.is_set():  # the first run only: a rerun goes straight through
+                reached.set()
+                assert go.wait(30)
+            return stored
+
+        return run
+
+    go = threading.Event()
+    answers: dict[str, list[Any]] = {}
+    with Clickstream(settings=settings) as other:
+        reached = {"a": threading.Event(), "b": threading.Event()}
+        groups = {
+            "a": (
+                cs,
+                [first_then_wait(push(cs.store, "x"), reached["a"], go), push(cs.store, "y")],
+            ),
+            "b": (
+                other,
+                [first_then_wait(push(other.store, "y"), reached["b"], go), push(other.store, "x")],
+            ),
+        }
+
+        def commit(name: str) -> None:
+            store_of, fns = groups[name]
+            answers[name] = _run_grouped(
+                store_of, [lambda fn=fn: store_of.store._write(fn) for fn in fns]
+            )
+
+        threads = [threading.Thread(target=commit, args=(name,)) for name in groups]
+        for t in threads:
+            t.start()
+        assert reached["a"].wait(30) and reached["b"].wait(30)
+        go.set()  # each group now inserts the key the other holds uncommitted
+        for t in threads:
+            t.join(60)
+    outcomes = [a for name in groups for a in answers[name]]
+    assert not [a for a in outcomes if isinstance(a, BaseException)], outcomes
+    assert sorted(stored for stored, _ in outcomes) == [0, 0, 1, 1]
+    assert sorted(e.event_id for e in cs.get_session("s").events) == ["x", "y"]

@@ -118,7 +118,9 @@ class GroupCommit:
     every piece of a group gets a savepoint. With it, a piece may change rows only: DDL
     is not counted, so a piece that created a table and then failed would leave the table
     behind. ``max_group`` bounds how much one commit carries, so one group's latency
-    stays bounded however many writers wait.
+    stays bounded however many writers wait. ``transient(exc)``: the database ended the
+    transaction for a conflict with another one (PostgreSQL breaking a deadlock), and
+    running the group again, up to ``retries`` times, is the answer.
     """
 
     def __init__(
@@ -127,9 +129,11 @@ class GroupCommit:
         changes: Callable[[Connection], int] | None = None,
         max_group: int = 64,
         retries: int = 5,
+        transient: Callable[[BaseException], bool] = lambda _exc: False,
     ) -> None:
         self._transaction = transaction
         self._changes = changes
+        self._transient = transient
         self._max_group = max_group
         self._retries = retries
         self._commit_lock = threading.Lock()
@@ -231,23 +235,33 @@ class GroupCommit:
         if len(group) == 1:
             self._commit_alone(group[0])
             return
-        try:
+        for attempt in range(self._retries):
             try:
-                with self._transaction() as conn:
-                    if self._changes is None or not self._run_plain(conn, group, self._changes):
-                        raise _Redo
-            except _Redo:
-                for job in group:
-                    job.result = job.error = None
-                with self._transaction() as conn:
+                self._commit_once(group)
+                return
+            except BaseException as exc:
+                if attempt < self._retries - 1 and self._transient(exc):
                     for job in group:
-                        self._apply(conn, job)
-        except BaseException as exc:
-            # Nothing of this group is stored: every job that had succeeded learns why.
+                        job.result = job.error = None
+                    continue
+                # Nothing of this group is stored: every job that had succeeded learns why.
+                for job in group:
+                    if job.error is None:
+                        job.error = exc
+                        job.result = None
+                return
+
+    def _commit_once(self, group: list[_Job[Any]]) -> None:
+        try:
+            with self._transaction() as conn:
+                if self._changes is None or not self._run_plain(conn, group, self._changes):
+                    raise _Redo
+        except _Redo:
             for job in group:
-                if job.error is None:
-                    job.error = exc
-                    job.result = None
+                job.result = job.error = None
+            with self._transaction() as conn:
+                for job in group:
+                    self._apply(conn, job)
 
     def _commit_alone(self, job: _Job[Any]) -> None:
         """A job alone needs no savepoint: its own transaction, retried on a lost race."""
@@ -257,8 +271,9 @@ class GroupCommit:
                     with self._transaction() as conn:
                         job.result = job.fn(conn)
                     return
-                except IntegrityError:
-                    if attempt == self._retries - 1:
+                except Exception as exc:
+                    lost = isinstance(exc, IntegrityError) or self._transient(exc)
+                    if not lost or attempt == self._retries - 1:
                         raise
         except BaseException as exc:
             job.error = exc

@@ -41,9 +41,9 @@ updates no counter row:
   batch whose release was answered.
 - Nothing else takes the gate, and every holder takes it before any row lock, so it
   cannot be part of a deadlock. (Two processes' groups can still deadlock on each
-  other's uncommitted inserts of the same unique keys in crossed order: PostgreSQL
-  ends one, whose writes answer 503 to be retried. It takes the same events or
-  sessions sent to two processes at the same instant.)
+  other's uncommitted inserts of the same unique keys in crossed order, which takes
+  the same events or sessions sent to two processes at the same instant. PostgreSQL
+  ends one after its ``deadlock_timeout``, and the group commit runs it again.)
 - Two registrations of one ``session_id`` race on its unique index: the loser's
   ``ON CONFLICT DO NOTHING`` waits for the winner's commit and inserts nothing, and the
   loser answers the winner's row. (Where a batch had to be opened first, the plain insert
@@ -334,6 +334,13 @@ def _pg_changes(conn: Connection) -> int:
     return int(conn.info.get(_PG_CHANGES, 0))
 
 
+def _pg_conflict(exc: BaseException) -> bool:
+    """PostgreSQL ended the transaction to break a deadlock or a serialization conflict."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in _PG_RETRY_STATES
+
+
+# deadlock_detected, serialization_failure
+_PG_RETRY_STATES = ("40P01", "40001")
 _PG_CHANGES = "searchtrail_changes"
 _CHANGING = ("INSERT", "UPDATE", "DELETE")
 
@@ -474,7 +481,9 @@ class Store:
         self._group = (
             GroupCommit(self._kept_write_transaction, changes=_total_changes)
             if self.dialect == "sqlite"
-            else GroupCommit(self._gated_write_transaction, changes=_pg_changes)
+            else GroupCommit(
+                self._gated_write_transaction, changes=_pg_changes, transient=_pg_conflict
+            )
         )
         # searchtrail serve: registrations and pushes from the event loop are committed by
         # a child process (searchtrail.writerprocess), which has a GIL of its own. On
