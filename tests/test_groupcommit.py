@@ -434,17 +434,104 @@ def test_a_member_that_fails_in_postgresql_fails_alone(cs: Clickstream) -> None:
 
 
 @postgres_only
-def test_a_postgresql_group_passes_the_batch_gate_once_before_writing(cs: Clickstream) -> None:
+def test_a_postgresql_group_passes_the_batch_gate_once_and_pushes_never(cs: Clickstream) -> None:
     cs.create_session(session_id="opens the batch")
     statements = _statements(cs)
     answers = _run_grouped(
-        cs, [lambda i=i: cs.create_session(session_id=f"s{i}") for i in range(4)]
+        cs,
+        [
+            lambda: cs.push_events("opens the batch", [{"event_id": "e1"}]),
+            *(lambda i=i: cs.create_session(session_id=f"s{i}") for i in range(4)),
+        ],
     )
-    assert [a.session_id for a in answers] == ["s0", "s1", "s2", "s3"]
-    gates = [i for i, sql in enumerate(statements) if "pg_advisory_xact_lock" in sql]
-    assert gates == [0], statements
-    assert "pg_advisory_xact_lock_shared" in statements[0]
-    assert sum(sql.startswith("INSERT INTO sessions") for sql in statements) == 4
+    assert [a.session_id for a in answers[1:]] == ["s0", "s1", "s2", "s3"]
+    gates = [sql for sql in statements if "pg_advisory_xact_lock" in sql]
+    assert len(gates) == 1 and "pg_advisory_xact_lock_shared" in gates[0], statements
+    statements.clear()
+    _run_grouped(cs, [lambda i=i: cs.push_events("s0", [{"event_id": f"p{i}"}]) for i in range(3)])
+    assert not [sql for sql in statements if "pg_advisory_xact_lock" in sql]
+
+
+@postgres_only
+def test_a_push_does_not_wait_behind_a_release_that_waits(cs: Clickstream) -> None:
+    """A release waits for the registrations holding the gate; pushes do not queue behind it."""
+    cs.create_session(session_id="s1")
+    holder = cs.store.engine.connect()  # a registration of another process, in flight
+    cs.store._batch_gate(holder, exclusive=False)
+    try:
+        released: list[Any] = []
+        releaser = threading.Thread(target=lambda: released.append(cs.release_batch("r1")))
+        releaser.start()
+        _until_waiting_for_a_lock(cs, "advisory")
+        pushed: list[Any] = []
+        pusher = threading.Thread(
+            target=lambda: pushed.append(cs.push_events("s1", [{"event_id": "e1"}]))
+        )
+        pusher.start()
+        pusher.join(20)
+        assert not pusher.is_alive(), "the push waited for the release"
+        assert pushed[0].stored == 1 and not released
+    finally:
+        holder.rollback()
+        holder.close()
+    releaser.join(30)
+    assert released[0].release_id == "r1"
+
+
+def _until_waiting_for_a_lock(cs: Clickstream, locktype: str) -> None:
+    deadline = time.monotonic() + 30
+    query = text("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = :t")
+    with cs.store.engine.connect() as conn:
+        while not conn.execute(query, {"t": locktype}).scalar():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+            conn.rollback()
+
+
+@postgres_only
+def test_a_member_that_times_out_on_a_lock_fails_alone(database_url: str) -> None:
+    """PostgreSQL's lock timeout is one statement's failure: the others of its group commit."""
+    settings = Settings(database_url=database_url, sqlite_busy_timeout_ms=500)
+    with Clickstream(settings=settings) as cs:
+        cs.create_session(session_id="locked")
+        holder = cs.store.engine.connect()
+        holder.execute(text("SELECT 1 FROM sessions WHERE session_id = 'locked' FOR UPDATE"))
+        try:
+            answers = _run_grouped(
+                cs,
+                [
+                    lambda: cs.create_session(session_id="a"),
+                    lambda: cs.mark_irrelevant("locked"),
+                    lambda: cs.create_session(session_id="b"),
+                ],
+            )
+        finally:
+            holder.rollback()
+            holder.close()
+        assert isinstance(answers[1], Unavailable), answers
+        assert [answers[0].session_id, answers[2].session_id] == ["a", "b"]
+        assert cs.store.count("sessions") == 3
+
+
+def test_a_member_that_changed_rows_through_a_cte_is_undone(cs: Clickstream) -> None:
+    """Changed rows are counted by what ran (WITH ... UPDATE), not by how the SQL begins."""
+    cs.create_session(session_id="before")
+
+    def half_done(conn: Connection) -> None:
+        conn.execute(
+            text(
+                "WITH target AS (SELECT 'before' AS id) UPDATE sessions SET user_id = 'leaked'"
+                " WHERE session_id IN (SELECT id FROM target)"
+            )
+        )
+        raise ValueError("failed after writing")
+
+    answers = _run_grouped(
+        cs, [lambda: cs.store._write(half_done), lambda: cs.create_session(session_id="after")]
+    )
+    assert isinstance(answers[0], ValueError)
+    assert answers[1].session_id == "after"
+    assert cs.get_session("before").user_id is None
 
 
 @postgres_only

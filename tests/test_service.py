@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from searchtrail import (
     Clickstream,
@@ -159,6 +159,10 @@ def test_one_push_stores_events_in_its_order_and_each_event_id_once(cs: Clickstr
     assert (result.stored, result.duplicates) == (5, 1)
     stored = cs.get_session("s1").events
     assert [(e.event_id, e.meta) for e in stored] == [(f"e{i}", m) for i, m in enumerate(metas)]
+    # No meta is SQL NULL, not a JSON null, whatever way the rows traveled to the database.
+    with cs.store.engine.connect() as conn:
+        nulls = conn.execute(text("SELECT event_id FROM events WHERE meta IS NULL")).scalars()
+        assert sorted(nulls) == ["e0", "e3"]
 
 
 def test_seed_event_shape_name_and_no_id(cs: Clickstream) -> None:

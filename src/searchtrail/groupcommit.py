@@ -118,9 +118,13 @@ class GroupCommit:
     every piece of a group gets a savepoint. With it, a piece may change rows only: DDL
     is not counted, so a piece that created a table and then failed would leave the table
     behind. ``max_group`` bounds how much one commit carries, so one group's latency
-    stays bounded however many writers wait. ``transient(exc)``: the database ended the
-    transaction for a conflict with another one (PostgreSQL breaking a deadlock), and
-    running the group again, up to ``retries`` times, is the answer.
+    stays bounded however many writers wait.
+
+    An ``OperationalError`` fails the whole group (SQLite's locked or failing database),
+    unless ``contained(exc)`` says it is one statement's (PostgreSQL's lock timeout, a
+    cancelled query): then only its piece fails, isolated in a savepoint. A contained
+    failure that ``transient(exc)`` calls a conflict with another transaction (a deadlock
+    PostgreSQL broke) runs that piece again, up to ``retries`` times.
     """
 
     def __init__(
@@ -129,10 +133,12 @@ class GroupCommit:
         changes: Callable[[Connection], int] | None = None,
         max_group: int = 64,
         retries: int = 5,
+        contained: Callable[[BaseException], bool] = lambda _exc: False,
         transient: Callable[[BaseException], bool] = lambda _exc: False,
     ) -> None:
         self._transaction = transaction
         self._changes = changes
+        self._contained = contained
         self._transient = transient
         self._max_group = max_group
         self._retries = retries
@@ -235,33 +241,23 @@ class GroupCommit:
         if len(group) == 1:
             self._commit_alone(group[0])
             return
-        for attempt in range(self._retries):
-            try:
-                self._commit_once(group)
-                return
-            except BaseException as exc:
-                if attempt < self._retries - 1 and self._transient(exc):
-                    for job in group:
-                        job.result = job.error = None
-                    continue
-                # Nothing of this group is stored: every job that had succeeded learns why.
-                for job in group:
-                    if job.error is None:
-                        job.error = exc
-                        job.result = None
-                return
-
-    def _commit_once(self, group: list[_Job[Any]]) -> None:
         try:
-            with self._transaction() as conn:
-                if self._changes is None or not self._run_plain(conn, group, self._changes):
-                    raise _Redo
-        except _Redo:
-            for job in group:
-                job.result = job.error = None
-            with self._transaction() as conn:
+            try:
+                with self._transaction() as conn:
+                    if self._changes is None or not self._run_plain(conn, group, self._changes):
+                        raise _Redo
+            except _Redo:
                 for job in group:
-                    self._apply(conn, job)
+                    job.result = job.error = None
+                with self._transaction() as conn:
+                    for job in group:
+                        self._apply(conn, job)
+        except BaseException as exc:
+            # Nothing of this group is stored: every job that had succeeded learns why.
+            for job in group:
+                if job.error is None:
+                    job.error = exc
+                    job.result = None
 
     def _commit_alone(self, job: _Job[Any]) -> None:
         """A job alone needs no savepoint: its own transaction, retried on a lost race."""
@@ -278,21 +274,22 @@ class GroupCommit:
         except BaseException as exc:
             job.error = exc
 
-    @staticmethod
     def _run_plain(
-        conn: Connection, group: list[_Job[Any]], changes: Callable[[Connection], int]
+        self, conn: Connection, group: list[_Job[Any]], changes: Callable[[Connection], int]
     ) -> bool:
         """Run the group without savepoints; False when only savepoints can undo a failure."""
         for job in group:
             before = changes(conn)
             try:
                 job.result = job.fn(conn)
-            except (OperationalError, InterfaceError):
-                raise
-            except IntegrityError:
-                return False  # a lost race: retried in a savepoint
+            except (OperationalError, InterfaceError) as exc:
+                if not self._contained(exc):
+                    raise
+                return False  # one statement's failure, which ended the transaction
             except DBAPIError:
-                return False  # PostgreSQL ended the transaction: only a savepoint isolates it
+                # A lost race (IntegrityError), retried in a savepoint; on PostgreSQL any
+                # error ends the transaction, and only a savepoint isolates it.
+                return False
             except Exception as exc:
                 if changes(conn) != before:
                     return False
@@ -304,9 +301,14 @@ class GroupCommit:
             savepoint = conn.begin_nested()
             try:
                 job.result = job.fn(conn)
-            except (OperationalError, InterfaceError):
-                # The database itself failed: the whole transaction is gone.
-                raise
+            except (OperationalError, InterfaceError) as exc:
+                if not self._contained(exc):
+                    raise  # the database itself failed: the whole transaction is gone
+                savepoint.rollback()
+                if self._transient(exc) and attempt < self._retries - 1:
+                    continue
+                job.error = exc
+                return
             except IntegrityError as exc:
                 savepoint.rollback()
                 if attempt == self._retries - 1:

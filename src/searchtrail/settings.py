@@ -90,7 +90,10 @@ class Settings(BaseSettings):
     )
     writer: Literal["auto", "thread", "process"] = Field(
         "auto",
-        validation_alias=AliasChoices("writer", "SEARCHTRAIL_WRITER", "SEARCHTRAIL_SQLITE_WRITER"),
+        # Not "writer": an alias is also read as a bare environment variable (WRITER).
+        validation_alias=AliasChoices(
+            "SEARCHTRAIL_WRITER", "SEARCHTRAIL_SQLITE_WRITER", "sqlite_writer"
+        ),
         description="Who commits HTTP registrations and pushes: a thread of the server "
         "process, or a process of their own (with its own GIL). auto: the process under "
         "`searchtrail serve`, the thread where the app is embedded in another process. "
