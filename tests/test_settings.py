@@ -23,3 +23,18 @@ def test_the_writer_is_a_keyword_under_its_name_and_its_old_one() -> None:
 def test_a_variable_without_the_prefix_is_not_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WRITER", "yes")
     assert Settings().writer == "auto"
+
+
+@pytest.mark.parametrize(
+    "name", ["SQLITE_WRITER", "TIME_MAX_DELTA_MINUS_SEC", "TIME_MAX_DELTA_PLUS_SEC"]
+)
+def test_no_bare_name_is_read_from_the_environment(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(name, "not a value")
+    Settings()  # neither read nor refused
+
+
+def test_the_time_window_keywords_keep_their_names() -> None:
+    settings = Settings(time_max_delta_minus_sec=5, time_max_delta_plus_sec=6)
+    assert (settings.time_max_delta_minus_sec, settings.time_max_delta_plus_sec) == (5, 6)

@@ -8,9 +8,9 @@ an existing deployment keeps its window when it switches.
 from __future__ import annotations
 
 import os
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from searchtrail.errors import format_loc
@@ -51,7 +51,6 @@ class Settings(BaseSettings):
         12 * 3600,
         ge=0,
         validation_alias=AliasChoices(
-            "time_max_delta_minus_sec",
             "SEARCHTRAIL_TIME_MAX_DELTA_MINUS_SEC",
             "CLICKSTREAM_TIME_MAX_DELTA_MINUS_SEC",
         ),
@@ -62,7 +61,6 @@ class Settings(BaseSettings):
         5 * 60,
         ge=0,
         validation_alias=AliasChoices(
-            "time_max_delta_plus_sec",
             "SEARCHTRAIL_TIME_MAX_DELTA_PLUS_SEC",
             "CLICKSTREAM_TIME_MAX_DELTA_PLUS_SEC",
         ),
@@ -90,10 +88,9 @@ class Settings(BaseSettings):
     )
     writer: Literal["auto", "thread", "process"] = Field(
         "auto",
-        # Not "writer": an alias is also read as a bare environment variable (WRITER).
-        validation_alias=AliasChoices(
-            "SEARCHTRAIL_WRITER", "SEARCHTRAIL_SQLITE_WRITER", "sqlite_writer"
-        ),
+        # Only prefixed names: an alias is also read as a bare environment variable, so
+        # the old keyword ``sqlite_writer`` is renamed in ``_renamed`` instead.
+        validation_alias=AliasChoices("SEARCHTRAIL_WRITER", "SEARCHTRAIL_SQLITE_WRITER"),
         description="Who commits HTTP registrations and pushes: a thread of the server "
         "process, or a process of their own (with its own GIL). auto: the process under "
         "`searchtrail serve`, the thread where the app is embedded in another process. "
@@ -176,6 +173,15 @@ class Settings(BaseSettings):
         "for pages whose ad-blockers drop paths that say analytics or events.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        """Keywords a setting had before it was renamed."""
+        if isinstance(data, dict) and "sqlite_writer" in data:
+            data = {**data}
+            data.setdefault("writer", data.pop("sqlite_writer"))
+        return data
+
     @property
     def limits(self) -> Limits:
         return Limits(
@@ -208,8 +214,9 @@ def describe_settings_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         name = format_loc(tuple(err["loc"])) or "settings"
-        if name in Settings.model_fields:
-            names = env_names(name)
+        field = next((f for f in Settings.model_fields if name in (f, *env_names(f))), None)
+        if field is not None:
+            names = env_names(field)
             name = next((n for n in names if n in os.environ), names[0])
         elif not name.isupper():
             name = f"SEARCHTRAIL_{name.upper()}"
