@@ -2,11 +2,12 @@
 
 SQLite has one writer at a time and, with ``synchronous=FULL``, every commit waits for
 the disk. Committing each request on its own caps a server at one request per fsync.
-On PostgreSQL each transaction on its own costs round trips (BEGIN, the batch gate,
-COMMIT) and a WAL flush, and a thread per request takes turns on the GIL after each
-round trip. Here a writer queues its work and whoever holds the commit lock runs every
-queued piece of work in one transaction and commits once. A request is answered only
-after the commit that includes it, so an answer still means a durable write.
+On PostgreSQL each transaction on its own costs round trips (BEGIN, COMMIT, and for a
+registration the batch gate) and a WAL flush, and a thread per request takes turns on
+the GIL after each round trip. Here a writer queues its work and whoever holds the
+commit lock runs every queued piece of work in one transaction and commits once. A
+request is answered only after the commit that includes it, so an answer still means a
+durable write.
 
 A piece that fails must leave nothing behind while the others are committed. Most
 failures write nothing (a push to an unknown session fails at its lookup), so the
@@ -14,7 +15,7 @@ group first runs without savepoints, which cost about as much as a small piece o
 and counts the database's changed rows around each piece. Only when a failed piece
 changed rows, lost a uniqueness race, or failed in the database (which ends a
 PostgreSQL transaction) is the group rolled back and run again with each piece in its
-own savepoint.
+own savepoint; a piece the database refused keeps its error and is not run again.
 
 Two kinds of writer share the queue:
 
@@ -54,6 +55,9 @@ class _Job(Generic[T]):
     error: BaseException | None = None
     # Set for run_async: where the answer goes once the job is committed.
     future: asyncio.Future[T] | None = None
+    # Refused by the database in the run without savepoints: the rerun keeps its error and
+    # does not run it again (a lock timeout would be waited out twice).
+    settled: bool = False
 
 
 class GroupCommitClosed(RuntimeError):
@@ -122,9 +126,10 @@ class GroupCommit:
 
     An ``OperationalError`` fails the whole group (SQLite's locked or failing database),
     unless ``contained(exc)`` says it is one statement's (PostgreSQL's lock timeout, a
-    cancelled query): then only its piece fails, isolated in a savepoint. A contained
-    failure that ``transient(exc)`` calls a conflict with another transaction (a deadlock
-    PostgreSQL broke) runs that piece again, up to ``retries`` times.
+    cancelled query): then only its piece fails, and the others run again in savepoints.
+    One that ``transient(exc)`` calls a conflict with another transaction (a deadlock
+    PostgreSQL broke) rolls the whole group back, which gives back the locks that took
+    part in the deadlock, and runs it again, up to ``retries`` times.
     """
 
     def __init__(
@@ -241,23 +246,35 @@ class GroupCommit:
         if len(group) == 1:
             self._commit_alone(group[0])
             return
-        try:
-            try:
-                with self._transaction() as conn:
-                    if self._changes is None or not self._run_plain(conn, group, self._changes):
-                        raise _Redo
-            except _Redo:
-                for job in group:
-                    job.result = job.error = None
-                with self._transaction() as conn:
-                    for job in group:
-                        self._apply(conn, job)
-        except BaseException as exc:
-            # Nothing of this group is stored: every job that had succeeded learns why.
+        for attempt in range(self._retries):
             for job in group:
-                if job.error is None:
-                    job.error = exc
-                    job.result = None
+                job.result = job.error = None
+                job.settled = False
+            try:
+                self._commit_once(group)
+                return
+            except BaseException as exc:
+                if attempt < self._retries - 1 and self._transient(exc):
+                    continue  # the rollback gave back every lock the group held
+                # Nothing of this group is stored: every job that had succeeded learns why.
+                for job in group:
+                    if job.error is None:
+                        job.error = exc
+                        job.result = None
+                return
+
+    def _commit_once(self, group: list[_Job[Any]]) -> None:
+        try:
+            with self._transaction() as conn:
+                if self._changes is None or not self._run_plain(conn, group, self._changes):
+                    raise _Redo
+        except _Redo:
+            rerun = [job for job in group if not job.settled]
+            for job in rerun:
+                job.result = job.error = None
+            with self._transaction() as conn:
+                for job in rerun:
+                    self._apply(conn, job)
 
     def _commit_alone(self, job: _Job[Any]) -> None:
         """A job alone needs no savepoint: its own transaction, retried on a lost race."""
@@ -283,12 +300,16 @@ class GroupCommit:
             try:
                 job.result = job.fn(conn)
             except (OperationalError, InterfaceError) as exc:
-                if not self._contained(exc):
-                    raise
+                if self._transient(exc) or not self._contained(exc):
+                    raise  # the group runs again from the start, or fails whole
+                job.error, job.settled = exc, True
                 return False  # one statement's failure, which ended the transaction
-            except DBAPIError:
-                # A lost race (IntegrityError), retried in a savepoint; on PostgreSQL any
-                # error ends the transaction, and only a savepoint isolates it.
+            except IntegrityError:
+                return False  # a lost race: run again, in a savepoint
+            except DBAPIError as exc:
+                # The database refused this piece and would again. On PostgreSQL that ended
+                # the transaction: the others run again, each in a savepoint.
+                job.error, job.settled = exc, True
                 return False
             except Exception as exc:
                 if changes(conn) != before:
@@ -302,11 +323,11 @@ class GroupCommit:
             try:
                 job.result = job.fn(conn)
             except (OperationalError, InterfaceError) as exc:
-                if not self._contained(exc):
-                    raise  # the database itself failed: the whole transaction is gone
+                if self._transient(exc) or not self._contained(exc):
+                    # The database failed, or broke a deadlock: a savepoint would keep the
+                    # other pieces' locks, so the whole group goes (and runs again).
+                    raise
                 savepoint.rollback()
-                if self._transient(exc) and attempt < self._retries - 1:
-                    continue
                 job.error = exc
                 return
             except IntegrityError as exc:

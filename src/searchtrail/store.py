@@ -27,9 +27,10 @@ updates no counter row:
 - ``session_number`` comes from the table's identity sequence; ``nextval`` takes no
   row lock and is not rolled back, so numbers are unique and increasing, with gaps.
 - A registration takes the *batch gate* shared (``pg_advisory_xact_lock_shared``),
-  once per group, and inserts its session with an ``INSERT ... SELECT`` of the
-  collecting batch; the group holds the gate until it commits. Shared holders never
-  wait for each other (tests/test_postgres.py holds one open and registers another).
+  once per group (per savepoint when a group runs in savepoints), and inserts its
+  session with an ``INSERT ... SELECT`` of the collecting batch; the group holds the
+  gate until it commits. Shared holders never wait for each other
+  (tests/test_postgres.py holds one open and registers another).
 - A release takes the gate exclusive, in a transaction of its own outside the group
   (inside a group that holds it shared, two releases would wait for each other): it
   waits for the registrations in flight, and
@@ -39,11 +40,13 @@ updates no counter row:
   NOTHING`` waits for that insert, then they read it). So a session never lands in a
   batch whose release was answered.
 - Nothing else takes the gate. A group may hold row locks when its first registration
-  asks for the gate, so a group waiting behind a release can be part of a deadlock, as
-  can two processes' groups inserting the same unique keys in crossed order (the same
-  events or sessions sent to two processes at the same instant). PostgreSQL ends one
-  transaction after its ``deadlock_timeout``; the group commit runs the piece it ended
-  again in a savepoint, and a release retries, so no write fails for it.
+  asks for the gate behind a queued release; if the release waits for a registration
+  that waits for those rows, PostgreSQL's deadlock check lets the queued registration
+  pass the release, after ``deadlock_timeout``. Two processes' groups inserting the
+  same unique keys in crossed order (the same events or sessions sent to two processes
+  at the same instant) do deadlock: PostgreSQL aborts one statement, and the group
+  commit rolls that whole group back, giving back its locks, and runs it again; a
+  release retries too.
 - Two registrations of one ``session_id`` race on its unique index: the loser's
   ``ON CONFLICT DO NOTHING`` waits for the winner's commit and inserts nothing, and the
   loser answers the winner's row. (Where a batch had to be opened first, the plain insert
@@ -446,7 +449,8 @@ def _make_engine(
     @event.listens_for(engine, "after_cursor_execute")
     def _count_changes(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         # The group commit's count of changed rows, which SQLite's connection keeps itself.
-        # The command tag names what ran, WITH ... UPDATE included ("UPDATE 3").
+        # The command tag names the outer statement, WITH ... UPDATE included ("UPDATE 3");
+        # a SELECT over a data-modifying CTE would go uncounted, and none is used.
         tag = (cursor.statusmessage or "").partition(" ")[0]
         if tag in _CHANGING and cursor.rowcount > 0:
             conn.info[_PG_CHANGES] = conn.info.get(_PG_CHANGES, 0) + cursor.rowcount
