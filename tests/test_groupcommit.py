@@ -68,6 +68,11 @@ def _run_grouped(cs: Clickstream, calls: list[Callable[[], Any]]) -> list[Any]:
     return answers
 
 
+def _refused(conn: Connection) -> None:
+    """A piece the database refuses: on SQLite an OperationalError, on PostgreSQL not."""
+    conn.execute(text("SELECT * FROM no_such_table"))
+
+
 def _count_commits(cs: Clickstream) -> list[int]:
     commits: list[int] = []
     event.listen(cs.store._writer, "commit", lambda _conn: commits.append(1))
@@ -96,12 +101,9 @@ def test_a_group_commits_once_and_a_failed_member_stores_nothing(cs: Clickstream
 
 @sqlite_only  # PostgreSQL reports no such table as the query's own failure
 def test_a_database_failure_fails_the_whole_group_and_stores_nothing(cs: Clickstream) -> None:
-    def broken(conn: Connection) -> None:
-        conn.execute(text("SELECT * FROM no_such_table"))
-
     calls: list[Callable[[], Any]] = [
         lambda: cs.create_session(session_id="a"),
-        lambda: cs.store._write(broken),
+        lambda: cs.store._write(_refused),
         lambda: cs.create_session(session_id="b"),
     ]
     answers = _run_grouped(cs, calls)
@@ -418,7 +420,7 @@ def test_a_member_that_fails_in_postgresql_fails_alone(cs: Clickstream) -> None:
 
     def broken(conn: Connection) -> None:
         runs.append("broken")
-        conn.execute(text("SELECT * FROM no_such_table"))
+        _refused(conn)
 
     answers = _run_grouped(
         cs,
@@ -567,9 +569,6 @@ def test_two_processes_groups_that_deadlock_are_run_again(
     """
     cs.create_session(session_id="s")
 
-    def refused(conn: Connection) -> None:
-        conn.execute(text("SELECT * FROM no_such_table"))
-
     def push(store: Any, event_id: str) -> Callable[[Connection], Any]:
         return store._store_events("s", [(event_id, "o", "click", 0, None)])
 
@@ -589,7 +588,7 @@ def test_two_processes_groups_that_deadlock_are_run_again(
     answers: dict[str, list[Any]] = {}
     with Clickstream(settings=settings) as other:
         reached = {"a": threading.Event(), "b": threading.Event()}
-        first = [refused] if savepoints else []  # which sends the group to savepoints
+        first = [_refused] if savepoints else []  # which sends the group to savepoints
         groups = {
             "a": (
                 cs,

@@ -59,6 +59,12 @@ class _Job(Generic[T]):
     # does not run it again (a lock timeout would be waited out twice).
     settled: bool = False
 
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        result: T = self.result
+        return result
+
 
 class GroupCommitClosed(RuntimeError):
     """``run_async`` after ``stop``: nothing was queued, nothing written."""
@@ -161,10 +167,18 @@ class GroupCommit:
         with self._commit_lock:
             while not job.done:
                 self._commit_next()
-        if job.error is not None:
-            raise job.error
-        result: T = job.result
-        return result
+        return job.outcome()
+
+    def run_alone(self, fn: Callable[[Connection], T]) -> T:
+        """``fn`` in a transaction of its own, beside the groups, retried as a lone write is.
+
+        For a write that must not share a group's transaction, and only where
+        ``transaction()`` may run beside a group's (PostgreSQL's pooled connections, not
+        SQLite's one kept connection).
+        """
+        job: _Job[T] = _Job(fn)
+        self._commit_alone(job)
+        return job.outcome()
 
     async def run_async(self, fn: Callable[[Connection], T]) -> T:
         """``run`` for an event loop: the writer thread commits, the loop stays free."""

@@ -99,7 +99,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from searchtrail.errors import (
@@ -674,21 +674,10 @@ class Store:
         returns only after the group's commit. ``alone``: on PostgreSQL, a transaction of
         its own outside the group, for the release, which takes the batch gate exclusive.
         """
-        if not (alone and self.dialect == "postgresql"):
-            with unavailable_on_db_outage():
-                return self._group.run(fn)
         with unavailable_on_db_outage():
-            for attempt in range(5):
-                try:
-                    with self._write_transaction() as conn:
-                        return fn(conn)
-                except (IntegrityError, OperationalError) as exc:
-                    # Another process inserted the same unique key first, or PostgreSQL
-                    # broke a deadlock by ending this transaction: running it again succeeds.
-                    lost = isinstance(exc, IntegrityError) or _pg_conflict(exc)
-                    if not lost or attempt == 4:
-                        raise
-        raise AssertionError("unreachable")
+            if alone and self.dialect == "postgresql":
+                return self._group.run_alone(fn)
+            return self._group.run(fn)
 
     async def _write_async(self, build: Callable[..., Callable[[Connection], T]], *args: Any) -> T:
         """``_write`` for the event loop, of the write ``build(*args)`` makes.
