@@ -7,9 +7,11 @@ flight: no session can join a batch after its release was answered.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, text
 
 import searchtrail.store as store_module
-from searchtrail import Clickstream, Settings
+from searchtrail import Clickstream, SessionNotFound, Settings
 from searchtrail.http import create_app
 from searchtrail.store import normalize_database_url
 from searchtrail.timestamps import now_ms
+from tests.pg import PgServer
 from tests.support import clean_env, free_port, postgres_only
 
 
@@ -148,7 +151,8 @@ def test_connections_ended_while_idle_are_replaced_before_use(
 def test_a_connection_ended_in_steady_use_fails_one_request_with_503_then_all_are_replaced(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without the ping, the request that finds a broken connection is a 503 to retry."""
+    """Without the ping, the request that finds a broken connection is a 503 to retry: a
+    get on the loop's pool (loopreads.py), then a push on SQLAlchemy's."""
     monkeypatch.setattr(store_module, "PG_PING_IDLE_AFTER_S", 3600.0)
     with (
         Clickstream(settings=Settings(database_url=database_url, pool_size=4)) as cs,
@@ -160,11 +164,14 @@ def test_a_connection_ended_in_steady_use_fails_one_request_with_503_then_all_ar
         for conn in conns:
             conn.execute(text("SELECT 1"))
             conn.close()
-        assert _end_server_connections(database_url) >= 3
-        r = client.get("/session", params={"session_id": "s1"})
-        assert r.status_code == 503, r.text
-        assert r.json()["code"] == "unavailable" and r.headers["retry-after"] == "1"
-        # The pool replaced every connection made before the failure, not only that one.
+        assert _end_server_connections(database_url) >= 4
+        for r in (
+            client.get("/session", params={"session_id": "s1"}),
+            client.post("/session/events", json=_PUSH),
+        ):
+            assert r.status_code == 503, r.text
+            assert r.json()["code"] == "unavailable" and r.headers["retry-after"] == "1"
+        # Each pool replaced every connection made before the failure, not only that one.
         for _ in range(3):
             assert client.get("/session", params={"session_id": "s1"}).status_code == 200
             assert client.post("/session/events", json=_PUSH).status_code == 200
@@ -201,3 +208,91 @@ def test_an_unreachable_server_stops_serve_with_a_message(tmp_path: Path) -> Non
     assert proc.returncode == 1
     assert "searchtrail serve: the database is unavailable" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@postgres_only
+def test_a_get_reads_on_the_loop_while_reads_on_loop_is_open_and_answers_the_same(
+    database_url: str,
+) -> None:
+    """Its own async connections (loopreads.py), not SQLAlchemy's pool in a thread; the
+    same session either way, JSON and all."""
+    with Clickstream(database_url) as cs:
+        meta = {"ü": [1, None, "x", {"n": 1.5}], "empty": {}}
+        cs.create_session(
+            session_id="s1",
+            search_query="q",
+            search_results=[{"object_id": "a", "rank": 1, "meta": {"price": 3}}],
+            search_meta=meta,
+        )
+        cs.push_events("s1", [{"event_id": "e1", "meta": meta}, {"event_id": "e2"}])
+        cs.create_session(session_id="s2")
+        engine_reads: list[str] = []
+
+        @event.listens_for(cs.store.engine, "before_cursor_execute")
+        def seen(*_: object) -> None:
+            engine_reads.append(threading.current_thread().name)
+
+        async def both() -> list[Any]:
+            answers: list[Any] = [await cs.get_session_async(s) for s in ("s1", "s2")]
+            async with cs.store.reads_on_loop():
+                answers += [await cs.get_session_async(s) for s in ("s1", "s2")]
+                with pytest.raises(SessionNotFound):
+                    await cs.get_session_async("nope")
+            return answers
+
+        one, two, loop_one, loop_two = asyncio.run(both())
+        assert (loop_one, loop_two) == (one, two)
+        assert loop_one.search_meta == meta and loop_one.events[0].meta == meta
+        assert len(engine_reads) == 2 and all(
+            t.startswith("searchtrail-read") for t in engine_reads
+        )
+
+
+@postgres_only
+def test_the_apps_lifespan_opens_and_closes_the_loops_reads(database_url: str) -> None:
+    with Clickstream(database_url) as cs:
+        cs.create_session(session_id="s1")
+        engine_reads: list[str] = []
+
+        @event.listens_for(cs.store.engine, "before_cursor_execute")
+        def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            engine_reads.append(statement)
+
+        with TestClient(create_app(clickstream=cs)) as client:
+            reader = cs.store._pg_reader
+            assert client.get("/session", params={"session_id": "s1"}).status_code == 200
+            assert client.get("/session", params={"session_id": "s9"}).status_code == 404
+        assert not [s for s in engine_reads if "FROM sessions" in s]
+        assert reader is not None and reader._pool is not None and reader._pool.closed
+        assert cs.store._pg_reader is None
+
+
+@postgres_only
+def test_a_get_on_the_loop_while_the_database_refuses_connections_is_503_then_recovers(
+    dialect: str, pg_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """psycopg's pool waits for a connection while it reconnects: PG_READ_WAIT_S, then 503."""
+    monkeypatch.setattr(store_module, "PG_READ_WAIT_S", 0.3)
+    url = pg_server.new_database()
+    name = url.rsplit("/", 1)[1]
+    get = {"session_id": "s1"}
+    with Clickstream(url) as cs, TestClient(create_app(clickstream=cs)) as client:
+        cs.create_session(session_id="s1")
+        assert client.get("/session", params=get).status_code == 200
+        pg_server.admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        try:
+            ended = pg_server.admin(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+            assert len(ended) >= 1
+            for _ in range(2):  # the broken connection, then the wait for a new one
+                r = client.get("/session", params=get)
+                assert r.status_code == 503, r.text
+                assert r.json()["code"] == "unavailable"
+        finally:
+            pg_server.admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        deadline = time.monotonic() + 60
+        while (status := client.get("/session", params=get).status_code) != 200:
+            assert status == 503 and time.monotonic() < deadline
+            time.sleep(0.1)

@@ -19,7 +19,7 @@ from searchtrail import (
     TimestampOutOfWindow,
 )
 from searchtrail.errors import Unavailable
-from searchtrail.store import LOOP_READ_STEPS, _LoopReader
+from searchtrail.loopreads import SqliteLoopReader
 from searchtrail.timestamps import now_ms
 from tests.support import sqlite_only
 
@@ -110,21 +110,20 @@ def test_a_get_past_the_loops_budget_is_interrupted_and_read_whole_in_a_reader_t
 def test_the_loops_reader_leaves_other_threads_and_real_errors_alone(cs: Clickstream) -> None:
     """Its one connection belongs to the first thread that reads; a database error that
     is not its budget's interrupt is the caller's, a 503."""
-    reader = _LoopReader(cs.store._unbegun, LOOP_READ_STEPS)
-    one = reader.run(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
+    reader = SqliteLoopReader(cs.store._unbegun, text("SELECT :x"))
     elsewhere: list[object] = []
-    other = threading.Thread(
-        target=lambda: elsewhere.append(reader.run(lambda conn: 1)), name="other"
-    )
+    other = threading.Thread(target=lambda: elsewhere.append(asyncio.run(reader.rows({"x": 2}))))
+    assert asyncio.run(reader.rows({"x": 1})) == [(1,)]
     other.start()
     other.join()
-    assert (one, elsewhere) == (1, [None])
+    assert elsewhere == [None]
+    broken = SqliteLoopReader(cs.store._unbegun, text("SELECT * FROM no_such_table"))
     with pytest.raises(OperationalError, match="no such table"):
-        reader.run(lambda conn: conn.exec_driver_sql("SELECT * FROM no_such_table").all())
-    assert reader.run(lambda conn: conn.exec_driver_sql("SELECT 2").scalar()) == 2
+        asyncio.run(broken.rows({}))
+    assert asyncio.run(reader.rows({"x": 3})) == [(3,)]
     reader.close()
     with pytest.raises(Unavailable, match="closed"):
-        reader.run(lambda conn: 1)
+        asyncio.run(reader.rows({"x": 4}))
 
 
 def test_session_id_generated_when_omitted(cs: Clickstream) -> None:

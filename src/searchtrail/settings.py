@@ -99,9 +99,8 @@ class Settings(BaseSettings):
     pool_size: int = Field(
         10,
         ge=1,
-        description="PostgreSQL connections each process keeps open, and its threads that read "
-        "sessions for HTTP gets; as many more connections open under load "
-        "(docs/postgresql.md).",
+        description="PostgreSQL connections each process keeps open; as many more open under "
+        "load, and up to as many again read sessions for HTTP gets (docs/postgresql.md).",
     )
 
     max_page_size: int = Field(

@@ -13,8 +13,9 @@ writes have one owner, and writes that arrive together share a transaction. The 
 service awaits its writes (``create_session_async``, ``insert_events_async``): the
 group commit's writer thread runs them, or under ``searchtrail serve`` a writer process
 (``writerprocess.py``) with a group commit of its own and a GIL of its own. Its hot read
-(``get_session_async``) runs on SQLite in the event loop itself, within a budget
-(``_LoopReader``), and otherwise in the store's own few reader threads (``_read_async``).
+(``get_session_async``) runs on the event loop itself (``loopreads.py``): on SQLite
+within a budget of work, on PostgreSQL through async connections while the app runs;
+otherwise in the store's own few reader threads (``_read_async``).
 
 The hot paths (a push, a registration, a get) run statements built once; a push's rows
 go straight to the driver, because SQLAlchemy's per-row parameter processing cost more
@@ -67,17 +68,18 @@ while the gate is held.
 from __future__ import annotations
 
 import asyncio
-import threading
+import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain
 from operator import itemgetter
 from typing import Any, TypeVar
 
+import psycopg
 import pydantic_core
 from sqlalchemy import (
     Connection,
@@ -116,6 +118,7 @@ from searchtrail.errors import (
 )
 from searchtrail.groupcommit import GroupCommit, GroupCommitClosed
 from searchtrail.keys import ApiKeyInfo, scopes_of
+from searchtrail.loopreads import PgLoopReader, Rows, SqliteLoopReader
 from searchtrail.models import (
     BatchInfo,
     BatchSessionsPage,
@@ -224,7 +227,7 @@ _EVENT_FIELDS = _event_fields(events.c)
 _SESSION_JSON = ("search_results", "search_meta", "payload_filter", "sort_by")
 
 
-def _stored_event(r: Row[*tuple[Any, ...]]) -> StoredEvent:
+def _stored_event(r: Sequence[Any]) -> StoredEvent:
     event_id, object_id, event_type, created_at_ms, meta = r[-len(_EVENT_FIELDS) :]
     return StoredEvent(
         event_id=event_id,
@@ -234,60 +237,6 @@ def _stored_event(r: Row[*tuple[Any, ...]]) -> StoredEvent:
         created_at_ms=created_at_ms,
         meta=meta,
     )
-
-
-class _LoopReader:
-    """SQLite reads on the event loop's own thread, each within a budget of VM steps.
-
-    Why: handing a get to a reader thread and its answer back cost more than the read.
-    In get-only runs at one connection the p99 was 1.6 to 3.6 ms on the loop against
-    5.9 to 9.8 ms through a reader thread, and at 16 connections the loop served
-    about 1,000 gets a second against 600. A read that runs past its budget (a session
-    with many events) is interrupted by SQLite's progress handler and answers ``None``,
-    for the caller to run it again in a reader thread. Building rows and models holds the
-    GIL in any thread; what a thread spared the loop is SQLite's own work, which the
-    budget bounds (an interrupted get cost 0.7 to 0.9 ms). A page read from disk is not
-    bounded. The connection is used by the first thread that reads, the loop's; any
-    other thread is answered ``None`` too.
-    """
-
-    def __init__(self, engine: Engine, steps: int) -> None:
-        self._engine = engine
-        self._checks = max(1, steps // _STEPS_PER_CHECK)
-        self._left = 0
-        self._conn: Connection | None = None
-        self._owner: int | None = None
-        self._closed = False
-
-    def _tick(self) -> int:
-        self._left -= 1
-        return self._left < 0
-
-    def run(self, fn: Callable[[Connection], T]) -> T | None:
-        if self._closed:
-            raise Unavailable("the store is closed")
-        if self._owner != threading.get_ident():
-            if self._owner is not None:
-                return None
-            self._owner = threading.get_ident()
-        if self._conn is None:
-            self._conn = self._engine.connect()
-            raw = self._conn.connection.dbapi_connection
-            raw.set_progress_handler(self._tick, _STEPS_PER_CHECK)  # type: ignore[union-attr]
-        self._left = self._checks
-        try:
-            return fn(self._conn)
-        except OperationalError:
-            if self._left >= 0:
-                raise  # not the budget's interrupt
-            self._conn.rollback()
-            return None
-
-    def close(self) -> None:
-        self._closed = True
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 class _DriverMany:
@@ -413,11 +362,10 @@ SQLITE_POOL_SIZE = 40
 # A SQLite read is CPU work under the GIL: threads beyond two only take turns on it. At 16
 # connections a get ran at about 330/s in anyio's 40 threads and 640/s in one or two.
 SQLITE_READ_THREADS = 2
-# A SQLite get runs on the event loop until it has taken this many of SQLite's VM steps;
-# then it is interrupted and runs again in a reader thread. A get of 10 events takes
-# about 500 steps, of 100 events 4,700, of 1,000 events 46,000.
-LOOP_READ_STEPS = 10_000
-_STEPS_PER_CHECK = 500
+# How long a PostgreSQL get on the event loop waits for a connection of its pool: while
+# the server is down, how long it takes to answer 503 (psycopg's pool keeps reconnecting
+# in the background and does not fail a waiting request sooner).
+PG_READ_WAIT_S = 5.0
 # PostgreSQL: a pooled connection unused for longer than this is pinged before it is handed
 # out, since a server restart ends every connection. In steady use none is pinged: the
 # request that finds a broken one is a 503, and the pool then replaces every connection
@@ -463,6 +411,24 @@ _PG_CHANGES = "searchtrail_changes"
 _CHANGING = ("INSERT", "UPDATE", "DELETE", "MERGE")
 
 
+def _enter_wal(cur: Any, timeout_s: float) -> None:
+    """Switch a SQLite connection to WAL, waiting out other connections that switch too.
+
+    On a new file, connections that switch at the same instant can be refused with
+    "database is locked" at once, without SQLite's busy handler waiting: 2 of 360 opens
+    in tests/test_migrations.py's six processes opening one empty database.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
+
+
 def _make_engine(
     url: str, *, busy_timeout_ms: int, synchronous: str, pool_size: int, writer: bool = False
 ) -> Engine:
@@ -488,7 +454,7 @@ def _make_engine(
             # Transactions are begun by hand below, so pysqlite must not begin its own.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _enter_wal(cur, busy_timeout_ms / 1000)
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute("PRAGMA foreign_keys=ON")
@@ -540,7 +506,14 @@ def _make_engine(
 
 
 # A locked or unreachable database: a 503 the client may retry, never a 500.
-DB_OUTAGES = (OperationalError, InterfaceError, PoolTimeout)
+# psycopg's own errors come from the async reads on the event loop (loopreads.py).
+DB_OUTAGES = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeout,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
 
 
 def unavailable(exc: BaseException) -> Unavailable:
@@ -569,6 +542,7 @@ class Store:
         writer_process: bool = False,
     ) -> None:
         self.url = url
+        self._pool_size = pool_size
         self.engine = _make_engine(
             url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous, pool_size=pool_size
         )
@@ -594,9 +568,6 @@ class Store:
             else self.engine
         )
         self._writer_conn: Connection | None = None
-        self._loop_reader = (
-            _LoopReader(self._unbegun, LOOP_READ_STEPS) if self.dialect == "sqlite" else None
-        )
         # PostgreSQL's reads wait on the network, so they get one thread per connection.
         self._readers = ThreadPoolExecutor(
             SQLITE_READ_THREADS if self.dialect == "sqlite" else pool_size,
@@ -656,6 +627,14 @@ class Store:
             .where(sessions.c.session_id == bindparam("session_id"))
             .order_by(events.c.created_at_ms, events.c.id)
         )
+        self._session_keys = list(self._session_with_events.selected_columns.keys())
+        # Gets on the event loop: SQLite's always, PostgreSQL's while reads_on_loop is open.
+        self._sqlite_reader = (
+            SqliteLoopReader(self._unbegun, self._session_with_events)
+            if self.dialect == "sqlite"
+            else None
+        )
+        self._pg_reader: PgLoopReader | None = None
         self._register_into = sessions.insert().returning(*sessions.c)
         given = [c for c in sessions.c if c.name not in ("session_number", "batch_id")]
         self._register_into_collecting = (
@@ -688,8 +667,9 @@ class Store:
                 self._writer_conn.close()
                 self._writer_conn = None
         self._readers.shutdown(wait=True)
-        if self._loop_reader is not None:
-            self._loop_reader.close()
+        self._pg_reader = None
+        if self._sqlite_reader is not None:
+            self._sqlite_reader.close()
         self.engine.dispose()
         self._writer.dispose()
 
@@ -1111,28 +1091,53 @@ class Store:
 
     def get_session(self, session_id: str) -> Session:
         with self._read(snapshot=False) as conn:
-            return self._get_session(conn, session_id)
+            rows = conn.execute(self._session_with_events, {"session_id": session_id}).all()
+        return self._session_of(session_id, rows)
 
     async def get_session_async(self, session_id: str) -> Session:
-        if self._loop_reader is not None:
+        params = {"session_id": session_id}
+        reader = self._sqlite_reader or self._pg_reader
+        if reader is not None:
             with unavailable_on_db_outage():
-                session = self._loop_reader.run(partial(self._get_session, session_id=session_id))
-            if session is not None:
-                return session
+                rows = await reader.rows(params)
+            if rows is not None:
+                return self._session_of(session_id, rows)
         return await self._read_async(self.get_session, session_id)
 
-    def _get_session(self, conn: Connection, session_id: str) -> Session:
-        rows = conn.execute(self._session_with_events, {"session_id": session_id}).all()
+    @asynccontextmanager
+    async def reads_on_loop(self) -> AsyncIterator[None]:
+        """While open, PostgreSQL gets from the running loop are read on it (the app's
+        lifespan holds it open); SQLite's gets run on the loop without it."""
+        if self.dialect != "postgresql" or self._pg_reader is not None:
+            yield
+            return
+        sql = str(self._session_with_events.compile(dialect=self.engine.dialect))
+        reader = PgLoopReader(
+            normalize_database_url(self.url),
+            sql,
+            size=self._pool_size,
+            ping_idle_after_s=PG_PING_IDLE_AFTER_S,
+            wait_s=PG_READ_WAIT_S,
+        )
+        await reader.open()
+        self._pg_reader = reader
+        try:
+            yield
+        finally:
+            if self._pg_reader is reader:
+                self._pg_reader = None
+            await reader.close()
+
+    def _session_of(self, session_id: str, rows: Rows) -> Session:
+        """The session of a get's rows: its columns on each, then one event's (or NULLs)."""
         if not rows:
             raise SessionNotFound(session_id)
-        first = rows[0]._mapping
-        decoded = {
-            k: None if first[k] is None else pydantic_core.from_json(first[k])
-            for k in _SESSION_JSON
-        }
-        return self._session(
-            {**first, **decoded}, [_stored_event(r) for r in rows if r.event_id is not None]
-        )
+        first = dict(zip(self._session_keys, rows[0], strict=True))
+        for k in _SESSION_JSON:
+            if first[k] is not None:
+                first[k] = pydantic_core.from_json(first[k])
+        event_id = -len(_EVENT_FIELDS)
+        return self._session(first, [_stored_event(r) for r in rows if r[event_id] is not None])
 
     def mark_irrelevant(self, session_id: str) -> None:
         def work(conn: Connection) -> None:

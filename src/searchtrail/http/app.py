@@ -53,7 +53,8 @@ def create_app(
         if own_process:
             settle_heap()
         try:
-            yield
+            async with app.state.clickstream.store.reads_on_loop():
+                yield
         finally:
             if owned:
                 app.state.clickstream.close()
