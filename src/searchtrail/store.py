@@ -79,7 +79,6 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any, TypeVar
 
-import psycopg
 import pydantic_core
 from sqlalchemy import (
     Connection,
@@ -506,14 +505,7 @@ def _make_engine(
 
 
 # A locked or unreachable database: a 503 the client may retry, never a 500.
-# psycopg's own errors come from the async reads on the event loop (loopreads.py).
-DB_OUTAGES = (
-    OperationalError,
-    InterfaceError,
-    PoolTimeout,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-)
+DB_OUTAGES = (OperationalError, InterfaceError, PoolTimeout)
 
 
 def unavailable(exc: BaseException) -> Unavailable:
