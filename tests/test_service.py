@@ -126,6 +126,39 @@ def test_the_loops_reader_leaves_other_threads_and_real_errors_alone(cs: Clickst
         asyncio.run(reader.rows({"x": 4}))
 
 
+@sqlite_only
+def test_close_from_another_thread_waits_for_a_read_on_the_loop(cs: Clickstream) -> None:
+    """As it waits for the reader threads' reads: it closed the connection under the read,
+    which failed with a 500."""
+    register(cs, "s1")
+    closers: list[threading.Thread] = []
+
+    @event.listens_for(cs.store.engine, "after_cursor_execute")
+    def close_meanwhile(*_: object) -> None:
+        if not closers:
+            closers.append(threading.Thread(target=cs.close))
+            closers[0].start()
+            closers[0].join(timeout=0.3)  # it waits for this read
+
+    assert asyncio.run(cs.get_session_async("s1")).session_id == "s1"
+    closers[0].join()
+    with pytest.raises(Unavailable, match="closed"):
+        asyncio.run(cs.get_session_async("s1"))
+
+
+@sqlite_only
+def test_the_loops_connection_does_not_go_back_to_the_pool_with_its_interrupt_armed(
+    cs: Clickstream,
+) -> None:
+    """After a get past the budget, a blocking read on that connection was interrupted."""
+    register(cs, "big")
+    cs.push_events("big", [{"event_id": f"e{i:04}"} for i in range(400)])
+    assert len(asyncio.run(cs.get_session_async("big")).events) == 400
+    assert cs.store._sqlite_reader is not None
+    cs.store._sqlite_reader.close()
+    assert len(cs.get_session("big").events) == 400
+
+
 def test_session_id_generated_when_omitted(cs: Clickstream) -> None:
     a = cs.create_session(search_query="q")
     b = cs.create_session(search_query="q")

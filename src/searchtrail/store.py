@@ -223,7 +223,7 @@ _EVENT_FIELDS = _event_fields(events.c)
 
 # A session's JSON columns, which a get reads as text: the join repeats them on every
 # event's row, and the driver would otherwise decode them once per row.
-_SESSION_JSON = ("search_results", "search_meta", "payload_filter", "sort_by")
+_SESSION_JSON = ("search_query", "search_results", "search_meta", "payload_filter", "sort_by")
 
 
 def _stored_event(r: Sequence[Any]) -> StoredEvent:
