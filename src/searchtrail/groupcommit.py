@@ -305,6 +305,12 @@ class GroupCommit:
         except BaseException as exc:
             job.error = exc
 
+    def _fails_group(self, exc: BaseException) -> bool:
+        """The database itself failed, or broke a deadlock: not one piece's failure."""
+        if not isinstance(exc, (OperationalError, InterfaceError)):
+            return False
+        return self._transient(exc) or not self._contained(exc)
+
     def _run_plain(
         self, conn: Connection, group: list[_Job[Any]], changes: Callable[[Connection], int]
     ) -> bool:
@@ -313,14 +319,11 @@ class GroupCommit:
             before = changes(conn)
             try:
                 job.result = job.fn(conn)
-            except (OperationalError, InterfaceError) as exc:
-                if self._transient(exc) or not self._contained(exc):
-                    raise  # the group runs again from the start, or fails whole
-                job.error, job.settled = exc, True
-                return False  # one statement's failure, which ended the transaction
             except IntegrityError:
                 return False  # a lost race: run again, in a savepoint
             except DBAPIError as exc:
+                if self._fails_group(exc):
+                    raise  # the group runs again from the start, or fails whole
                 # The database refused this piece and would again. On PostgreSQL that ended
                 # the transaction: the others run again, each in a savepoint.
                 job.error, job.settled = exc, True
@@ -337,7 +340,7 @@ class GroupCommit:
             try:
                 job.result = job.fn(conn)
             except (OperationalError, InterfaceError) as exc:
-                if self._transient(exc) or not self._contained(exc):
+                if self._fails_group(exc):
                     # The database failed, or broke a deadlock: a savepoint would keep the
                     # other pieces' locks, so the whole group goes (and runs again).
                     raise

@@ -177,7 +177,7 @@ class PgLoopReader:
         from psycopg.types.json import set_json_loads
 
         set_json_loads(pydantic_core.from_json, conn)  # as the store's engine decodes JSON
-        self._idle_since[conn] = time.monotonic()
+        await self._returned(conn)  # idle from now
 
     async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
         if time.monotonic() - self._idle_since.get(conn, 0.0) > self._ping_after:

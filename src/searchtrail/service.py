@@ -221,8 +221,8 @@ class Clickstream:
         return self.store.get_session(self._session_id(session_id))
 
     async def get_session_async(self, session_id: str) -> Session:
-        """``get_session`` for the event loop: on SQLite in the loop itself, within a budget of
-        work; otherwise in the store's reader threads."""
+        """``get_session`` for the event loop: read on the loop itself where the store can
+        (loopreads.py), otherwise in the store's reader threads."""
         return await self.store.get_session_async(self._session_id(session_id))
 
     def _session_id(self, session_id: str) -> str:
