@@ -3,6 +3,13 @@
 Every server is started with ``start_new_session`` so that stopping it takes its uvicorn
 workers too, and ``Servers`` (a context manager) stops whatever is still running when
 the run ends, fails or is interrupted.
+
+An interrupt (SIGINT or SIGTERM) becomes ``KeyboardInterrupt`` in the main thread, but Python
+drops an exception raised where nothing can catch it: in the callbacks it runs around a fork
+(logging's lock release among them) or in a ``__del__``, printing "Exception ignored" and going
+on. A signal caught there was lost, and the run went on for minutes. So an interrupt during a
+server's fork is only remembered and raised once the server is owned, and any interrupt is
+raised again by ``check_interrupt`` at the next server, load run or scenario.
 """
 
 from __future__ import annotations
@@ -17,14 +24,56 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 
 import httpx
 import psutil
 
-__all__ = ["RssSampler", "Server", "Servers", "free_port", "rss_bytes"]
+__all__ = [
+    "RssSampler",
+    "Server",
+    "Servers",
+    "catch_interrupts",
+    "check_interrupt",
+    "free_port",
+    "rss_bytes",
+]
+
+_interrupted: list[int] = []  # plain lists: a handler must not take a lock
+_held: list[bool] = []
+
+
+def _interrupt(sig: int, _frame: FrameType | None) -> None:
+    _interrupted.append(sig)
+    if not _held:
+        raise KeyboardInterrupt
+
+
+def catch_interrupts() -> None:
+    """SIGINT and SIGTERM interrupt the run; SIGINT too when a shell started it ignored."""
+    _interrupted.clear()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
+
+
+def check_interrupt() -> None:
+    """Raise an interrupt that arrived where Python could not raise it."""
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Remember an interrupt during the block and raise it when the block ends."""
+    _held.append(True)
+    try:
+        yield
+    finally:
+        _held.pop()
+    check_interrupt()
 
 
 def free_port() -> int:
@@ -99,7 +148,7 @@ class Servers:
         env: dict[str, str] | None = None,
     ) -> Server:
         log = self.log_dir / f"{name}-{port}.log"
-        with log.open("wb") as out:
+        with log.open("wb") as out, _interrupts_held():
             proc = subprocess.Popen(
                 [sys.executable, *args],
                 stdout=out,
@@ -108,10 +157,11 @@ class Servers:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
-        server = Server(name, f"http://127.0.0.1:{port}", proc, log)
-        self.running.append(server)
+            server = Server(name, f"http://127.0.0.1:{port}", proc, log)
+            self.running.append(server)
         deadline = time.monotonic() + 120
         while True:
+            check_interrupt()
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text()}")
             try:

@@ -10,7 +10,6 @@ theirs, but with PostgreSQL's default durability).
 from __future__ import annotations
 
 import argparse
-import signal
 import statistics
 import sys
 import tempfile
@@ -21,7 +20,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from tests.pg import PgServer, find_bindir, major_version, start_server
@@ -34,7 +32,7 @@ from bench.data import (
     postgres_database_files,
 )
 from bench.machine import REPO, cpu_busy, load_average, machine, versions
-from bench.procs import RssSampler, Server, Servers, free_port
+from bench.procs import RssSampler, Server, Servers, catch_interrupts, check_interrupt, free_port
 from bench.profile import Profile, record
 from bench.rawinsert import RawInsert, raw_insert_rate
 from bench.report import render
@@ -281,6 +279,7 @@ class Bench:
         seconds: float,
         connections: int | None = None,
     ) -> WrkResult:
+        check_interrupt()
         return run_wrk(
             server.url,
             scenario,
@@ -545,15 +544,9 @@ def _read_through(path: Path) -> None:
             pass
 
 
-def _raise_interrupt(_sig: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    # Started in the background by a shell, a process inherits SIGINT ignored: take it back.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    catch_interrupts()
     opts.data_dir.mkdir(parents=True, exist_ok=True)
     run = Run(
         options=opts,
@@ -580,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
             bench = Bench(opts, servers, Path(tmp), run, postgres)
             for name in SCENARIOS:
                 if name in opts.only:
+                    check_interrupt()
                     getattr(bench, name)()
     except KeyboardInterrupt:
         print("interrupted: servers stopped, no report written", file=sys.stderr)

@@ -5,16 +5,19 @@ No timing is asserted; the numbers belong to docs/benchmarks.md, not to the suit
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+from bench import procs
 from bench.ceiling import create_app as ceiling_app
 from fastapi.testclient import TestClient
 
@@ -125,6 +128,42 @@ def test_interrupt_stops_every_server(tmp_path: Path, sig: int, code: int) -> No
     while alive := [p for p in servers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
         assert time.monotonic() < deadline, alive
         time.sleep(0.1)
+
+
+@pytest.fixture
+def _interrupts() -> Iterator[None]:
+    """The runner's signal handlers, installed for one test and then put back."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    procs.catch_interrupts()
+    try:
+        yield
+    finally:
+        procs.catch_interrupts()  # forget this test's interrupt
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+@pytest.mark.usefixtures("_interrupts")
+def test_an_interrupt_caught_by_someone_else_is_raised_again_at_the_next_check() -> None:
+    """Python drops a KeyboardInterrupt raised in its fork callbacks or a __del__; the run must
+    still stop (a signal landing in logging's fork callback once left the runner running)."""
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handler runs in here
+    except KeyboardInterrupt:
+        pass
+    with pytest.raises(KeyboardInterrupt):
+        procs.check_interrupt()
+
+
+@pytest.mark.usefixtures("_interrupts")
+def test_a_server_fork_holds_an_interrupt_until_it_is_done() -> None:
+    done = []
+    with pytest.raises(KeyboardInterrupt), procs._interrupts_held():  # noqa: PT012
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # the handler runs in here
+        done.append(True)
+    assert done
 
 
 def test_the_cached_database_is_found_again_by_a_new_process(
