@@ -5,6 +5,9 @@ same pydantic models under the same limits as ``POST /session/events`` and
 ``POST /session``: what is left between this and searchtrail is the service's own work
 and the database.
 
+``POST /empty`` reads the body and answers ``{}``: the framework's own cost of a request
+on this machine, which no endpoint in it can beat.
+
 ``python -m uvicorn bench.ceiling:create_app --factory``
 """
 
@@ -48,6 +51,10 @@ def create_app() -> FastAPI:
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.post("/empty")
+    async def empty(body: RawBody) -> Response:
+        return Response(b"{}", media_type="application/json")
 
     @app.post("/session/events")
     async def push_events(body: RawBody) -> Response:

@@ -49,6 +49,8 @@ def _targets(run: Run) -> list[tuple[str, str, bool | None]]:
             )
             if bare.rate < 5000:
                 measured += " (5,000/s is out of reach of one worker on this machine)"
+        if "create_floor" in r:
+            measured += f"; an empty endpoint in the same framework: {_n(r['create_floor'].rate)}/s"
         out.append(("Create sessions ≥ 5,000/s", measured, create.rate >= 5000))
     if "get" in r:
         p99 = r["get"].wrk.p99_ms

@@ -348,12 +348,14 @@ class Bench:
         per: int = 1,
         missed: Callable[[ScenarioResult, ScenarioResult], bool],
         table: str,
+        floor: tuple[str, str] | None = None,
     ) -> None:
         """The ceiling and searchtrail in alternating rounds, so drifting load hits both alike.
 
         Both get the same wrk script (``key``) and the same requests; the ceiling's result
         is ``{key}_ceiling``. Searchtrail is profiled when ``missed(result, ceiling)``, and
-        the rows of ``table`` are counted after.
+        the rows of ``table`` are counted after. A ``floor`` (its title, and the ceiling
+        app's path given to the script) joins the rounds as ``{key}_floor``.
         """
         port = free_port()
         args_ceiling = [
@@ -364,18 +366,26 @@ class Bench:
         ceiling = self.servers.start("ceiling", args_ceiling, port)
         server = self.serve(url)
         per_round = max(1.0, self.o.duration / self.o.rounds)
-        measured: dict[str, list[WrkResult]] = {"ceiling": [], key: []}
-        peaks = {"ceiling": 0, key: 0}
+        targets = [("ceiling", ceiling, args), (key, server, args)]
+        if floor is not None:
+            targets.insert(0, ("floor", ceiling, [*args, floor[1]]))
+        measured: dict[str, list[WrkResult]] = {name: [] for name, _, _ in targets}
+        peaks = dict.fromkeys(measured, 0)
         try:
-            for target in (ceiling, server):
+            for _, target, target_args in targets:
                 if self.o.warmup > 0:
-                    self.wrk(target, key, args, self.o.warmup)
+                    self.wrk(target, key, target_args, self.o.warmup)
             for _ in range(self.o.rounds):
-                for name, target in (("ceiling", ceiling), (key, server)):
+                for name, target, target_args in targets:
                     with RssSampler(target.pid) as rss:
-                        measured[name].append(self.wrk(target, key, args, per_round))
+                        measured[name].append(self.wrk(target, key, target_args, per_round))
                     peaks[name] = max(peaks[name], rss.peak)
             self.servers.stop(ceiling)
+            if floor is not None:
+                self.run.results[f"{key}_floor"] = ScenarioResult(
+                    f"{key}_floor", floor[0], unit, combine(measured["floor"]), per,
+                    peaks["floor"],
+                )  # fmt: skip
             bare = ScenarioResult(
                 f"{key}_ceiling", titles[0], unit, combine(measured["ceiling"]), per,
                 peaks["ceiling"],
@@ -412,6 +422,7 @@ class Bench:
                 f"Create sessions ({n} results each)",
             ),
             unit="sessions/s", missed=lambda res, _bare: res.rate < 5000, table="sessions",
+            floor=("Floor: an empty endpoint that reads the registration and answers {}", "/empty"),
         )  # fmt: skip
 
     def get(self) -> None:

@@ -75,6 +75,7 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     for scenario in (
         "Ceiling: validate a push, store nothing",
         "Push events (100 per request)",
+        "Floor: an empty endpoint that reads the registration and answers {}",
         "Ceiling: validate a registration, store nothing",
         "Create sessions (20 results each)",
         "Get a session (10 events) among 200 sessions, 2,000 events, 1 connection",
@@ -267,3 +268,11 @@ def test_ceiling_answers_as_searchtrail_does(tmp_path: Path, path: str, body: ob
         assert got.json().keys() == want.json().keys()
     else:
         assert got.json() == want.json()
+
+
+def test_the_floor_reads_the_body_and_answers_nothing_more() -> None:
+    """The floor must still read the whole body, or it would not be a request's cost."""
+    with TestClient(ceiling_app()) as bare:
+        assert bare.post("/empty", json=_REGISTRATION).json() == {}
+        too_big = bare.post("/empty", content=b"x" * (Settings().limits.max_body_bytes + 1))
+    assert too_big.status_code == 413

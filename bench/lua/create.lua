@@ -1,9 +1,10 @@
 -- POST /session: a fresh session id per request, RESULTS ranked results each.
--- args: tag nthreads results
+-- args: tag nthreads results [path, /session by default]
 function init(args)
   tag = args[1]
   nthreads = tonumber(args[2])
   per = tonumber(args[3])
+  path = args[4] or "/session"
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
 end
@@ -18,5 +19,5 @@ function request()
     '","search_query":"red shoes ' .. (n % 500) ..
     '","user_id":"u' .. (n % 997) ..
     '","search_results":[' .. table.concat(parts, ",") .. ']}'
-  return wrk.format(nil, "/session", nil, body)
+  return wrk.format(nil, path, nil, body)
 end
