@@ -27,7 +27,7 @@ from searchtrail.migrate import (
 from searchtrail.schema import metadata
 from searchtrail.store import Store
 from tests.pg import PgServer
-from tests.support import clean_env, free_port
+from tests.support import clean_env, free_port, sqlite_only
 
 PREVIOUS = "0001"
 
@@ -256,3 +256,37 @@ def test_db_check_current_and_serve_fail_on_a_missing_table(empty_url: str, tmp_
     )  # fmt: skip
     assert proc.returncode == 1
     assert "events are missing" in proc.stderr
+
+
+@sqlite_only
+def test_0003_rebuilds_sqlite_sessions_keeping_rows_events_and_foreign_keys(
+    empty_url: str,
+) -> None:
+    """search_query's column is declared again (text affinity), which on SQLite means a new
+    table; foreign keys are off only inside the migration's transaction."""
+    upgrade(empty_url, "0002")
+    with Clickstream(empty_url, create_schema=False) as old:
+        old.create_session(session_id="s1", search_query="red", search_results=[{"object_id": "a"}])
+        old.push_events("s1", [{"event_id": "e1", "object_id": "a"}, {"event_id": "e2"}])
+        old.create_session(session_id="s2", search_query=1.0)
+    store = Store(empty_url)
+    try:
+        upgrade(store.engine)
+        assert schema_differences(store.engine) == []
+        with store.engine.connect() as conn:  # the migration's own connection, from the pool
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'sessions'")
+            assert "search_query JSON TEXT" in ddl.scalar_one()
+    finally:
+        store.close()
+    with Clickstream(empty_url) as cs:
+        s1 = cs.get_session("s1")
+        assert (s1.search_query, [e.event_id for e in s1.events]) == ("red", ["e1", "e2"])
+        assert cs.get_session("s2").search_query == 1  # converted when stored; kept as it is
+        cs.create_session(session_id="s3", search_query=1.0)
+        assert repr(cs.get_session("s3").search_query) == "1.0"
+        with pytest.raises(Exception, match="FOREIGN KEY"), cs.store.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO events (session_number, event_id, event_type, created_at_ms)"
+                " VALUES (999, 'e', 'click', 0)"
+            )

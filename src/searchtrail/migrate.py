@@ -27,16 +27,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
+from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import TEXT, Connection, Engine, inspect
+from sqlalchemy.types import TypeEngine
 
 from searchtrail.errors import SchemaOutdated
-from searchtrail.schema import metadata
+from searchtrail.schema import JsonText, metadata
 
 __all__ = [
     "SchemaStatus",
@@ -140,11 +142,33 @@ def schema_status(engine: Engine) -> SchemaStatus:
 
 @contextmanager
 def _locked(engine: Engine) -> Iterator[Connection]:
-    """One transaction that no other schema change (or creation) runs alongside."""
-    with engine.connect().execution_options(searchtrail_write=True) as conn, conn.begin():
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
-        yield conn
+    """One transaction that no other schema change (or creation) runs alongside.
+
+    On SQLite a revision may rebuild a table, its only way to change a column: the old
+    table is dropped while other tables still point at it, so foreign keys are off for
+    the transaction and checked whole before it commits (SQLite's own recipe).
+    """
+    with engine.connect().execution_options(searchtrail_write=True) as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # a no-op inside a transaction, so before it begins
+            _outside_transaction(conn, "PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                if not sqlite:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
+                yield conn
+                if sqlite and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").all()):
+                    raise RuntimeError(f"the schema change broke foreign keys: {broken[:5]}")
+        finally:
+            if sqlite:
+                _outside_transaction(conn, "PRAGMA foreign_keys=ON")
+
+
+def _outside_transaction(conn: Connection, sql: str) -> None:
+    """Run on the driver's connection: through SQLAlchemy it would begin a transaction."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    driver.execute(sql)
 
 
 def ensure_schema(engine: Engine) -> None:
@@ -192,10 +216,23 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> tuple[str | 
             engine.dispose()
 
 
+def compare_type(
+    context: MigrationContext,
+    _inspected_column: object,
+    _metadata_column: object,
+    inspected_type: TypeEngine[Any],
+    metadata_type: TypeEngine[Any],
+) -> bool | None:
+    """Alembic's type comparison, except that SQLite reads ``JSON TEXT`` back as TEXT."""
+    if context.dialect.name == "sqlite" and isinstance(metadata_type, JsonText):
+        return not isinstance(inspected_type, TEXT)
+    return None
+
+
 def schema_differences(engine: Engine) -> list[object]:
     """How the database's tables differ from schema.py (empty when they match)."""
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        ctx = MigrationContext.configure(conn, opts={"compare_type": compare_type})
         return list(compare_metadata(ctx, metadata))
 
 

@@ -10,6 +10,9 @@ Design choices that matter for speed and correctness:
   constraint on it makes "exactly one batch collects" a database fact on both dialects.
 - Events point at the integer ``session_number``, not the text id, which keeps the
   unique index that deduplicates events small.
+- ``sessions.search_query`` may be any JSON value, a bare number too, so on SQLite its
+  column is declared ``JSON TEXT`` (``JsonText``): text affinity keeps a number's JSON as
+  written, where a ``JSON`` column's numeric affinity made ``1.0`` into ``1``.
 
 A change here needs a new revision in ``migrations/versions``: tests/test_migrations.py
 compares what the revisions build with these tables, on both dialects.
@@ -32,8 +35,18 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import TypeCompiler
 
-__all__ = ["api_keys", "batches", "events", "improvement_queue", "metadata", "sessions"]
+__all__ = [
+    "JsonText",
+    "api_keys",
+    "batches",
+    "events",
+    "improvement_queue",
+    "metadata",
+    "sessions",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -47,6 +60,26 @@ metadata = MetaData(
 # BIGINT on PostgreSQL; on SQLite only "INTEGER PRIMARY KEY" is the fast rowid alias.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 Json = JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+
+
+class JsonText(JSON):
+    """JSON in a SQLite column of text affinity.
+
+    SQLite gives a column declared ``JSON`` numeric affinity, and converts text that reads
+    as a number: a bare number's JSON was stored as a number, so ``1.0`` came back ``1``,
+    ``-0.0`` as ``0`` and ``2**70`` rounded to 15 digits. Objects, arrays and strings never
+    read as numbers, so only a column that may hold a bare number needs this.
+    """
+
+
+@compiles(JsonText, "sqlite")
+def _json_text_on_sqlite(_type: JsonText, _compiler: TypeCompiler, **_kw: object) -> str:
+    return "JSON TEXT"  # "TEXT" in the declared type: text affinity
+
+
+JsonAny = JsonText(none_as_null=True).with_variant(
+    postgresql.JSONB(none_as_null=True), "postgresql"
+)
 
 batches = Table(
     "batches",
@@ -66,7 +99,7 @@ sessions = Table(
     Column("session_number", Id, primary_key=True, autoincrement=True),
     Column("session_id", String(1024), nullable=False, unique=True),
     Column("batch_id", Id, ForeignKey("batches.batch_id"), nullable=False),
-    Column("search_query", Json, nullable=True),
+    Column("search_query", JsonAny, nullable=True),
     Column("search_results", Json, nullable=False),
     Column("search_meta", Json, nullable=True),
     Column("payload_filter", Json, nullable=True),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from searchtrail.migrate import compare_type
 from searchtrail.schema import metadata
 
 connection = context.config.attributes.get("connection")
@@ -16,7 +17,7 @@ if connection is None:
 context.configure(
     connection=connection,
     target_metadata=metadata,
-    compare_type=True,
+    compare_type=compare_type,
     render_as_batch=connection.dialect.name == "sqlite",
 )
 with context.begin_transaction():
