@@ -85,6 +85,7 @@ def main() -> None:
 def serve(**options: Any) -> None:
     """Start the HTTP service (uvicorn)."""
     import uvicorn
+    from sqlalchemy.engine import make_url
 
     from searchtrail.service import Clickstream
 
@@ -120,6 +121,14 @@ def serve(**options: Any) -> None:
         f"({settings.workers} worker(s), database {_safe_url(settings.database_url)})",
         err=True,
     )
+    if settings.workers > 1 and make_url(settings.database_url).get_backend_name() == "sqlite":
+        click.echo(
+            "searchtrail: on SQLite more workers make writes slower, not faster: each "
+            "worker's writer process waits its turn for the database's one write lock, "
+            "sleeping in SQLite's busy handler (docs/settings.md, workers). Use one "
+            "worker, or PostgreSQL.",
+            err=True,
+        )
     uvicorn.run(
         "searchtrail.http.app:create_app_from_env",
         factory=True,
