@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,29 @@ def test_locked_database_is_503_and_writes_nothing(tmp_path: Path) -> None:
         assert client.get("/session", params={"session_id": "s1"}).json()["events"] == []
         r = client.post("/session/events", json={"session_id": "s1", "events": [{"event_id": "e"}]})
         assert r.json()["stored"] == 1
+
+
+def test_a_write_waits_for_another_process_lock_and_keeps_its_busy_timeout(
+    tmp_path: Path,
+) -> None:
+    """The group commit takes the write lock by trying every 0.5 ms with SQLite's busy
+    timeout off (store._begin_write); it must be back on for the transaction's statements."""
+    path = tmp_path / "busy.db"
+    settings = Settings(database_url=f"sqlite:///{path}", sqlite_busy_timeout_ms=20_000)
+    with Clickstream(settings=settings) as cs:
+        cs.create_session(session_id="s1")
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        with ThreadPoolExecutor(1) as pool:
+            push = pool.submit(cs.push_events, "s1", [{"event_id": "e"}])
+            time.sleep(0.3)  # not a timing: it only lets the push start waiting
+            assert not push.done()
+            holder.execute("COMMIT")
+            assert push.result().stored == 1
+        holder.close()
+        conn = cs.store._writer_conn
+        assert conn is not None
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 20_000
 
 
 @sqlite_only  # PRAGMAs are SQLite's own; PostgreSQL has no equivalent knobs to check

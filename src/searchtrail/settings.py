@@ -48,11 +48,10 @@ class Settings(BaseSettings):
         le=64,
         description=(
             "uvicorn worker processes. They help on PostgreSQL. On SQLite they make writes "
-            "slower, and `serve` says so at start: each worker has a writer process, the "
-            "database one write lock, and a writer that finds it taken sleeps in SQLite's "
-            "busy handler. With `python -m bench --only push,create --workers 2`, push p99 "
-            "was 201 ms and create p99 342 ms, against 47 and 21 ms with one worker, at "
-            "about the same throughput."
+            "slower, and `serve` says so at start: each worker has a writer process, and "
+            "they take turns on the database's one write lock. With `python -m bench "
+            "--only push,create --workers 2`, push p99 was 67 to 124 ms and create p99 27 "
+            "to 79 ms, against 47 and 21 ms with one worker."
         ),
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
