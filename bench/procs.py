@@ -7,9 +7,10 @@ the run ends, fails or is interrupted.
 An interrupt (SIGINT or SIGTERM) becomes ``KeyboardInterrupt`` in the main thread, but Python
 drops an exception raised where nothing can catch it: in the callbacks it runs around a fork
 (logging's lock release among them) or in a ``__del__``, printing "Exception ignored" and going
-on. A signal caught there was lost, and the run went on for minutes. So an interrupt during a
-server's fork is only remembered and raised once the server is owned, and any interrupt is
-raised again by ``check_interrupt`` at the next server, load run or scenario.
+on. A signal caught there was lost, and the run went on for minutes. So an interrupt while a
+server starts (its fork, or PostgreSQL's ``pg_ctl start``) is only remembered and raised
+once the server is owned, and any interrupt is raised again by ``check_interrupt`` at the
+next server, load run or scenario, and before the report is written.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "catch_interrupts",
     "check_interrupt",
     "free_port",
+    "interrupts_held",
     "rss_bytes",
 ]
 
@@ -66,7 +68,7 @@ def check_interrupt() -> None:
 
 
 @contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
+def interrupts_held() -> Iterator[None]:
     """Remember an interrupt during the block and raise it when the block ends."""
     _held.append(True)
     try:
@@ -148,7 +150,7 @@ class Servers:
         env: dict[str, str] | None = None,
     ) -> Server:
         log = self.log_dir / f"{name}-{port}.log"
-        with log.open("wb") as out, _interrupts_held():
+        with log.open("wb") as out, interrupts_held():
             proc = subprocess.Popen(
                 [sys.executable, *args],
                 stdout=out,

@@ -48,7 +48,11 @@ def _targets(run: Run) -> list[tuple[str, str, bool | None]]:
                 f"; its ceiling in this run: {_n(bare.rate)}/s, so {_share(create, bare):.0%}"
             )
             if bare.rate < 5000:
-                measured += " (5,000/s is out of reach of one worker on this machine)"
+                workers = run.options.workers
+                measured += (
+                    f" (5,000/s is out of reach of {workers} worker{'s' if workers > 1 else ''}"
+                    " on this machine)"
+                )
         if "create_floor" in r:
             measured += f"; an empty endpoint in the same framework: {_n(r['create_floor'].rate)}/s"
         out.append(("Create sessions ≥ 5,000/s", measured, create.rate >= 5000))

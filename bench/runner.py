@@ -32,7 +32,15 @@ from bench.data import (
     postgres_database_files,
 )
 from bench.machine import REPO, cpu_busy, load_average, machine, versions
-from bench.procs import RssSampler, Server, Servers, catch_interrupts, check_interrupt, free_port
+from bench.procs import (
+    RssSampler,
+    Server,
+    Servers,
+    catch_interrupts,
+    check_interrupt,
+    free_port,
+    interrupts_held,
+)
 from bench.profile import Profile, record
 from bench.rawinsert import RawInsert, raw_insert_rate
 from bench.report import render
@@ -534,13 +542,15 @@ def _postgres(opts: Options) -> Iterator[PgServer | None]:
     bindir = find_bindir()
     assert bindir is not None  # parse_args checked
     print("starting a PostgreSQL server", flush=True)
-    server = start_server(
-        bindir,
-        durable=True,
-        shared_buffers="256MB",
-        root=opts.data_dir / f"postgres-{major_version(bindir)}",
-        template=False,
-    )
+    # Interrupted inside pg_ctl, the postmaster it started would be left running.
+    with interrupts_held():
+        server = start_server(
+            bindir,
+            durable=True,
+            shared_buffers="256MB",
+            root=opts.data_dir / f"postgres-{major_version(bindir)}",
+            template=False,
+        )
     try:
         _fresh_work_database(server)
         yield server
@@ -586,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
                 if name in opts.only:
                     check_interrupt()
                     getattr(bench, name)()
+        check_interrupt()
     except KeyboardInterrupt:
         print("interrupted: servers stopped, no report written", file=sys.stderr)
         return 130

@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -160,11 +161,36 @@ def test_an_interrupt_caught_by_someone_else_is_raised_again_at_the_next_check()
 @pytest.mark.usefixtures("_interrupts")
 def test_a_server_fork_holds_an_interrupt_until_it_is_done() -> None:
     done = []
-    with pytest.raises(KeyboardInterrupt), procs._interrupts_held():  # noqa: PT012
+    with pytest.raises(KeyboardInterrupt), procs.interrupts_held():  # noqa: PT012
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.2)  # the handler runs in here
         done.append(True)
     assert done
+
+
+@pytest.mark.usefixtures("_interrupts")
+def test_a_server_interrupted_while_it_starts_is_owned_then_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupt right after the fork (where Python runs its fork callbacks) must not
+    leave a server that nobody stops."""
+    started = []
+
+    def interrupted_popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append(real_popen(*args, **kwargs))
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # the handler runs in here
+        return started[-1]
+
+    real_popen = subprocess.Popen
+    monkeypatch.setattr(procs.subprocess, "Popen", interrupted_popen)
+    port = procs.free_port()
+    servers = procs.Servers(tmp_path)
+    with servers:
+        with pytest.raises(KeyboardInterrupt):
+            servers.start("http", ["-m", "http.server", "-b", "127.0.0.1", str(port)], port)
+        assert [s.process for s in servers.running] == started
+    assert started[0].poll() is not None
 
 
 def test_the_cached_database_is_found_again_by_a_new_process(
