@@ -7,6 +7,7 @@ message that names the command to run.
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -269,6 +270,7 @@ def test_0003_rebuilds_sqlite_sessions_keeping_rows_events_and_foreign_keys(
         old.create_session(session_id="s1", search_query="red", search_results=[{"object_id": "a"}])
         old.push_events("s1", [{"event_id": "e1", "object_id": "a"}, {"event_id": "e2"}])
         old.create_session(session_id="s2", search_query=1.0)
+        old.create_session(session_id="s4", search_query=0.12345678901234568)
     store = Store(empty_url)
     try:
         upgrade(store.engine)
@@ -277,6 +279,11 @@ def test_0003_rebuilds_sqlite_sessions_keeping_rows_events_and_foreign_keys(
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'sessions'")
             assert "search_query JSON TEXT" in ddl.scalar_one()
+            # A float kept all its digits: the copy alone would have written 15 of them.
+            stored = conn.exec_driver_sql(
+                "SELECT typeof(search_query), search_query FROM sessions WHERE session_id = 's4'"
+            )
+            assert stored.one() == ("text", "0.12345678901234568")
     finally:
         store.close()
     with Clickstream(empty_url) as cs:
@@ -290,3 +297,32 @@ def test_0003_rebuilds_sqlite_sessions_keeping_rows_events_and_foreign_keys(
                 "INSERT INTO events (session_number, event_id, event_type, created_at_ms)"
                 " VALUES (999, 'e', 'click', 0)"
             )
+
+
+@sqlite_only
+def test_foreign_keys_are_checked_only_when_an_upgrade_changed_the_schema(empty_url: str) -> None:
+    """The check reads every row: an upgrade with nothing to do (each server start's
+    question) must not hold the write lock for it, and rows that point nowhere, which
+    only a hand-made change can leave, stop a real upgrade without changing anything."""
+    path = empty_url.removeprefix("sqlite:///")
+
+    def orphan() -> None:
+        raw = sqlite3.connect(path)  # foreign keys off: SQLite's default
+        raw.execute(
+            "INSERT INTO events (session_number, event_id, event_type, created_at_ms)"
+            " VALUES (999, 'e', 'click', 0)"
+        )
+        raw.commit()
+        raw.close()
+
+    upgrade(empty_url)
+    orphan()
+    assert upgrade(empty_url) == (head_revision(), head_revision())
+
+    other = empty_url.replace("empty.db", "behind.db")
+    path = other.removeprefix("sqlite:///")
+    upgrade(other, "0002")
+    orphan()
+    with pytest.raises(RuntimeError, match="points nowhere"):
+        upgrade(other)
+    assert _revision(other) == "0002"

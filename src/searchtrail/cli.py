@@ -124,8 +124,8 @@ def serve(**options: Any) -> None:
     if settings.workers > 1 and make_url(settings.database_url).get_backend_name() == "sqlite":
         click.echo(
             "searchtrail: on SQLite more workers make writes slower, not faster: each "
-            "worker's writer process waits its turn for the database's one write lock "
-            "(docs/settings.md, workers). Use one worker, or PostgreSQL.",
+            "worker writes on its own and waits its turn for the database's one write "
+            "lock (docs/settings.md, workers). Use one worker, or PostgreSQL.",
             err=True,
         )
     uvicorn.run(

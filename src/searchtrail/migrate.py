@@ -141,27 +141,37 @@ def schema_status(engine: Engine) -> SchemaStatus:
 
 
 @contextmanager
-def _locked(engine: Engine) -> Iterator[Connection]:
+def _locked(engine: Engine, *, rebuilds: bool = False) -> Iterator[Connection]:
     """One transaction that no other schema change (or creation) runs alongside.
 
-    On SQLite a revision may rebuild a table, its only way to change a column: the old
-    table is dropped while other tables still point at it, so foreign keys are off for
-    the transaction and checked whole before it commits (SQLite's own recipe).
+    ``rebuilds``: a revision may rebuild a SQLite table, its only way to change a column,
+    and the old table is dropped while other tables still point at it. Foreign keys are
+    then off for the transaction (SQLite's own recipe); the caller checks them before it
+    commits (``_check_foreign_keys``).
     """
     with engine.connect().execution_options(searchtrail_write=True) as conn:
-        sqlite = conn.dialect.name == "sqlite"
-        if sqlite:  # a no-op inside a transaction, so before it begins
+        keys_off = rebuilds and conn.dialect.name == "sqlite"
+        if keys_off:  # a no-op inside a transaction, so before it begins
             _outside_transaction(conn, "PRAGMA foreign_keys=OFF")
         try:
             with conn.begin():
-                if not sqlite:
+                if conn.dialect.name == "postgresql":
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
                 yield conn
-                if sqlite and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").all()):
-                    raise RuntimeError(f"the schema change broke foreign keys: {broken[:5]}")
         finally:
-            if sqlite:
+            if keys_off:
                 _outside_transaction(conn, "PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(conn: Connection) -> None:
+    """After a SQLite upgrade with foreign keys off: refuse to commit rows that point nowhere."""
+    if conn.dialect.name != "sqlite":
+        return
+    if broken := conn.exec_driver_sql("PRAGMA foreign_key_check").all():
+        raise RuntimeError(
+            f"rows whose foreign key points nowhere (table, rowid, parent, key): {broken[:5]}; "
+            "the upgrade was rolled back"
+        )
 
 
 def _outside_transaction(conn: Connection, sql: str) -> None:
@@ -196,7 +206,7 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> tuple[str | 
     """
     engine, owned = _engine(engine_or_url)
     try:
-        with _locked(engine) as conn:
+        with _locked(engine, rebuilds=True) as conn:
             before = _status(conn)
             cfg = _config()
             cfg.attributes["connection"] = conn
@@ -204,6 +214,8 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> tuple[str | 
                 command.stamp(cfg, _INITIAL)
             command.upgrade(cfg, revision)
             after = _status(conn)
+            if after.current != before.current:
+                _check_foreign_keys(conn)
             problem = after.problem()
             if after.up_to_date and problem is not None:
                 # Tables missing at head: no revision recreates them, and "already at

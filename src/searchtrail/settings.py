@@ -47,11 +47,11 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description=(
-            "uvicorn worker processes. They help on PostgreSQL. On SQLite they make writes "
-            "slower, and `serve` says so at start: each worker has a writer process, and "
-            "they take turns on the database's one write lock. With `python -m bench "
-            "--only push,create --workers 2`, push p99 was 67 to 124 ms and create p99 27 "
-            "to 79 ms, against 47 and 21 ms with one worker."
+            "uvicorn worker processes. On SQLite more workers make writes slower, and "
+            "`serve` says so at start: each worker writes on its own, and they take turns "
+            "on the database's one write lock. With `python -m bench --only push,create "
+            "--workers 2`, push p99 was 67 to 124 ms and create p99 27 to 79 ms, against "
+            "47 and 21 ms with one worker. On PostgreSQL they are not measured yet."
         ),
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
