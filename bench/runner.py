@@ -568,6 +568,16 @@ def _read_through(path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     catch_interrupts()
+    try:
+        return _run(opts)
+    except KeyboardInterrupt:
+        print("interrupted: servers stopped, no report written", file=sys.stderr)
+        return 130
+
+
+def _run(opts: Options) -> int:
+    """The whole run; an interrupt anywhere in it (the machine's facts are read with child
+    processes too) ends it with no report."""
     opts.data_dir.mkdir(parents=True, exist_ok=True)
     run = Run(
         options=opts,
@@ -578,28 +588,23 @@ def main(argv: list[str] | None = None) -> int:
         versions=versions(),
     )
     t0 = time.monotonic()
-    try:
-        with (
-            tempfile.TemporaryDirectory(dir=opts.data_dir, prefix="run-") as tmp,
-            Servers(Path(tmp)) as servers,
-            _postgres(opts) as postgres,
-        ):
-            if postgres is not None:
-                url = opts.database_url = postgres.url(PG_WORK_DATABASE)
-                run.notes.append(
-                    "PostgreSQL: a server started for this run from the installed binaries "
-                    f"({url.rsplit('@', 1)[-1]}), default durability (fsync and "
-                    "synchronous_commit on), shared_buffers=256MB, on the same machine."
-                )
-            bench = Bench(opts, servers, Path(tmp), run, postgres)
-            for name in SCENARIOS:
-                if name in opts.only:
-                    check_interrupt()
-                    getattr(bench, name)()
-        check_interrupt()
-    except KeyboardInterrupt:
-        print("interrupted: servers stopped, no report written", file=sys.stderr)
-        return 130
+    with (
+        tempfile.TemporaryDirectory(dir=opts.data_dir, prefix="run-") as tmp,
+        Servers(Path(tmp)) as servers,
+        _postgres(opts) as postgres,
+    ):
+        if postgres is not None:
+            url = opts.database_url = postgres.url(PG_WORK_DATABASE)
+            run.notes.append(
+                "PostgreSQL: a server started for this run from the installed binaries "
+                f"({url.rsplit('@', 1)[-1]}), default durability (fsync and "
+                "synchronous_commit on), shared_buffers=256MB, on the same machine."
+            )
+        bench = Bench(opts, servers, Path(tmp), run, postgres)
+        for name in SCENARIOS:
+            if name in opts.only:
+                check_interrupt()
+                getattr(bench, name)()
     run.load_end = load_average()
     run.seconds = time.monotonic() - t0
     if opts.dialect == "sqlite":
@@ -610,6 +615,11 @@ def main(argv: list[str] | None = None) -> int:
             "in that database is dropped first)."
         )
     opts.out.parent.mkdir(parents=True, exist_ok=True)
-    opts.out.write_text(render(run))
+    text = render(run)
+    check_interrupt()
+    # Whole or not at all: an interrupt during the write leaves the old report.
+    partial = opts.out.with_name(opts.out.name + ".partial")
+    partial.write_text(text)
+    partial.replace(opts.out)
     print(f"report written to {opts.out}")
     return 0
