@@ -318,3 +318,17 @@ def test_data_survives_reopening(database_url: str) -> None:
         cs.push_events("s1", [{"event_id": "e1"}])
     with Clickstream(database_url) as cs:
         assert [e.event_id for e in cs.get_session("s1").events] == ["e1"]
+
+
+def test_a_closed_clickstream_refuses_reads_and_writes(database_url: str) -> None:
+    """A write after close() (or racing it) was committed on a connection opened for it,
+    which nobody closed; now it is refused, and so is a read."""
+    cs = Clickstream(database_url)
+    cs.create_session(session_id="s1")
+    cs.close()
+    with pytest.raises(Unavailable, match="closed"):
+        cs.create_session(session_id="s2")
+    with pytest.raises(Unavailable, match="closed"):
+        cs.get_session("s1")
+    with Clickstream(database_url) as again:
+        assert again.store.count("sessions") == 1

@@ -609,6 +609,7 @@ class Store:
         # searchtrail serve: registrations and pushes from the event loop are committed by
         # a child process (searchtrail.writerprocess), which has a GIL of its own. On
         # PostgreSQL a thread per write took turns on the GIL after every round trip.
+        self._closed = False
         self._remote = (
             WriterProcess(url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
             if writer_process
@@ -686,6 +687,9 @@ class Store:
             self._remote.close()  # what the event loop handed over is committed first
         self._group.stop()  # what the event loop queued is committed first
         with self._group.paused():  # not under a write that is still running
+            # A write that queued after stop() commits nothing and is refused: the engines
+            # below would open a new connection for it, which nobody would close.
+            self._closed = True
             if self._writer_conn is not None:
                 self._writer_conn.close()
                 self._writer_conn = None
@@ -695,6 +699,10 @@ class Store:
             self._sqlite_reader.close()
         self.engine.dispose()
         self._writer.dispose()
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise Unavailable("the store is closed")
 
     async def _read_async(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``, a blocking read, from the event loop: in the store's reader threads."""
@@ -712,6 +720,7 @@ class Store:
         ROLLBACK round trips (0.25 ms of a 1.5 ms get); on SQLite, statements that took
         15% of a get's samples.
         """
+        self._refuse_if_closed()
         if not snapshot:
             with unavailable_on_db_outage(), self._unbegun.connect() as conn:
                 yield conn
@@ -721,6 +730,7 @@ class Store:
 
     @contextmanager
     def _write_transaction(self) -> Iterator[Connection]:
+        self._refuse_if_closed()
         with (
             self.engine.connect().execution_options(searchtrail_write=True) as conn,
             conn.begin(),
@@ -735,6 +745,7 @@ class Store:
         blocking caller committing for its group), one at a time. Checking a connection
         out and back in for each transaction cost more than a small push's SQL.
         """
+        self._refuse_if_closed()
         conn = self._writer_conn
         if conn is None or conn.invalidated or conn.closed:
             conn = self._writer_conn = self._writer.connect()
