@@ -85,7 +85,6 @@ def main() -> None:
 def serve(**options: Any) -> None:
     """Start the HTTP service (uvicorn)."""
     import uvicorn
-    from sqlalchemy.engine import make_url
 
     from searchtrail.service import Clickstream
 
@@ -93,6 +92,7 @@ def serve(**options: Any) -> None:
     # Check (or create, when empty) the schema once here, not racing in every worker.
     with Clickstream(settings=settings) as cs:
         has_keys = cs.store.api_keys_exist()
+        on_sqlite = cs.store.dialect == "sqlite"
     if has_keys:
         click.echo("searchtrail: API keys are required (see `searchtrail keys list`).", err=True)
     else:
@@ -121,7 +121,7 @@ def serve(**options: Any) -> None:
         f"({settings.workers} worker(s), database {_safe_url(settings.database_url)})",
         err=True,
     )
-    if settings.workers > 1 and make_url(settings.database_url).get_backend_name() == "sqlite":
+    if settings.workers > 1 and on_sqlite:
         click.echo(
             "searchtrail: on SQLite more workers make writes slower, not faster: each "
             "worker writes on its own and waits its turn for the database's one write "
