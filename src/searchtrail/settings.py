@@ -51,7 +51,9 @@ class Settings(BaseSettings):
             "`serve` says so at start: each worker writes on its own, and they take turns "
             "on the database's one write lock. With `python -m bench --only push,create "
             "--workers 2`, push p99 was 67 to 124 ms and create p99 27 to 79 ms, against "
-            "47 and 21 ms with one worker. On PostgreSQL they are not measured yet."
+            "47 and 21 ms with one worker. On PostgreSQL, on two cores shared with the "
+            "database server, two workers pushed 29,380 to 30,169 events/s and created 658 to "
+            "723 sessions/s, against 20,509 to 28,028 and 622 to 810 with one."
         ),
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
