@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -276,6 +277,61 @@ def test_an_unknown_batch_is_404_everywhere(cs: Clickstream, client: TestClient)
     assert (r.status_code, r.json()) == (404, expected)
     r = client.get(f"{INTERNAL_PREFIX}/batch", params={"batch_id": 42})
     assert (r.status_code, r.json()) == (404, expected)
+
+
+# Found by schemathesis: on SQLite these reached the driver, which raised OverflowError (500).
+OUT_OF_RANGE = [0, -1, 2**63, 2**64 + 1, -(2**64)]
+
+
+@pytest.mark.parametrize("bad", OUT_OF_RANGE)
+def test_an_id_outside_64_bits_or_below_1_is_422_naming_it_everywhere(
+    cs: Clickstream, client: TestClient, tmp_path: Path, bad: int
+) -> None:
+    batch_id = register(cs, "s1").batch_id
+    assert batch_id is not None
+    cs.release_batch("r1")
+    calls = [
+        lambda: cs.get_batch(bad),
+        lambda: cs.set_batch_state(bad, "archived"),
+        lambda: cs.batch_sessions(bad),
+        lambda: cs.export(bad, tmp_path / "out.jsonl"),
+        lambda: cs.ack_improvement(entry_id=bad, attempt=1, status="done"),
+        lambda: cs.ack_improvement(entry_id=1, attempt=bad, status="done"),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidInput):
+            call()
+    http = [
+        ("get", "/batch", {"batch_id": bad}, "batch_id"),
+        ("get", "/batch/sessions", {"batch_id": bad}, "batch_id"),
+        ("post", "/batch/state", {"batch_id": bad, "state": "archived"}, "batch_id"),
+        ("post", "/improvement/ack", {"entry_id": bad, "attempt": 1, "status": "done"}, "entry_id"),
+    ]
+    if bad != 0:  # after_number 0 is the first page
+        http.append(
+            (
+                "get",
+                "/batch/sessions",
+                {"batch_id": batch_id, "after_number": bad},
+                "after_number",
+            )
+        )
+    for method, path, data, field in http:
+        sent = {"params": data} if method == "get" else {"json": data}
+        r = client.request(method, f"{INTERNAL_PREFIX}{path}", **sent)  # type: ignore[arg-type]
+        assert r.status_code == 422, (path, r.text)
+        assert [e["field"] for e in r.json()["detail"]] == [field]
+    assert cs.get_batch(batch_id).state == "released"
+
+
+def test_the_largest_64_bit_id_is_simply_not_found(cs: Clickstream, client: TestClient) -> None:
+    top = 2**63 - 1
+    with pytest.raises(BatchNotFound):
+        cs.get_batch(top)
+    r = client.get(
+        f"{INTERNAL_PREFIX}/batch/sessions", params={"batch_id": top, "after_number": top}
+    )
+    assert r.status_code == 404, r.text
 
 
 def test_batches_are_listed_with_their_session_and_event_counts(

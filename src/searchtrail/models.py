@@ -31,6 +31,7 @@ from searchtrail.timestamps import to_epoch_ms
 
 __all__ = [
     "AckRequest",
+    "BatchIdRequest",
     "BatchInfo",
     "BatchList",
     "BatchSessionsPage",
@@ -40,6 +41,8 @@ __all__ = [
     "ClaimRequest",
     "ClaimResult",
     "NewSessionEvent",
+    "NonNegativeInt64",
+    "PositiveInt64",
     "PushResult",
     "QueueCounts",
     "QueueEntry",
@@ -116,6 +119,12 @@ Timestamp = Annotated[
     ),
 ]
 JsonObject = dict[str, JsonValue]
+
+# Both databases keep ids and numbers in 64 bits. A larger value cannot name a row, and
+# must not reach a driver: SQLite's raises OverflowError on it.
+_INT64_MAX = 2**63 - 1
+PositiveInt64 = Annotated[int, Field(ge=1, le=_INT64_MAX)]
+NonNegativeInt64 = Annotated[int, Field(ge=0, le=_INT64_MAX)]
 
 
 class _Strict(BaseModel):
@@ -337,16 +346,18 @@ class BatchList(BaseModel):
     batches: list[BatchInfo]
 
 
-class BatchStateRequest(_Strict):
-    batch_id: int
+class BatchIdRequest(_Strict):
+    batch_id: PositiveInt64
+
+
+class BatchStateRequest(BatchIdRequest):
     state: BatchStateName
 
 
-class BatchSessionsQuery(_Strict):
+class BatchSessionsQuery(BatchIdRequest):
     """One page of a batch: keyset on ``session_number``, so any depth costs the same."""
 
-    batch_id: int
-    after_number: int = Field(0, ge=0, description="Answer sessions with a larger number.")
+    after_number: NonNegativeInt64 = Field(0, description="Answer sessions with a larger number.")
     limit: int | None = Field(
         None, ge=1, description="Sessions in the page; default 10 (at most max_page_size)."
     )
@@ -428,8 +439,8 @@ class ClaimResult(BaseModel):
 
 
 class AckRequest(_Strict):
-    entry_id: int
-    attempt: int = Field(ge=1, description="The entry's `attempts` as the claim answered it.")
+    entry_id: PositiveInt64
+    attempt: PositiveInt64 = Field(description="The entry's `attempts` as the claim answered it.")
     status: Literal["done", "failed"]
     error: str | None = Field(None, description="Why it failed, kept for the operator.")
 

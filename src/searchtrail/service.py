@@ -26,6 +26,7 @@ from searchtrail.export import ExportSummary, Format, Layout, export_batch
 from searchtrail.keys import KeyRing
 from searchtrail.models import (
     AckRequest,
+    BatchIdRequest,
     BatchInfo,
     BatchSessionsPage,
     BatchSessionsQuery,
@@ -293,7 +294,10 @@ class Clickstream:
         return self.store.list_batches(state)
 
     def get_batch(self, batch_id: int) -> BatchInfo:
-        return self.store.get_batch(batch_id)
+        return self.store.get_batch(self._batch_id(batch_id))
+
+    def _batch_id(self, batch_id: int) -> int:
+        return parse(BatchIdRequest, {"batch_id": batch_id}, self.limits).batch_id
 
     def set_batch_state(self, batch_id: int, state: BatchStateName) -> BatchInfo:
         """Move a batch along its life (see ``BATCH_TRANSITIONS``); the same state is a no-op."""
@@ -402,7 +406,7 @@ class Clickstream:
         """
         return export_batch(
             self.store,
-            batch_id,
+            self._batch_id(batch_id),
             out,
             format=format,
             layout=layout,
