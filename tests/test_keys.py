@@ -51,6 +51,10 @@ def test_bad_input_names_the_field(cs: Clickstream) -> None:
         cs.keys.create("", ["read"])
     with pytest.raises(NotFound, match="API key 7 not found"):
         cs.keys.revoke(7)
+    # Found by schemathesis: these reached the driver (OverflowError on SQLite, a 500).
+    for bad in (0, -1, 2**63, 2**64 + 1, "18446744073709551617", ""):
+        with pytest.raises(InvalidInput, match="key_id"):
+            cs.keys.revoke(bad)
 
 
 def test_another_process_sees_keys_after_the_cache(database_url: str) -> None:

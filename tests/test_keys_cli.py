@@ -46,6 +46,9 @@ def test_keys_create_list_revoke(database_url: str, tmp_path: Path) -> None:
     )
     missing = run("keys", "revoke", "42", "--database-url", database_url)
     assert missing.returncode == 1 and "API key 42 not found" in missing.stderr
+    huge = run("keys", "revoke", str(2**64), "--database-url", database_url)
+    assert (huge.returncode, huge.stderr.count("Traceback")) == (1, 0), huge.stderr
+    assert "key_id" in huge.stderr
     bad = run("keys", "create", "--name", "x", "--scope", "root", "--database-url", database_url)
     assert bad.returncode == 2 and "root" in bad.stderr
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field, field_validator
 
 from searchtrail.errors import BadRequest
-from searchtrail.models import parse
+from searchtrail.models import INT64_MAX, parse
 from searchtrail.timestamps import now_ms
 
 if TYPE_CHECKING:
@@ -93,9 +93,13 @@ class ApiKeyRevokeRequest(BaseModel):
 
     @field_validator("key_id")
     @classmethod
-    def _not_empty(cls, v: int | str) -> int | str:
+    def _id_or_prefix(cls, v: int | str) -> int | str:
         if isinstance(v, str) and not v:
             raise ValueError("a key id or prefix is expected")
+        if isinstance(v, str) and v.isdigit() and len(v) != _PREFIX_CHARS:
+            v = int(v)  # an id; a prefix is 12 hex digits, which may all be digits
+        if isinstance(v, int) and not 1 <= v <= INT64_MAX:
+            raise ValueError(f"a key id is 1 to {INT64_MAX}, got {v}")
         return v
 
 
@@ -149,8 +153,7 @@ class KeyRing:
 
     def revoke(self, key_id: int | str) -> ApiKeyInfo:
         """Revoke by id or prefix; revoking twice keeps the first revocation time."""
-        if isinstance(key_id, str) and key_id.isdigit() and len(key_id) != _PREFIX_CHARS:
-            key_id = int(key_id)  # an id; a prefix is 12 hex digits, which may all be digits
+        key_id = parse(ApiKeyRevokeRequest, {"key_id": key_id}).key_id
         info = self.store.revoke_api_key(key_id, now_ms())
         with self._lock:
             self._verified = {h: v for h, v in self._verified.items() if v[1].key_id != info.key_id}

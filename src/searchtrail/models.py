@@ -122,9 +122,9 @@ JsonObject = dict[str, JsonValue]
 
 # Both databases keep ids and numbers in 64 bits. A larger value cannot name a row, and
 # must not reach a driver: SQLite's raises OverflowError on it.
-_INT64_MAX = 2**63 - 1
-PositiveInt64 = Annotated[int, Field(ge=1, le=_INT64_MAX)]
-NonNegativeInt64 = Annotated[int, Field(ge=0, le=_INT64_MAX)]
+INT64_MAX = 2**63 - 1
+PositiveInt64 = Annotated[int, Field(ge=1, le=INT64_MAX)]
+NonNegativeInt64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 
 class _Strict(BaseModel):

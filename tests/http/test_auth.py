@@ -192,6 +192,8 @@ def test_keys_over_http(client: TestClient, keys: Keys) -> None:
     assert client.get(f"{INTERNAL}/batches", headers=read).status_code == 401
     missing = client.post(f"{INTERNAL}/keys/revoke", headers=admin, json={"key_id": 999})
     assert missing.status_code == 404
+    huge = client.post(f"{INTERNAL}/keys/revoke", headers=admin, json={"key_id": 2**64})
+    assert huge.status_code == 422 and huge.json()["detail"][0]["field"] == "key_id"
     bad = client.post(f"{INTERNAL}/keys", headers=admin, json={"name": "x", "scopes": ["root"]})
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"].startswith("scopes")
 
