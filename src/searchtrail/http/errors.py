@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from searchtrail.errors import (
@@ -21,9 +22,28 @@ from searchtrail.errors import (
     Unavailable,
 )
 
-__all__ = ["install_error_handlers"]
+__all__ = ["ErrorBody", "FieldErrorBody", "install_error_handlers"]
 
 log = logging.getLogger("searchtrail")
+
+
+class FieldErrorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    loc: list[str | int]
+    field: str
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """The shape above, for the OpenAPI document and the test that holds answers to it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    detail: str | list[FieldErrorBody]
+    code: str
+
 
 _CODES = {
     400: "bad_request",

@@ -15,6 +15,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
+from searchtrail.http.errors import ErrorBody
+
 __all__ = ["body_doc", "install_openapi", "json_response"]
 
 _REF = "#/components/schemas/{model}"
@@ -39,11 +41,10 @@ def install_openapi(app: FastAPI) -> None:
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
             schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-            for name, model in _BODY_MODELS.items():
-                generated = model.model_json_schema(ref_template=_REF, mode="validation")
-                schemas.update(generated.pop("$defs", {}))
-                schemas.setdefault(name, generated)
+            for model in _BODY_MODELS.values():
+                _add_schema(schemas, model)
             _add_security(app, spec)
+            _add_error_responses(spec)
             app.openapi_schema = spec
         return app.openapi_schema
 
@@ -81,3 +82,50 @@ def _add_security(app: FastAPI, spec: dict[str, Any]) -> None:
 def json_response(model: BaseModel, status_code: int = 200) -> Response:
     """Serialize once with pydantic-core; FastAPI skips its own pass for a ready Response."""
     return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
+def _add_schema(schemas: dict[str, Any], model: type[BaseModel]) -> None:
+    generated = model.model_json_schema(ref_template=_REF, mode="validation")
+    schemas.update(generated.pop("$defs", {}))
+    schemas.setdefault(model.__name__, generated)
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+# What any route of a kind may answer, whatever its handler does.
+_GUARDED_ERRORS = {
+    "401": "No API key, or one that is not valid or was revoked",
+    "403": "The key lacks this route's scope, or a key that is not ingest-only came in the URL",
+    "429": "Over the key's or the client's rate limit",
+    "503": "The database is locked or unreachable, or its schema is older than this version",
+}
+_BODY_ERRORS = {"413": "The body is larger than max_body_bytes"}
+_INVALID = "A field is malformed or missing; detail lists each, with where it is"
+
+
+def _add_error_responses(spec: dict[str, Any]) -> None:
+    """Document every error a route can answer, each in the one shape of ``http/errors.py``.
+
+    FastAPI lists only a 422 of its own shape, and only for routes with parameters it
+    parses; the routers parse their bodies themselves, and the guards answer before them.
+    """
+    schemas = spec["components"]["schemas"]
+    _add_schema(schemas, ErrorBody)
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    error = {"application/json": {"schema": {"$ref": _REF.format(model=ErrorBody.__name__)}}}
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            responses: dict[str, Any] = operation["responses"]
+            extra = dict(_GUARDED_ERRORS) if operation.get("security") else {}
+            if "requestBody" in operation:
+                extra.update(_BODY_ERRORS)
+            if "requestBody" in operation or "422" in responses:
+                responses["422"] = {"description": _INVALID}
+            for status, description in extra.items():
+                responses.setdefault(status, {"description": description})
+            for status, response in responses.items():
+                if status >= "400":
+                    response["content"] = error
+                if status in ("429", "503"):
+                    response["headers"] = _RETRY_AFTER
+            operation["responses"] = dict(sorted(responses.items()))

@@ -11,7 +11,11 @@ from searchtrail.http.deps import ClickstreamDep
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", summary="Service and database health")
+@router.get(
+    "/health",
+    summary="Service and database health",
+    responses={503: {"description": "The database did not answer"}},
+)
 async def health(cs: ClickstreamDep) -> dict[str, object]:
     await run_in_threadpool(cs.store.ping)
     return {"status": "ok", "version": __version__, "database": cs.store.dialect}
