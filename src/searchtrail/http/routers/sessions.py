@@ -39,7 +39,12 @@ async def create_session(_key: IngestKey, cs: ClickstreamDep, body: RawBody) -> 
     return json_response(await cs.create_session_json_async(body))
 
 
-@router.get("/session", response_model=Session, summary="Get a session with its events")
+@router.get(
+    "/session",
+    response_model=Session,
+    summary="Get a session with its events",
+    responses={404: {"description": "unknown session"}},
+)
 async def get_session(
     _key: ReadKey, cs: ClickstreamDep, session_id: str = Query(min_length=1)
 ) -> Response:
@@ -51,7 +56,10 @@ async def get_session(
     response_model=PushResult,
     summary="Push events to a session",
     openapi_extra=body_doc(SessionAddEventsRequest),
-    responses={404: {"description": "unknown session"}},
+    responses={
+        400: {"description": "an event's created_at outside the window"},
+        404: {"description": "unknown session"},
+    },
 )
 async def push_events(_key: IngestKey, cs: ClickstreamDep, body: RawBody) -> Response:
     return json_response(await cs.push_events_json_async(body))
