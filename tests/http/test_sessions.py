@@ -175,6 +175,9 @@ def test_error_shape_is_one_shape(client: TestClient) -> None:
         "detail": "Method Not Allowed",
         "code": "method_not_allowed",
     }
+    # Every method the path serves, not only the first route's (found by schemathesis).
+    assert r.headers["allow"] == "GET, POST"
+    assert client.put("/session/events").headers["allow"] == "POST"
     r = client.post("/session", json={"session_id": 1})
     assert r.status_code == 422
     assert r.json() == {

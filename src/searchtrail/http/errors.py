@@ -11,8 +11,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from searchtrail.errors import (
     FieldError,
@@ -80,14 +82,25 @@ async def _validation(_request: Request, exc: Exception) -> JSONResponse:
     return _error_response(InvalidInput(errors))
 
 
-async def _http(_request: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _CODES.get(exc.status_code, "error")
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
     return JSONResponse(
-        {"detail": exc.detail, "code": code},
-        status_code=exc.status_code,
-        headers=getattr(exc, "headers", None),
+        {"detail": exc.detail, "code": code}, status_code=exc.status_code, headers=headers
     )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the path answers: Starlette names only the first route on the path,
+    so a 405 at ``/session`` would say ``Allow: GET`` where POST is served too."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):  # included routers' routes too
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
