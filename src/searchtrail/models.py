@@ -200,8 +200,25 @@ class SessionCreateRequest(_Strict):
         return v
 
 
+def _event_schema(schema: dict[str, Any]) -> None:
+    """What a client may send: ``_derive_event_id`` fills a missing or null event_id in
+    before validation, and ``name`` is another spelling of event_type."""
+    schema["required"] = [name for name in schema.get("required", []) if name != "event_id"]
+    if not schema["required"]:
+        del schema["required"]
+    props = schema["properties"]
+    props["event_id"] = {**props["event_id"], "anyOf": [{"type": "string"}, {"type": "null"}]}
+    props["event_id"].pop("type", None)
+    schema["not"] = {"required": ["event_type", "name"]}  # one spelling or the other
+    props["name"] = {
+        **props["event_type"],
+        "title": "Name",
+        "description": "Another spelling of event_type.",
+    }
+
+
 class NewSessionEvent(_Strict):
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, json_schema_extra=_event_schema)
 
     event_id: str = Field(
         description="Unique within its session; a repeat is a no-op. Omitted, it is derived "

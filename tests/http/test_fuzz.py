@@ -4,7 +4,8 @@ It reads the OpenAPI document and sends what it generates from it, valid and not
 every route, then chains routes by the links it infers (register, then push, then read).
 Run with a fixed seed, so a failure here reproduces with the command it prints. It found
 the batch ids past 64 bits that reached the driver (a 500), the 405 that named one
-method, and errors the document did not list.
+method, errors the document did not list, and an event_id it required though a push
+may leave it out.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ CHECKS = [
     "response_schema_conformance",
     "content_type_conformance",
     "allow_header_conformance",
+    "negative_data_rejection",
 ]
 
 

@@ -92,3 +92,19 @@ def test_a_503_is_documented_where_it_is_answered(cs: Clickstream, client: TestC
         r = client.get(path, params=params)
         assert r.status_code == 503, r.text
         documented(spec["paths"][path]["get"], r)
+
+
+def test_an_event_schema_admits_what_a_push_accepts(client: TestClient) -> None:
+    """event_id may be left out or null, and event_type spelled name, but not both names."""
+    event = client.get("/openapi.json").json()["components"]["schemas"]["NewSessionEvent"]
+    assert "event_id" not in event.get("required", [])
+    assert {"type": "null"} in event["properties"]["event_id"]["anyOf"]
+    assert event["properties"]["name"]["type"] == "string"
+    assert event["not"] == {"required": ["event_type", "name"]}
+    client.post("/session", json={"session_id": "s1"}).raise_for_status()
+    accepted = [{"event_type": "click"}, {"event_id": None, "name": "cart"}]
+    r = client.post("/session/events", json={"session_id": "s1", "events": accepted})
+    assert r.json()["stored"] == 2, r.text
+    both = [{"event_type": "click", "name": "cart"}]
+    r = client.post("/session/events", json={"session_id": "s1", "events": both})
+    assert r.status_code == 422
