@@ -290,6 +290,8 @@ def test_a_get_on_the_loop_while_the_database_refuses_connections_is_503_then_re
                 r = client.get("/session", params=get)
                 assert r.status_code == 503, r.text
                 assert r.json()["code"] == "unavailable"
+            health = client.get("/health")  # its ping is a read like any other: not a 500
+            assert (health.status_code, health.json()["code"]) == (503, "unavailable")
         finally:
             pg_server.admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
         deadline = time.monotonic() + 60

@@ -1509,6 +1509,5 @@ class Store:
             return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
     def ping(self) -> None:
-        self._refuse_if_closed()
-        with self.engine.connect() as conn:
+        with self._read(snapshot=False) as conn:
             conn.exec_driver_sql("SELECT 1")
