@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -290,7 +291,7 @@ def test_an_id_outside_64_bits_or_below_1_is_422_naming_it_everywhere(
     batch_id = register(cs, "s1").batch_id
     assert batch_id is not None
     cs.release_batch("r1")
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: cs.get_batch(bad),
         lambda: cs.set_batch_state(bad, "archived"),
         lambda: cs.batch_sessions(bad),
