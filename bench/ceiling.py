@@ -33,8 +33,6 @@ from searchtrail.timestamps import now_ms
 
 __all__ = ["create_app"]
 
-_RESULTS = {"search_results"}  # dumped as the service dumps them: in one call
-
 
 @dataclass(frozen=True)
 class _NoStore:
@@ -60,7 +58,12 @@ def create_app() -> FastAPI:
     async def push_events(body: RawBody) -> Response:
         req = parse_json(SessionAddEventsRequest, body, app.state.clickstream.limits)
         return json_response(
-            PushResult(session_id=req.session_id, stored=len(req.events), duplicates=0)
+            PushResult(
+                session_id=req.session_id,
+                stored=len(req.events),
+                duplicates=0,
+                unknown_fields=req.unknown_fields,
+            )
         )
 
     @app.post("/session")
@@ -71,13 +74,15 @@ def create_app() -> FastAPI:
             Session(
                 session_id=req.session_id or "generated",
                 search_query=req.search_query,
-                search_results=req.model_dump(include=_RESULTS)["search_results"],
+                search_results=req.results_as_stored(),  # as the service stores them
                 search_meta=req.search_meta,
                 payload_filter=req.payload_filter,
                 sort_by=req.sort_by,
                 user_id=req.user_id,
                 created_at=now // 1000,
                 created_at_ms=now,
+                extra=req.extra,
+                unknown_fields=req.unknown_fields,
             )
         )
 

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import MetaData, text
 
 from searchtrail import Clickstream
 from searchtrail.errors import SchemaOutdated
@@ -68,6 +68,44 @@ def _revision(url: str) -> str | None:
         store.close()
 
 
+def _write_as_of_then(url: str, **rows: list[dict[str, object]]) -> None:
+    """Rows as the code of an older revision wrote them: into the columns its tables have.
+
+    Today's code writes today's columns, so it cannot stand in for the code of the time.
+    """
+    store = Store(url)
+    try:
+        tables = MetaData()
+        tables.reflect(store.engine, only=list(rows))
+        with store.engine.begin() as conn:
+            for name, values in rows.items():
+                conn.execute(tables.tables[name].insert(), values)
+    finally:
+        store.close()
+
+
+def _session(number: int, session_id: str, **columns: object) -> dict[str, object]:
+    return {
+        "session_number": number, "session_id": session_id, "batch_id": 1,
+        "search_query": None, "search_results": [], "created_at_ms": 1_700_000_000_000,
+        "created_at_given": False, "is_irrelevant": False, "registered_at_ms": 1_700_000_000_000,
+        **columns,
+    }  # fmt: skip
+
+
+def _event(number: int, event_id: str, object_id: str | None) -> dict[str, object]:
+    return {
+        "session_number": number, "event_id": event_id, "object_id": object_id,
+        "event_type": "click", "created_at_ms": 1_700_000_000_000 + len(event_id),
+    }  # fmt: skip
+
+
+_BATCH = {
+    "batch_id": 1, "state": "collecting", "collecting": 1,
+    "created_at_ms": 1_700_000_000_000, "updated_at_ms": 1_700_000_000_000,
+}  # fmt: skip
+
+
 def _execute(url: str, sql: str) -> None:
     store = Store(url)
     try:
@@ -102,10 +140,15 @@ def test_a_schema_behind_is_refused_until_db_upgrade_which_keeps_the_data(
 ) -> None:
     upgrade(empty_url, PREVIOUS)
     # The previous revision's tables hold data written by the code of that time.
-    with Clickstream(empty_url, create_schema=False) as old:
-        old.create_session(session_id="s1", search_results=[{"object_id": "a"}])
-        old.push_events("s1", [{"event_id": "e1", "object_id": "a"}])
-        old.use_for_improvement("s1")
+    _write_as_of_then(
+        empty_url,
+        batches=[_BATCH],
+        sessions=[_session(1, "s1", search_results=[{"object_id": "a"}])],
+        events=[_event(1, "e1", "a")],
+        improvement_queue=[
+            {"session_id": "s1", "state": "pending", "attempts": 0, "enqueued_at_ms": 1}
+        ],
+    )
     with pytest.raises(SchemaOutdated) as refused:
         Clickstream(empty_url)
     assert "searchtrail db upgrade" in refused.value.detail
@@ -266,11 +309,16 @@ def test_0003_rebuilds_sqlite_sessions_keeping_rows_events_and_foreign_keys(
     """search_query's column is declared again (text affinity), which on SQLite means a new
     table; foreign keys are off only inside the migration's transaction."""
     upgrade(empty_url, "0002")
-    with Clickstream(empty_url, create_schema=False) as old:
-        old.create_session(session_id="s1", search_query="red", search_results=[{"object_id": "a"}])
-        old.push_events("s1", [{"event_id": "e1", "object_id": "a"}, {"event_id": "e2"}])
-        old.create_session(session_id="s2", search_query=1.0)
-        old.create_session(session_id="s4", search_query=0.12345678901234568)
+    _write_as_of_then(
+        empty_url,
+        batches=[_BATCH],
+        sessions=[
+            _session(1, "s1", search_query="red", search_results=[{"object_id": "a"}]),
+            _session(2, "s2", search_query=1.0),
+            _session(3, "s4", search_query=0.12345678901234568),
+        ],
+        events=[_event(1, "e1", "a"), _event(1, "e2", None)],
+    )
     store = Store(empty_url)
     try:
         upgrade(store.engine)

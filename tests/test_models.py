@@ -88,12 +88,25 @@ def test_limits_are_configurable() -> None:
     parse(SessionCreateRequest, {"session_id": "x" * 300}, roomy)
 
 
-def test_unknown_fields_are_refused() -> None:
-    assert refused(SessionCreateRequest, {"sesion_id": "s"}) == ["sesion_id"]
+def test_unknown_fields_are_refused_in_strict_mode() -> None:
+    strict = Limits(strict_fields=True)
+    assert refused(SessionCreateRequest, {"sesion_id": "s"}, strict) == ["sesion_id"]
     event = {"event_id": "e", "evnt_type": "click"}
-    assert refused(SessionAddEventsRequest, {"session_id": "s", "events": [event]}) == [
+    assert refused(SessionAddEventsRequest, {"session_id": "s", "events": [event]}, strict) == [
         "events[0].evnt_type"
     ]
+
+
+def test_unknown_fields_are_kept_and_named_by_default() -> None:
+    req = parse(SessionCreateRequest, {"sesion_id": "s"})
+    assert req.session_id is None
+    assert req.extra == {"sesion_id": "s"}
+    assert req.unknown_fields == ["sesion_id"]
+    event = {"event_id": "e", "evnt_type": "click"}
+    push = parse(SessionAddEventsRequest, {"session_id": "s", "events": [event]})
+    assert push.unknown_fields == ["events[0].evnt_type"]
+    assert push.events[0].event_type == "click"
+    assert push.events[0].extra == {"evnt_type": "click"}
 
 
 def test_name_is_event_type() -> None:

@@ -77,6 +77,12 @@ def main() -> None:
 )
 @click.option("--max-body-bytes", type=int, help="[SEARCHTRAIL_MAX_BODY_BYTES, 2000000]")
 @click.option(
+    "--strict-fields",
+    is_flag=True,
+    default=None,
+    help="Refuse keys the contract does not name with 422 [SEARCHTRAIL_STRICT_FIELDS].",
+)
+@click.option(
     "--insecure",
     is_flag=True,
     default=None,

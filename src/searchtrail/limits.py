@@ -23,6 +23,8 @@ class Limits:
     max_meta_bytes: int = 16_384
     max_page_size: int = 1000
     max_events_limit: int = 1000
+    # Refuse keys the contract does not name (422) instead of keeping them under extra.
+    strict_fields: bool = False
 
 
 DEFAULT_LIMITS = Limits()

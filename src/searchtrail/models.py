@@ -3,6 +3,11 @@
 Size limits are configurable, so they are read from the validation context
 (``{"limits": Limits(...)}``) rather than fixed in the field types; without a
 context the defaults apply. A request is validated in one place, here.
+
+Keys the contract does not name, on a session, a result or an event, are accepted as
+the original's models accept them, and kept: ``extra`` holds them (under the size and
+NUL rules of ``meta``), and ``unknown_fields`` lists their paths so that a typo shows in
+the answer. ``Limits.strict_fields`` refuses them instead (422 ``extra_forbidden``).
 """
 
 from __future__ import annotations
@@ -19,13 +24,15 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from searchtrail.errors import FieldError, InvalidInput
+from searchtrail.errors import FieldError, InvalidInput, format_loc
 from searchtrail.limits import DEFAULT_LIMITS, Limits
 from searchtrail.timestamps import to_epoch_ms
 
@@ -132,10 +139,79 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", revalidate_instances="always")
 
 
-class SearchResultItem(_Strict):
+class _Open(BaseModel):
+    """A body of the original's client API: keys it does not name are kept, not refused.
+
+    The original's models ignore unknown keys, so its clients send them (``item_info`` on
+    results and events); refusing them lost whole sessions. They are validated as JSON
+    here and checked, with their paths collected, by the body that holds them
+    (``_collect_unknown``), which runs once per body rather than once per item.
+    """
+
+    model_config = ConfigDict(extra="allow", revalidate_instances="always")
+    __pydantic_extra__: dict[str, JsonValue] = Field(init=False)
+
+    @property
+    def extra(self) -> JsonObject | None:
+        """The keys the contract does not name, as sent; None when there were none."""
+        return self.__pydantic_extra__ or None
+
+
+_FORBIDDEN = "Extra inputs are not permitted"  # pydantic's own message for extra="forbid"
+
+
+def _collect_unknown(
+    items: list[tuple[tuple[str | int, ...], _Open]], info: ValidationInfo
+) -> list[str]:
+    """The paths of the unknown keys of ``items`` (each at its location in the body).
+
+    Raises the errors of the body at once: in strict mode every unknown key is an
+    ``extra_forbidden`` error, as a model that forbids extras raises it; otherwise an
+    item's unknown keys together must pass ``meta``'s size and NUL rules.
+    """
+    limits = _limits(info)
+    paths: list[str] = []
+    errors: list[InitErrorDetails] = []
+    for loc, item in items:
+        extra = item.__pydantic_extra__
+        if not extra:
+            continue
+        for key, value in extra.items():
+            where = (*loc, key)
+            if limits.strict_fields:
+                errors.append(_error(where, value, "extra_forbidden", _FORBIDDEN))
+            elif _has_nul(key) or _has_nul(value):
+                msg = "an unknown key (kept as extra) must not contain the NUL character (U+0000)"
+                errors.append(_error(where, value, "value_error", msg))
+            paths.append(format_loc(where))
+        size = len(pydantic_core.to_json(extra))
+        if not limits.strict_fields and size > limits.max_meta_bytes:
+            key = next(iter(extra))
+            msg = (
+                f"unknown keys (kept as extra) must be at most {limits.max_meta_bytes} bytes "
+                f"of JSON together, got {size}"
+            )
+            errors.append(_error((*loc, key), extra[key], "value_error", msg))
+    if errors:
+        raise ValidationError.from_exception_data("unknown keys", errors)
+    return paths
+
+
+def _error(loc: tuple[str | int, ...], value: Any, kind: str, msg: str) -> InitErrorDetails:
+    return {"type": PydanticCustomError(kind, msg), "loc": loc, "input": value}
+
+
+class SearchResultItem(_Open):
     object_id: str
     rank: float | None = None
     meta: JsonObject | None = None
+
+    def as_stored(self) -> dict[str, Any]:
+        """The result as stored and answered: unknown keys under ``extra``."""
+        out: dict[str, Any] = {"object_id": self.object_id, "rank": self.rank, "meta": self.meta}
+        if self.__pydantic_extra__:
+            out["extra"] = self.__pydantic_extra__
+        return out
 
     @field_validator("object_id")
     @classmethod
@@ -150,7 +226,11 @@ class SearchResultItem(_Strict):
         return v
 
 
-class SessionCreateRequest(_Strict):
+class SessionCreateRequest(_Open):
+    """A registration; keys the contract does not name are kept in ``extra``."""
+
+    _unknown: list[str] = PrivateAttr(default_factory=list)
+
     session_id: str | None = Field(
         default=None, description="Chosen by the client; omitted, the server generates one."
     )
@@ -199,17 +279,32 @@ class SessionCreateRequest(_Strict):
             _check_json_size(v, _limits(info).max_meta_bytes, str(info.field_name))
         return v
 
+    @model_validator(mode="after")
+    def _unknown_keys(self, info: ValidationInfo) -> SessionCreateRequest:
+        items: list[tuple[tuple[str | int, ...], _Open]] = [((), self)]
+        items += [(("search_results", i), r) for i, r in enumerate(self.search_results)]
+        self._unknown = _collect_unknown(items, info)
+        return self
+
+    @property
+    def unknown_fields(self) -> list[str]:
+        """Paths of the keys the contract does not name (``search_results[0].item_info``)."""
+        return self._unknown
+
+    def results_as_stored(self) -> list[dict[str, Any]]:
+        return [r.as_stored() for r in self.search_results]
+
 
 def _event_schema(schema: dict[str, Any]) -> None:
     """What a client may send: ``_derive_event_id`` fills a missing or null event_id in
-    before validation, and ``name`` is another spelling of event_type."""
+    before validation, and ``name`` is another spelling of event_type (given both,
+    event_type counts and name is kept as an unknown key)."""
     schema["required"] = [name for name in schema.get("required", []) if name != "event_id"]
     if not schema["required"]:
         del schema["required"]
     props = schema["properties"]
     props["event_id"] = {**props["event_id"], "anyOf": [{"type": "string"}, {"type": "null"}]}
     props["event_id"].pop("type", None)
-    schema["not"] = {"required": ["event_type", "name"]}  # one spelling or the other
     props["name"] = {
         **props["event_type"],
         "title": "Name",
@@ -217,7 +312,7 @@ def _event_schema(schema: dict[str, Any]) -> None:
     }
 
 
-class NewSessionEvent(_Strict):
+class NewSessionEvent(_Open):
     model_config = ConfigDict(populate_by_name=True, json_schema_extra=_event_schema)
 
     event_id: str = Field(
@@ -261,7 +356,15 @@ class NewSessionEvent(_Strict):
         return v
 
 
-class SessionAddEventsRequest(_Strict):
+class SessionAddEventsRequest(_Open):
+    """A push; unknown keys of an event are kept in its ``extra``.
+
+    Unknown keys beside ``session_id`` and ``events`` belong to no event or session: they
+    are listed in ``unknown_fields`` and not stored.
+    """
+
+    _unknown: list[str] = PrivateAttr(default_factory=list)
+
     session_id: str
     events: list[NewSessionEvent]
 
@@ -278,6 +381,18 @@ class SessionAddEventsRequest(_Strict):
             raise ValueError(f"at most {limit} events per request, got {len(v)}")
         return v
 
+    @model_validator(mode="after")
+    def _unknown_keys(self, info: ValidationInfo) -> SessionAddEventsRequest:
+        items: list[tuple[tuple[str | int, ...], _Open]] = [((), self)]
+        items += [(("events", i), e) for i, e in enumerate(self.events)]
+        self._unknown = _collect_unknown(items, info)
+        return self
+
+    @property
+    def unknown_fields(self) -> list[str]:
+        """Paths of the keys the contract does not name (``events[2].evnt_type``)."""
+        return self._unknown
+
 
 class SessionIdRequest(_Strict):
     session_id: str
@@ -288,12 +403,25 @@ class SessionIdRequest(_Strict):
         return _check_id(v, _limits(info).max_id_chars)
 
 
+_EXTRA_DOC = "The keys the client sent that the contract does not name, kept as sent."
+_UNKNOWN_DOC = (
+    "Paths of the keys in the request that the contract does not name (kept under extra), "
+    "so that a typo shows; left out when there were none."
+)
+_ONLY_CREATE = "Only in the answer to a registration."
+
+
+def _nothing(value: list[str]) -> bool:
+    return not value
+
+
 class ShownResult(BaseModel):
     """A result as stored: no input limits are re-applied on the way out."""
 
     object_id: str
     rank: float | None = None
     meta: JsonObject | None = None
+    extra: JsonObject | None = Field(None, description=_EXTRA_DOC)
 
 
 class StoredEvent(BaseModel):
@@ -303,6 +431,7 @@ class StoredEvent(BaseModel):
     created_at: int = Field(description="Epoch seconds, as the original service answers.")
     created_at_ms: int
     meta: JsonObject | None = None
+    extra: JsonObject | None = Field(None, description=_EXTRA_DOC)
 
 
 class Session(BaseModel):
@@ -320,13 +449,20 @@ class Session(BaseModel):
     is_irrelevant: bool = False
     batch_id: int | None = None
     session_number: int | None = None
+    extra: JsonObject | None = Field(None, description=_EXTRA_DOC)
     events: list[StoredEvent] = Field(default_factory=list)
+    unknown_fields: list[str] = Field(
+        default_factory=list, exclude_if=_nothing, description=_UNKNOWN_DOC + " " + _ONLY_CREATE
+    )
 
 
 class PushResult(BaseModel):
     session_id: str
     stored: int = Field(description="Events stored by this request.")
     duplicates: int = Field(description="Events whose event_id the session already had.")
+    unknown_fields: list[str] = Field(
+        default_factory=list, exclude_if=_nothing, description=_UNKNOWN_DOC
+    )
 
 
 class ReleaseRequest(_Strict):

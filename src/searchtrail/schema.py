@@ -109,6 +109,8 @@ sessions = Table(
     Column("created_at_given", Boolean, nullable=False),
     Column("is_irrelevant", Boolean, nullable=False, default=False),
     Column("registered_at_ms", BigInteger, nullable=False),
+    # Keys of the registration that the contract does not name, kept as sent.
+    Column("extra", Json, nullable=True),
     Index("ix_sessions_batch_id_session_number", "batch_id", "session_number"),
 )
 
@@ -122,6 +124,7 @@ events = Table(
     Column("event_type", String(1024), nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("meta", Json, nullable=True),
+    Column("extra", Json, nullable=True),  # the event's keys the contract does not name
     UniqueConstraint("session_number", "event_id"),
 )
 

@@ -12,6 +12,8 @@ embed the service with no HTTP at all::
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -43,6 +45,7 @@ from searchtrail.models import (
     SessionAddEventsRequest,
     SessionCreateRequest,
     SessionIdRequest,
+    ShownResult,
     parse,
     parse_json,
 )
@@ -54,11 +57,10 @@ __all__ = ["BATCH_TRANSITIONS", "Clickstream"]
 
 M = TypeVar("M", bound=BaseModel)
 
+log = logging.getLogger("searchtrail")
+
 # Bodies up to this size are validated in the event loop (see Clickstream._parse_in_loop).
 _PARSE_IN_LOOP_BYTES = 64 * 1024
-
-# A registration's results leave the request as plain dicts in one call, not one per result.
-_RESULTS = {"search_results"}
 
 # Compared on a replayed registration; created_at only when both sides were given by a client.
 _REPLAY_FIELDS = (
@@ -68,6 +70,7 @@ _REPLAY_FIELDS = (
     "payload_filter",
     "sort_by",
     "user_id",
+    "extra",
 )
 
 # Where a batch may go from each state by set_batch_state: forward (skipping allowed), and
@@ -79,6 +82,49 @@ BATCH_TRANSITIONS: dict[str, tuple[str, ...]] = {
     BatchState.ARCHIVING: (BatchState.ARCHIVED,),
     BatchState.ARCHIVED: (),
 }
+
+
+class _UnknownKeyLog:
+    """Logs each unknown key name (its path without indices) once per process.
+
+    The set is bounded: a client sending a new random key on every request must not grow
+    the server's memory or flood its log; past the bound, names are no longer logged.
+    """
+
+    LIMIT = 1000
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def note(self, paths: Sequence[str]) -> None:
+        for path in paths:
+            name = _strip_indices(path)
+            if name in self._seen or len(self._seen) >= self.LIMIT:
+                continue
+            with self._lock:
+                if name in self._seen:
+                    continue
+                self._seen.add(name)
+            log.warning(
+                "unknown field %s accepted and kept under extra (the contract does not name "
+                "it; strict_fields would refuse it); logged once",
+                name,
+            )
+
+
+def _strip_indices(path: str) -> str:
+    """``events[2].evnt_type`` -> ``events[].evnt_type``."""
+    out, skipping = [], False
+    for ch in path:
+        if ch == "[":
+            skipping = True
+            out.append("[]")
+        elif ch == "]":
+            skipping = False
+        elif not skipping:
+            out.append(ch)
+    return "".join(out)
 
 
 def _check_transition(batch_id: int, target: str) -> Callable[[str], None]:
@@ -129,6 +175,7 @@ class Clickstream:
                 raise
         # API keys: create, list, revoke, verify (searchtrail.keys).
         self.keys = KeyRing(self.store, cache_sec=settings.auth_cache_sec)
+        self._unknown_log = _UnknownKeyLog()
 
     def close(self) -> None:
         self.store.close()
@@ -155,7 +202,11 @@ class Clickstream:
     def create_session(
         self, request: SessionCreateRequest | Mapping[str, Any] | None = None, /, **fields: Any
     ) -> Session:
-        """Register a session; a replay of the same registration answers the stored one."""
+        """Register a session; a replay of the same registration answers the stored one.
+
+        Keys the contract does not name are kept under ``extra`` and listed in the answer's
+        ``unknown_fields`` (refused instead under ``strict_fields``).
+        """
         req = parse(SessionCreateRequest, request if request is not None else fields, self.limits)
         return self._create_session(req)
 
@@ -163,7 +214,7 @@ class Clickstream:
         """``create_session`` from a JSON body (the HTTP path): validated once, in the loop."""
         req = await self._parse_in_loop(SessionCreateRequest, raw)
         row, now = self._registration(req)
-        return self._registered(row, await self.store.create_session_async(row, now))
+        return self._registered(req, row, await self.store.create_session_async(row, now))
 
     async def _parse_in_loop(self, model: type[M], raw: bytes | str) -> M:
         """Validate a body in the event loop, or in a pool thread when it is large.
@@ -177,7 +228,7 @@ class Clickstream:
 
     def _create_session(self, req: SessionCreateRequest) -> Session:
         row, now = self._registration(req)
-        return self._registered(row, self.store.create_session(row, now))
+        return self._registered(req, row, self.store.create_session(row, now))
 
     def _registration(self, req: SessionCreateRequest) -> tuple[dict[str, Any], int]:
         """The row to store for a registration, and the time it is registered at."""
@@ -187,7 +238,7 @@ class Clickstream:
         row = {
             "session_id": session_id,
             "search_query": req.search_query,
-            "search_results": req.model_dump(include=_RESULTS)["search_results"],
+            "search_results": req.results_as_stored(),
             "search_meta": req.search_meta,
             "payload_filter": req.payload_filter,
             "sort_by": req.sort_by,
@@ -195,20 +246,35 @@ class Clickstream:
             "created_at_ms": created_at,
             "created_at_given": req.created_at is not None,
             "is_irrelevant": False,
+            "extra": req.extra,
         }
         return row, now
 
-    def _registered(self, row: Mapping[str, Any], outcome: tuple[Session, bool, bool]) -> Session:
+    def _registered(
+        self,
+        req: SessionCreateRequest,
+        row: Mapping[str, Any],
+        outcome: tuple[Session, bool, bool],
+    ) -> Session:
         """The store's answer to a registration; a replay must match what is stored."""
         stored, created, given_before = outcome
         if not created:
             self._check_replay(stored, row, given_before)
-        return stored
+        unknown = req.unknown_fields
+        if not unknown:
+            return stored
+        self._unknown_log.note(unknown)
+        return stored.model_copy(update={"unknown_fields": unknown})
 
     @staticmethod
     def _check_replay(stored: Session, row: Mapping[str, Any], given_before: bool) -> None:
         dumped = stored.model_dump()
-        differ = [f for f in _REPLAY_FIELDS if dumped[f] != row[f]]
+        # Compared as answered: a stored result without unknown keys answers extra=None.
+        sent = {
+            **row,
+            "search_results": [ShownResult(**r).model_dump() for r in row["search_results"]],
+        }
+        differ = [f for f in _REPLAY_FIELDS if dumped[f] != sent[f]]
         if (
             row["created_at_given"]
             and given_before
@@ -250,11 +316,16 @@ class Clickstream:
         stored, _ = self.store.insert_events(req.session_id, self._event_rows(req))
         return self._pushed(req, stored)
 
-    @staticmethod
-    def _pushed(req: SessionAddEventsRequest, stored: int) -> PushResult:
+    def _pushed(self, req: SessionAddEventsRequest, stored: int) -> PushResult:
         """Every event of the push not stored now was stored before: a duplicate."""
+        unknown = req.unknown_fields
+        if unknown:
+            self._unknown_log.note(unknown)
         return PushResult(
-            session_id=req.session_id, stored=stored, duplicates=len(req.events) - stored
+            session_id=req.session_id,
+            stored=stored,
+            duplicates=len(req.events) - stored,
+            unknown_fields=unknown,
         )
 
     def _event_rows(self, req: SessionAddEventsRequest) -> list[EventRow]:
@@ -274,7 +345,14 @@ class Clickstream:
             elif not earliest <= created_at <= latest:
                 self._stamp(created_at, f"events[{i}].created_at", now)
             if ev.event_id not in rows:
-                rows[ev.event_id] = (ev.event_id, ev.object_id, ev.event_type, created_at, ev.meta)
+                rows[ev.event_id] = (
+                    ev.event_id,
+                    ev.object_id,
+                    ev.event_type,
+                    created_at,
+                    ev.meta,
+                    ev.__pydantic_extra__ or None,
+                )
         return list(rows.values())
 
     def mark_irrelevant(self, session_id: str) -> None:

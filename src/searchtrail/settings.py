@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Largest `events_limit` (events per session) of GET /batch/sessions.",
     )
+    strict_fields: bool = Field(
+        False,
+        description="Refuse a create or push carrying keys the contract does not name (422 "
+        "extra_forbidden). Off: they are kept under `extra` and listed in the answer's "
+        "`unknown_fields`, as the original service accepts them.",
+    )
     improvement_lease_sec: int = Field(
         600,
         ge=1,
@@ -206,6 +212,7 @@ class Settings(BaseSettings):
             max_meta_bytes=self.max_meta_bytes,
             max_page_size=self.max_page_size,
             max_events_limit=self.max_events_limit,
+            strict_fields=self.strict_fields,
         )
 
     @property

@@ -145,8 +145,9 @@ __all__ = [
 
 T = TypeVar("T")
 
-# A pushed event, checked and filled: event_id, object_id, event_type, created_at_ms, meta.
-EventRow = tuple[str, str | None, str, int, JsonObject | None]
+# A pushed event, checked and filled: event_id, object_id, event_type, created_at_ms, meta,
+# extra (the keys the contract does not name).
+EventRow = tuple[str, str | None, str, int, JsonObject | None, JsonObject | None]
 
 # pg_advisory_xact_lock key of the batch gate; the schema lock in migrate.py is another.
 _BATCH_GATE_KEY = 0x5EA2C4BA7C
@@ -215,6 +216,7 @@ def _event_fields(cols: Any) -> list[Any]:
         cols.event_type,
         cols.created_at_ms.label("event_created_at_ms"),  # a session has a created_at_ms too
         cols.meta,
+        cols.extra.label("event_extra"),  # a session has an extra too
     ]
 
 
@@ -223,11 +225,18 @@ _EVENT_FIELDS = _event_fields(events.c)
 
 # A session's JSON columns, which a get reads as text: the join repeats them on every
 # event's row, and the driver would otherwise decode them once per row.
-_SESSION_JSON = ("search_query", "search_results", "search_meta", "payload_filter", "sort_by")
+_SESSION_JSON = (
+    "search_query",
+    "search_results",
+    "search_meta",
+    "payload_filter",
+    "sort_by",
+    "extra",
+)
 
 
 def _stored_event(r: Sequence[Any]) -> StoredEvent:
-    event_id, object_id, event_type, created_at_ms, meta = r[-len(_EVENT_FIELDS) :]
+    event_id, object_id, event_type, created_at_ms, meta, extra = r[-len(_EVENT_FIELDS) :]
     return StoredEvent(
         event_id=event_id,
         object_id=object_id,
@@ -235,6 +244,7 @@ def _stored_event(r: Sequence[Any]) -> StoredEvent:
         created_at=created_at_ms // 1000,
         created_at_ms=created_at_ms,
         meta=meta,
+        extra=extra,
     )
 
 
@@ -308,8 +318,9 @@ def _event_params(number: int, rows: Sequence[EventRow]) -> list[dict[str, Any]]
             "event_type": event_type,
             "created_at_ms": created_at_ms,
             "meta": _json_or_none(meta),
+            "extra": _json_or_none(extra),
         }
-        for event_id, object_id, event_type, created_at_ms, meta in rows
+        for event_id, object_id, event_type, created_at_ms, meta, extra in rows
     ]
 
 
@@ -617,7 +628,7 @@ class Store:
         )
         key = ["session_number", "event_id"]
         # An EventRow's fields, in its order.
-        fields = ["event_id", "object_id", "event_type", "created_at_ms", "meta"]
+        fields = ["event_id", "object_id", "event_type", "created_at_ms", "meta", "extra"]
         self._insert_events: Callable[[Connection, int, Sequence[EventRow]], int]
         if self.dialect == "postgresql":
             self._insert_events = _JsonRowsInsert(events, fields, key, self.engine.dialect).execute
@@ -1441,6 +1452,7 @@ class Store:
             is_irrelevant=bool(m["is_irrelevant"]),
             batch_id=m["batch_id"],
             session_number=m["session_number"],
+            extra=m["extra"],
             events=evs,
         )
 

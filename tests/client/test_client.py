@@ -127,9 +127,9 @@ def test_not_found_errors_name_what_is_missing(server: Server) -> None:
 def test_invalid_input_keeps_the_servers_fields(server: Server) -> None:
     with Client(server.url) as c:
         with pytest.raises(InvalidInput) as info:
-            c.create_session(session_id=sid(), search_results=[{"rank": 1}], colour="red")
+            c.create_session(session_id=sid(), search_results=[{"rank": 1}], user_id="")
         fields = {e.field for e in info.value.errors}
-        assert fields == {"search_results[0].object_id", "colour"}
+        assert fields == {"search_results[0].object_id", "user_id"}
         assert "search_results[0].object_id" in str(info.value)
         with pytest.raises(InvalidInput):
             c.claim_improvements(limit=0)

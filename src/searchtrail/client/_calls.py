@@ -119,7 +119,11 @@ class Endpoints:
     def create_session(self, data: Any) -> Call[Session]:
         sid = data.get("session_id") if isinstance(data, dict) else None
         return Call(
-            "POST", f"{self.prefix}/session", model(Session), json=data, context={"session_id": sid}
+            "POST",
+            f"{self.prefix}/session",
+            model(Session),
+            json=data,
+            context={"session_id": sid},
         )
 
     def get_session(self, session_id: str) -> Call[Session]:
