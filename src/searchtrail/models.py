@@ -305,11 +305,15 @@ def _event_schema(schema: dict[str, Any]) -> None:
     props = schema["properties"]
     props["event_id"] = {**props["event_id"], "anyOf": [{"type": "string"}, {"type": "null"}]}
     props["event_id"].pop("type", None)
+    # Without event_type, name is the type (a string); beside it, name is an unknown key
+    # like any other and may hold any JSON value.
     props["name"] = {
-        **props["event_type"],
         "title": "Name",
-        "description": "Another spelling of event_type.",
+        "description": "Another spelling of event_type (a string). Sent beside event_type it "
+        "is not read as the type but kept under extra, whatever its value.",
     }
+    schema["if"] = {"not": {"required": ["event_type"]}}
+    schema["then"] = {"properties": {"name": {"type": "string"}}}
 
 
 class NewSessionEvent(_Open):

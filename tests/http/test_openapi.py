@@ -100,7 +100,7 @@ def test_an_event_schema_admits_what_a_push_accepts(client: TestClient) -> None:
     event = client.get("/openapi.json").json()["components"]["schemas"]["NewSessionEvent"]
     assert "event_id" not in event.get("required", [])
     assert {"type": "null"} in event["properties"]["event_id"]["anyOf"]
-    assert event["properties"]["name"]["type"] == "string"
+    assert event["then"]["properties"]["name"]["type"] == "string"
     assert event["additionalProperties"] is not False
     client.post("/session", json={"session_id": "s1"}).raise_for_status()
     accepted = [{"event_type": "click"}, {"event_id": None, "name": "cart"}]
