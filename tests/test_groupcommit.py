@@ -570,7 +570,7 @@ def test_two_processes_groups_that_deadlock_are_run_again(
     cs.create_session(session_id="s")
 
     def push(store: Any, event_id: str) -> Callable[[Connection], Any]:
-        return store._store_events("s", [(event_id, "o", "click", 0, None)])
+        return store._store_events("s", [(event_id, "o", "click", 0, None, None)])
 
     def first_then_wait(
         fn: Callable[[Connection], Any], reached: threading.Event, go: threading.Event
