@@ -247,3 +247,29 @@ def test_the_client_pages_through_a_full_session_under_serve(
         assert asyncio.run(read_async()) == ids
         log = server.log.read_text()
     assert "Traceback" not in log, log[-5000:]
+
+
+def test_a_batch_page_says_which_sessions_have_more_events_and_where_they_start(
+    cs: Clickstream,
+) -> None:
+    for sid, n in (("few", 3), ("many", 12), ("none", 0)):
+        cs.create_session(session_id=sid)
+        if n:
+            fill(cs, sid, n)
+    batch_id = cs.list_batches()[0].batch_id
+    page = {s.session_id: s for s in cs.batch_sessions(batch_id, events_limit=5).sessions}
+    assert not page["few"].has_more_events and page["few"].events_cursor is None
+    assert not page["none"].has_more_events and page["none"].events == []
+    many = page["many"]
+    assert len(many.events) == 5 and many.has_more_events and many.events_cursor
+    rest = cs.get_session("many", events_after=many.events_cursor)
+    read = [e.event_id for e in many.events + rest.events]
+    assert read == [e.event_id for e in cs.get_session("many").events]
+    assert sorted(read) == sorted(f"e{i}" for i in range(12))
+    zero = cs.batch_sessions(batch_id, events_limit=0).sessions
+    assert [(s.session_id, s.has_more_events) for s in zero] == [
+        ("few", True),
+        ("many", True),
+        ("none", False),
+    ]
+    assert len(cs.get_session("few", events_after=zero[0].events_cursor).events) == 3

@@ -230,6 +230,22 @@ _ROW_ID = -len(_EVENT_FIELDS) - 1
 _EVENT_CREATED_AT = [c.key for c in _EVENT_FIELDS].index("event_created_at_ms") - len(_EVENT_FIELDS)
 
 
+def _events_page(
+    found: Sequence[Sequence[Any]], limit: int | None
+) -> tuple[list[StoredEvent], str | None]:
+    """A page of one session's event rows (its id, then ``_EVENT_FIELDS``, last), read in
+    keyset order up to one past ``limit``: the events answered and the cursor to the rest."""
+    if limit is None or len(found) <= limit:
+        return [_stored_event(r) for r in found], None
+    answered = found[:limit]
+    # After the last event answered; with none answered (limit 0), just before the first
+    # event left: ids are integers, so no event sorts between that position and it.
+    last = answered[-1] if answered else found[0]
+    tiebreak = last[_ROW_ID] if answered else last[_ROW_ID] - 1
+    cursor = encode_events_cursor(last[_EVENT_CREATED_AT], tiebreak)
+    return [_stored_event(r) for r in answered], cursor
+
+
 def _get_params(
     session_id: str, events_limit: int, after: tuple[int, int] | None
 ) -> dict[str, Any]:
@@ -1044,7 +1060,10 @@ class Store:
         return BatchSessionsPage(
             batch_id=batch_id,
             last_number=numbers[-1] if numbers else None,
-            sessions=[self._session(r, evs[r.session_number]) for r in rows],
+            sessions=[
+                self._session(r, evs[r.session_number][0], events_cursor=evs[r.session_number][1])
+                for r in rows
+            ],
         )
 
     def session_actions(self, batch_id: int, after_number: int, limit: int) -> list[SessionActions]:
@@ -1230,18 +1249,7 @@ class Store:
             if first[k] is not None:
                 first[k] = pydantic_core.from_json(first[k])
         event_id = -len(_EVENT_FIELDS)
-        found = [r for r in rows if r[event_id] is not None]
-        answered = found[:events_limit]
-        evs = [_stored_event(r) for r in answered]
-        if len(found) <= events_limit:
-            return self._session(first, evs)
-        if answered:
-            cursor = encode_events_cursor(evs[-1].created_at_ms, answered[-1][_ROW_ID])
-        else:
-            # Nothing answered (events_limit=0): the position just before the first event
-            # left. Ids are integers, so no event sorts between it and that event.
-            nxt = found[0]
-            cursor = encode_events_cursor(nxt[_EVENT_CREATED_AT], nxt[_ROW_ID] - 1)
+        evs, cursor = _events_page([r for r in rows if r[event_id] is not None], events_limit)
         return self._session(first, evs, events_cursor=cursor)
 
     def mark_irrelevant(self, session_id: str) -> None:
@@ -1311,37 +1319,40 @@ class Store:
 
     def _events(
         self, conn: Connection, numbers: Sequence[int], limit: int | None
-    ) -> dict[int, list[StoredEvent]]:
-        """The events of many sessions in one query, at most ``limit`` each (oldest first).
+    ) -> dict[int, tuple[list[StoredEvent], str | None]]:
+        """The events of many sessions in one query, at most ``limit`` each (oldest first),
+        each with the ``events_cursor`` to the rest (``None`` when none are left out).
 
         ``ROW_NUMBER()`` numbers each session's events in the database, so a page of
-        sessions costs one query however many events they hold.
+        sessions costs one query however many events they hold. One event past the limit
+        is read, to know whether more follow.
         """
-        out: dict[int, list[StoredEvent]] = {n: [] for n in numbers}
-        if not numbers or limit == 0:
-            return out
-        order = (events.c.created_at_ms, events.c.id)
-        if limit is None:
-            query = (
-                select(events.c.session_number, *_EVENT_FIELDS)
-                .where(events.c.session_number.in_(numbers))
-                .order_by(events.c.session_number, *order)
-            )
-        else:
-            position = (
-                func.row_number()
-                .over(partition_by=events.c.session_number, order_by=order)
-                .label("position")
-            )
-            ranked = select(events, position).where(events.c.session_number.in_(numbers)).subquery()
-            query = (
-                select(ranked.c.session_number, *_event_fields(ranked.c))
-                .where(ranked.c.position <= limit)
-                .order_by(ranked.c.session_number, ranked.c.created_at_ms, ranked.c.id)
-            )
-        for r in conn.execute(query):
-            out[r.session_number].append(_stored_event(r))
-        return out
+        found: dict[int, list[Sequence[Any]]] = {n: [] for n in numbers}
+        if numbers:
+            order = (events.c.created_at_ms, events.c.id)
+            if limit is None:
+                query = (
+                    select(events.c.session_number, events.c.id, *_EVENT_FIELDS)
+                    .where(events.c.session_number.in_(numbers))
+                    .order_by(events.c.session_number, *order)
+                )
+            else:
+                position = (
+                    func.row_number()
+                    .over(partition_by=events.c.session_number, order_by=order)
+                    .label("position")
+                )
+                ranked = (
+                    select(events, position).where(events.c.session_number.in_(numbers)).subquery()
+                )
+                query = (
+                    select(ranked.c.session_number, ranked.c.id, *_event_fields(ranked.c))
+                    .where(ranked.c.position <= limit + 1)
+                    .order_by(ranked.c.session_number, ranked.c.created_at_ms, ranked.c.id)
+                )
+            for r in conn.execute(query):
+                found[r.session_number].append(r)
+        return {n: _events_page(rows, limit) for n, rows in found.items()}
 
     def bulk_register(
         self, rows: Sequence[dict[str, Any]], event_rows: Sequence[dict[str, Any]], now: int
