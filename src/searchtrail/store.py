@@ -1287,6 +1287,10 @@ class Store:
             number, held = target
             if not rows:
                 return 0, 0
+            # The cap's count is exact where this transaction sees every committed push
+            # to the session: on SQLite (one writer at a time) and within one process's
+            # group commit. On PostgreSQL two processes' pushes to one session committing
+            # at the same instant each count without the other's, and may pass it together.
             if held + len(rows) > cap:
                 # Only here can the push pass the cap: count its ids the session holds
                 # (duplicates are not new). It raises before writing, so nothing is stored.
