@@ -108,7 +108,7 @@ def test_processes_share_one_database(database_url: str, dialect: str) -> None:
         assert list(states.values()).count("collecting") <= 1
 
         # Every acknowledged event stored exactly once.
-        stored = [(sid, e.event_id) for sid in where for e in cs.get_session(sid).events]
+        stored = [(sid, e.event_id) for sid in where for e in cs.iter_session_events(sid)]
     assert len(stored) == len(set(stored))
     assert set(stored) == acknowledged
     assert released, "no release happened alongside the writers"

@@ -27,7 +27,7 @@ def test_acknowledged_events_survive_kill_9(database_url: str, tmp_path: Path) -
             acknowledged.extend(ids)
         server.kill()  # SIGKILL the instant after the last 200
     with Clickstream(database_url) as cs:
-        stored = [e.event_id for e in cs.get_session("s1").events]
+        stored = [e.event_id for e in cs.iter_session_events("s1", page_size=10_000)]
     assert sorted(stored) == sorted(acknowledged)
 
 

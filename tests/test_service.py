@@ -93,9 +93,9 @@ def test_a_get_past_the_loops_budget_is_interrupted_and_read_whole_in_a_reader_t
     def failed(ctx: Any) -> None:
         reads.append((str(ctx.original_exception), threading.current_thread().name))
 
-    got = asyncio.run(cs.get_session_async("big"))
+    got = asyncio.run(cs.get_session_async("big", events_limit=10_000))
     assert [e.event_id for e in got.events] == [e["event_id"] for e in events]
-    assert got == cs.get_session("big")
+    assert got == cs.get_session("big", events_limit=10_000)
     me = threading.current_thread().name
     assert reads[0] == ("interrupted", me)
     assert reads[1][0] == "done" and reads[1][1].startswith("searchtrail-read")
@@ -153,10 +153,10 @@ def test_the_loops_connection_does_not_go_back_to_the_pool_with_its_interrupt_ar
     """After a get past the budget, a blocking read on that connection was interrupted."""
     register(cs, "big")
     cs.push_events("big", [{"event_id": f"e{i:04}"} for i in range(400)])
-    assert len(asyncio.run(cs.get_session_async("big")).events) == 400
+    assert len(asyncio.run(cs.get_session_async("big", events_limit=400)).events) == 400
     assert cs.store._sqlite_reader is not None
     cs.store._sqlite_reader.close()
-    assert len(cs.get_session("big").events) == 400
+    assert len(cs.get_session("big", events_limit=400).events) == 400
 
 
 def test_session_id_generated_when_omitted(cs: Clickstream) -> None:

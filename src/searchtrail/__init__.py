@@ -9,6 +9,7 @@ from searchtrail.errors import (
     NotFound,
     SearchtrailError,
     SessionConflict,
+    SessionFull,
     SessionNotFound,
     TimestampOutOfWindow,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "SessionAddEventsRequest",
     "SessionConflict",
     "SessionCreateRequest",
+    "SessionFull",
     "SessionNotFound",
     "Settings",
     "StoredEvent",

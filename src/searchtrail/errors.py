@@ -14,7 +14,8 @@ turns each into one JSON shape (``{"detail": ..., "code": ...}``) in
     │   ├── NoCollectingBatch
     │   └── QueueEntryNotFound
     ├── Conflict                        409 conflict
-    │   └── SessionConflict             a replayed session that contradicts the stored one
+    │   ├── SessionConflict             a replayed session that contradicts the stored one
+    │   └── SessionFull                 session_full: a push past max_events_per_session
     ├── PayloadTooLarge                 413 payload_too_large
     ├── Unauthorized                    401 unauthorized
     ├── Forbidden                       403 forbidden
@@ -43,6 +44,7 @@ __all__ = [
     "SchemaOutdated",
     "SearchtrailError",
     "SessionConflict",
+    "SessionFull",
     "SessionNotFound",
     "TimestampOutOfWindow",
     "Unauthorized",
@@ -167,6 +169,24 @@ class SessionConflict(Conflict):
         super().__init__(
             f"Session with id={session_id} already exists with different "
             f"{', '.join(fields)}; a session is registered once and never overwritten"
+        )
+
+
+class SessionFull(Conflict):
+    """A push whose new events would take its session past ``max_events_per_session``;
+    nothing of it is stored. Events the session already holds do not count as new."""
+
+    code = "session_full"
+
+    def __init__(self, session_id: str, held: int, new: int, cap: int) -> None:
+        self.session_id = session_id
+        self.held = held
+        self.new = new
+        self.cap = cap
+        ones = "new one" if new == 1 else "new ones"
+        super().__init__(
+            f"session {session_id} holds {held:,} events; this push would add {new:,} {ones}, "
+            f"past max_events_per_session={cap}"
         )
 
 

@@ -9,7 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_LIMITS", "Limits"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_MAX_EVENTS_PER_SESSION",
+    "DEFAULT_SESSION_EVENTS_LIMIT",
+    "MAX_SESSION_EVENTS_LIMIT",
+    "Limits",
+]
+
+# GET /session: events answered when the client names no events_limit (the original
+# service's default), and the most one page may ask for.
+DEFAULT_SESSION_EVENTS_LIMIT = 100
+MAX_SESSION_EVENTS_LIMIT = 10_000
+# The events a session may hold unless the settings say otherwise (max_events_per_session).
+DEFAULT_MAX_EVENTS_PER_SESSION = 10_000
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic_core
@@ -33,7 +34,12 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from searchtrail.errors import FieldError, InvalidInput, format_loc
-from searchtrail.limits import DEFAULT_LIMITS, Limits
+from searchtrail.limits import (
+    DEFAULT_LIMITS,
+    DEFAULT_SESSION_EVENTS_LIMIT,
+    MAX_SESSION_EVENTS_LIMIT,
+    Limits,
+)
 from searchtrail.timestamps import to_epoch_ms
 
 __all__ = [
@@ -60,9 +66,12 @@ __all__ = [
     "Session",
     "SessionAddEventsRequest",
     "SessionCreateRequest",
+    "SessionGetQuery",
     "SessionIdRequest",
     "ShownResult",
     "StoredEvent",
+    "decode_events_cursor",
+    "encode_events_cursor",
     "parse",
     "parse_json",
 ]
@@ -130,6 +139,7 @@ JsonObject = dict[str, JsonValue]
 # Both databases keep ids and numbers in 64 bits. A larger value cannot name a row, and
 # must not reach a driver: SQLite's raises OverflowError on it.
 INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
 PositiveInt64 = Annotated[int, Field(ge=1, le=INT64_MAX)]
 NonNegativeInt64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
@@ -419,6 +429,66 @@ def _nothing(value: list[str]) -> bool:
     return not value
 
 
+# An events cursor: the (created_at_ms, id) of the last event answered, keyset order.
+_CURSOR = re.compile(r"(-?[0-9]{1,19})\.([0-9]{1,19})")
+
+
+def encode_events_cursor(created_at_ms: int, event_row_id: int) -> str:
+    """The ``events_cursor`` that reads the events after ``(created_at_ms, id)``."""
+    return f"{created_at_ms}.{event_row_id}"
+
+
+def decode_events_cursor(cursor: str) -> tuple[int, int]:
+    """``(created_at_ms, id)`` of a cursor; ``ValueError`` if it is not one."""
+    m = _CURSOR.fullmatch(cursor)
+    if m is not None:
+        created_at_ms, event_row_id = int(m.group(1)), int(m.group(2))
+        # Both go to the database as 64-bit values; a larger one must not reach a driver.
+        if INT64_MIN <= created_at_ms <= INT64_MAX and event_row_id <= INT64_MAX:
+            return created_at_ms, event_row_id
+    raise ValueError(
+        "events_after must be an events_cursor of an earlier answer (CREATED_AT_MS.ID), "
+        f"got {cursor[:64]!r}"
+    )
+
+
+class SessionGetQuery(SessionIdRequest):
+    """GET /session: one page of a session's events, keyset on (created_at_ms, id)."""
+
+    events_limit: int | None = Field(
+        None,
+        ge=0,
+        description=f"Events in the answer, oldest first; default {DEFAULT_SESSION_EVENTS_LIMIT}, "
+        f"at most {MAX_SESSION_EVENTS_LIMIT}.",
+    )
+    events_after: str | None = Field(
+        None,
+        description="An events_cursor of an earlier answer: read the events after it. "
+        "Omitted: from the first event.",
+    )
+
+    @field_validator("events_limit")
+    @classmethod
+    def _events_limit(cls, v: int | None) -> int:
+        if v is None:
+            return DEFAULT_SESSION_EVENTS_LIMIT
+        if v > MAX_SESSION_EVENTS_LIMIT:
+            raise ValueError(f"events_limit must be at most {MAX_SESSION_EVENTS_LIMIT}, got {v}")
+        return v
+
+    @field_validator("events_after")
+    @classmethod
+    def _events_after(cls, v: str | None) -> str | None:
+        if v is not None:
+            decode_events_cursor(v)
+        return v
+
+    @property
+    def after(self) -> tuple[int, int] | None:
+        """The keyset position to read after; ``None``: from the first event."""
+        return None if self.events_after is None else decode_events_cursor(self.events_after)
+
+
 class ShownResult(BaseModel):
     """A result as stored: no input limits are re-applied on the way out."""
 
@@ -455,6 +525,15 @@ class Session(BaseModel):
     session_number: int | None = None
     extra: JsonObject | None = Field(None, description=_EXTRA_DOC)
     events: list[StoredEvent] = Field(default_factory=list)
+    has_more_events: bool = Field(
+        False,
+        description="More events follow those answered (beyond the original service, which "
+        "answers at most 100): read them with events_cursor.",
+    )
+    events_cursor: str | None = Field(
+        None,
+        description="Pass as events_after to read the next events; null when there are no more.",
+    )
     unknown_fields: list[str] = Field(
         default_factory=list, exclude_if=_nothing, description=_UNKNOWN_DOC + " " + _ONLY_CREATE
     )

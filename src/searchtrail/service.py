@@ -23,7 +23,13 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from pydantic import BaseModel
 
-from searchtrail.errors import BadRequest, SessionConflict, TimestampOutOfWindow
+from searchtrail.errors import (
+    BadRequest,
+    FieldError,
+    InvalidInput,
+    SessionConflict,
+    TimestampOutOfWindow,
+)
 from searchtrail.export import ExportSummary, Format, Layout, export_batch
 from searchtrail.keys import KeyRing
 from searchtrail.models import (
@@ -44,8 +50,10 @@ from searchtrail.models import (
     Session,
     SessionAddEventsRequest,
     SessionCreateRequest,
+    SessionGetQuery,
     SessionIdRequest,
     ShownResult,
+    StoredEvent,
     parse,
     parse_json,
 )
@@ -166,6 +174,7 @@ class Clickstream:
             synchronous=settings.sqlite_synchronous,
             pool_size=settings.pool_size,
             writer_process=settings.writer == "process",
+            max_events_per_session=settings.max_events_per_session,
         )
         if create_schema:
             try:
@@ -284,13 +293,50 @@ class Clickstream:
         if differ:
             raise SessionConflict(stored.session_id, differ)
 
-    def get_session(self, session_id: str) -> Session:
-        return self.store.get_session(self._session_id(session_id))
+    def get_session(
+        self, session_id: str, *, events_limit: int | None = None, events_after: str | None = None
+    ) -> Session:
+        """A session with at most ``events_limit`` of its events (default 100, at most
+        10,000), oldest first, after the cursor ``events_after`` (an ``events_cursor`` of
+        an earlier answer; omitted, from the first event)."""
+        q = self._get_query(session_id, events_limit, events_after)
+        assert q.events_limit is not None  # the validator fills the default
+        return self.store.get_session(q.session_id, q.events_limit, q.after)
 
-    async def get_session_async(self, session_id: str) -> Session:
+    async def get_session_async(
+        self, session_id: str, *, events_limit: int | None = None, events_after: str | None = None
+    ) -> Session:
         """``get_session`` for the event loop: read on the loop itself where the store can
         (loopreads.py), otherwise in the store's reader threads."""
-        return await self.store.get_session_async(self._session_id(session_id))
+        q = self._get_query(session_id, events_limit, events_after)
+        assert q.events_limit is not None
+        return await self.store.get_session_async(q.session_id, q.events_limit, q.after)
+
+    def iter_session_events(
+        self, session_id: str, *, page_size: int | None = None
+    ) -> Iterator[StoredEvent]:
+        """Every event of a session, page by page (``page_size`` events a page, default
+        100), each once; events pushed meanwhile come too if they sort after the page read
+        last."""
+        if page_size == 0:  # a page of no events would never move the cursor on
+            raise InvalidInput([FieldError(("page_size",), "page_size must be at least 1")])
+        cursor: str | None = None
+        while True:
+            page = self.get_session(session_id, events_limit=page_size, events_after=cursor)
+            yield from page.events
+            if page.events_cursor is None:
+                return
+            cursor = page.events_cursor
+
+    def _get_query(
+        self, session_id: str, events_limit: int | None, events_after: str | None
+    ) -> SessionGetQuery:
+        data = {
+            "session_id": session_id,
+            "events_limit": events_limit,
+            "events_after": events_after,
+        }
+        return parse(SessionGetQuery, data, self.limits)
 
     def _session_id(self, session_id: str) -> str:
         return parse(SessionIdRequest, {"session_id": session_id}, self.limits).session_id

@@ -14,7 +14,7 @@ from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from searchtrail.errors import format_loc
-from searchtrail.limits import Limits
+from searchtrail.limits import DEFAULT_MAX_EVENTS_PER_SESSION, MAX_SESSION_EVENTS_LIMIT, Limits
 from searchtrail.timestamps import TimeWindow
 
 __all__ = [
@@ -131,6 +131,13 @@ class Settings(BaseSettings):
         description="Refuse a create or push carrying keys the contract does not name (422 "
         "extra_forbidden). Off: they are kept under `extra` and listed in the answer's "
         "`unknown_fields`, as the original service accepts them.",
+    )
+    max_events_per_session: int = Field(
+        DEFAULT_MAX_EVENTS_PER_SESSION,
+        ge=1,
+        description="Events one session may hold; a push whose new events would pass it is "
+        "refused whole (409 session_full). GET /session answers them in pages of at most "
+        f"{MAX_SESSION_EVENTS_LIMIT:,} (`events_limit`, `events_after`).",
     )
     improvement_lease_sec: int = Field(
         600,

@@ -81,6 +81,7 @@ from typing import Any, TypeVar
 
 import pydantic_core
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Engine,
     Integer,
@@ -99,6 +100,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -112,13 +114,16 @@ from searchtrail.errors import (
     NoCollectingBatch,
     NotFound,
     QueueEntryNotFound,
+    SessionFull,
     SessionNotFound,
     Unavailable,
 )
 from searchtrail.groupcommit import GroupCommit, GroupCommitClosed
 from searchtrail.keys import ApiKeyInfo, scopes_of
+from searchtrail.limits import DEFAULT_MAX_EVENTS_PER_SESSION, DEFAULT_SESSION_EVENTS_LIMIT
 from searchtrail.loopreads import PgLoopReader, Rows, SqliteLoopReader
 from searchtrail.models import (
+    INT64_MIN,
     BatchInfo,
     BatchSessionsPage,
     JsonObject,
@@ -127,6 +132,7 @@ from searchtrail.models import (
     ReleaseResult,
     Session,
     StoredEvent,
+    encode_events_cursor,
 )
 from searchtrail.schema import api_keys, batches, events, improvement_queue, metadata, sessions
 from searchtrail.writerprocess import WriterProcess
@@ -221,6 +227,38 @@ def _event_fields(cols: Any) -> list[Any]:
 
 
 _EVENT_FIELDS = _event_fields(events.c)
+# In a get's rows: the event's id (its keyset tiebreak), then _EVENT_FIELDS.
+_ROW_ID = -len(_EVENT_FIELDS) - 1
+_EVENT_CREATED_AT = [c.key for c in _EVENT_FIELDS].index("event_created_at_ms") - len(_EVENT_FIELDS)
+
+
+def _events_page(
+    found: Sequence[Sequence[Any]], limit: int | None
+) -> tuple[list[StoredEvent], str | None]:
+    """A page of one session's event rows (its id, then ``_EVENT_FIELDS``, last), read in
+    keyset order up to one past ``limit``: the events answered and the cursor to the rest."""
+    if limit is None or len(found) <= limit:
+        return [_stored_event(r) for r in found], None
+    answered = found[:limit]
+    # After the last event answered; with none answered (limit 0), just before the first
+    # event left: ids are integers, so no event sorts between that position and it.
+    last = answered[-1] if answered else found[0]
+    tiebreak = last[_ROW_ID] if answered else last[_ROW_ID] - 1
+    cursor = encode_events_cursor(last[_EVENT_CREATED_AT], tiebreak)
+    return [_stored_event(r) for r in answered], cursor
+
+
+def _get_params(
+    session_id: str, events_limit: int, after: tuple[int, int] | None
+) -> dict[str, Any]:
+    """A get's parameters; no ``after`` reads from before any event (ids are positive)."""
+    after_ms, after_id = (INT64_MIN, 0) if after is None else after
+    return {
+        "session_id": session_id,
+        "after_ms": after_ms,
+        "after_id": after_id,
+        "rows_limit": events_limit + 1,
+    }
 
 
 # A session's JSON columns, which a get reads as text: the join repeats them on every
@@ -574,8 +612,10 @@ class Store:
         synchronous: str = "FULL",
         pool_size: int = 10,
         writer_process: bool = False,
+        max_events_per_session: int = DEFAULT_MAX_EVENTS_PER_SESSION,
     ) -> None:
         self.url = url
+        self.max_events_per_session = max_events_per_session
         self._pool_size = pool_size
         self.engine = _make_engine(
             url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous, pool_size=pool_size
@@ -622,7 +662,12 @@ class Store:
         # PostgreSQL a thread per write took turns on the GIL after every round trip.
         self._closed = False
         self._remote = (
-            WriterProcess(url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
+            WriterProcess(
+                url,
+                busy_timeout_ms=busy_timeout_ms,
+                synchronous=synchronous,
+                max_events_per_session=max_events_per_session,
+            )
             if writer_process
             else None
         )
@@ -645,22 +690,36 @@ class Store:
         self._session_by_id = select(sessions).where(
             sessions.c.session_id == bindparam("session_id")
         )
-        self._session_number_of = select(sessions.c.session_number).where(
-            sessions.c.session_id == bindparam("session_id")
+        # A push's target and the events it holds, in the one statement a push needs
+        # anyway: the count bounds the push's new events from above without another
+        # round trip (see _store_events).
+        self._push_target = select(
+            sessions.c.session_number,
+            select(func.count())
+            .where(events.c.session_number == sessions.c.session_number)
+            .scalar_subquery()
+            .label("held"),
+        ).where(sessions.c.session_id == bindparam("session_id"))
+        # One statement, so one round trip to PostgreSQL: one page of a session's events,
+        # keyset on (created_at_ms, id). The keyset condition is in the join, not in WHERE,
+        # so a session with no events left is still one row (of NULL event fields); the
+        # page reads one event more than it answers, to know whether more follow.
+        after = tuple_(events.c.created_at_ms, events.c.id) > tuple_(
+            bindparam("after_ms", type_=BigInteger), bindparam("after_id", type_=BigInteger)
         )
-        # One statement, so one round trip to PostgreSQL: a session with no events is one
-        # row of NULL event fields.
         self._session_with_events = (
             select(
                 *(
                     cast(c, Text).label(c.name) if c.name in _SESSION_JSON else c
                     for c in sessions.c
                 ),
+                events.c.id.label("event_row_id"),
                 *_EVENT_FIELDS,
             )
-            .outerjoin(events, events.c.session_number == sessions.c.session_number)
+            .outerjoin(events, and_(events.c.session_number == sessions.c.session_number, after))
             .where(sessions.c.session_id == bindparam("session_id"))
             .order_by(events.c.created_at_ms, events.c.id)
+            .limit(bindparam("rows_limit", type_=Integer))
         )
         self._session_keys = list(self._session_with_events.selected_columns.keys())
         # Gets on the event loop: SQLite's always, PostgreSQL's while reads_on_loop is open.
@@ -1012,7 +1071,10 @@ class Store:
         return BatchSessionsPage(
             batch_id=batch_id,
             last_number=numbers[-1] if numbers else None,
-            sessions=[self._session(r, evs[r.session_number]) for r in rows],
+            sessions=[
+                self._session(r, evs[r.session_number][0], events_cursor=evs[r.session_number][1])
+                for r in rows
+            ],
         )
 
     def session_actions(self, batch_id: int, after_number: int, limit: int) -> list[SessionActions]:
@@ -1134,20 +1196,32 @@ class Store:
         stored, created, given = outcome
         return self._session(stored, []), created, given
 
-    def get_session(self, session_id: str) -> Session:
+    def get_session(
+        self,
+        session_id: str,
+        events_limit: int = DEFAULT_SESSION_EVENTS_LIMIT,
+        after: tuple[int, int] | None = None,
+    ) -> Session:
+        """A session with at most ``events_limit`` of its events, those after ``after``
+        (``(created_at_ms, id)``, as its ``events_cursor`` encodes it) in keyset order."""
+        params = _get_params(session_id, events_limit, after)
         with self._read(snapshot=False) as conn:
-            rows = conn.execute(self._session_with_events, {"session_id": session_id}).all()
-        return self._session_of(session_id, rows)
+            rows = conn.execute(self._session_with_events, params).all()
+        return self._session_of(session_id, rows, events_limit)
 
-    async def get_session_async(self, session_id: str) -> Session:
-        params = {"session_id": session_id}
+    async def get_session_async(
+        self,
+        session_id: str,
+        events_limit: int = DEFAULT_SESSION_EVENTS_LIMIT,
+        after: tuple[int, int] | None = None,
+    ) -> Session:
         reader = self._sqlite_reader or self._pg_reader
         if reader is not None:
             with unavailable_on_db_outage():
-                rows = await reader.rows(params)
+                rows = await reader.rows(_get_params(session_id, events_limit, after))
             if rows is not None:
-                return self._session_of(session_id, rows)
-        return await self._read_async(self.get_session, session_id)
+                return self._session_of(session_id, rows, events_limit)
+        return await self._read_async(self.get_session, session_id, events_limit, after)
 
     @asynccontextmanager
     async def reads_on_loop(self) -> AsyncIterator[None]:
@@ -1173,8 +1247,12 @@ class Store:
                 self._pg_reader = None
             await reader.close()
 
-    def _session_of(self, session_id: str, rows: Rows) -> Session:
-        """The session of a get's rows: its columns on each, then one event's (or NULLs)."""
+    def _session_of(self, session_id: str, rows: Rows, events_limit: int) -> Session:
+        """The session of a get's rows: its columns on each, then one event's (or NULLs).
+
+        The rows hold up to ``events_limit + 1`` events; one past the limit means more
+        follow, and the cursor is where the next page starts reading after.
+        """
         if not rows:
             raise SessionNotFound(session_id)
         first = dict(zip(self._session_keys, rows[0], strict=True))
@@ -1182,7 +1260,8 @@ class Store:
             if first[k] is not None:
                 first[k] = pydantic_core.from_json(first[k])
         event_id = -len(_EVENT_FIELDS)
-        return self._session(first, [_stored_event(r) for r in rows if r[event_id] is not None])
+        evs, cursor = _events_page([r for r in rows if r[event_id] is not None], events_limit)
+        return self._session(first, evs, events_cursor=cursor)
 
     def mark_irrelevant(self, session_id: str) -> None:
         def work(conn: Connection) -> None:
@@ -1210,51 +1289,85 @@ class Store:
     def _store_events(
         self, session_id: str, rows: Sequence[EventRow]
     ) -> Callable[[Connection], tuple[int, int]]:
+        cap = self.max_events_per_session
+
         def work(conn: Connection) -> tuple[int, int]:
-            number = conn.execute(self._session_number_of, {"session_id": session_id}).scalar()
-            if number is None:
+            target = conn.execute(self._push_target, {"session_id": session_id}).first()
+            if target is None:
                 raise SessionNotFound(session_id)
+            number, held = target
             if not rows:
                 return 0, 0
+            # The cap's count is exact where this transaction sees every committed push
+            # to the session: on SQLite (one writer at a time) and within one process's
+            # group commit. On PostgreSQL two processes' pushes to one session committing
+            # at the same instant each count without the other's, and may pass it together.
+            if held + len(rows) > cap:
+                # Only here can the push pass the cap: count its ids the session holds
+                # (duplicates are not new). It raises before writing, so nothing is stored.
+                self._check_room(conn, session_id, number, held, rows, cap)
             # The database counts the rows it inserted; a conflict inserts none.
             stored = self._insert_events(conn, number, rows)
             return stored, len(rows) - stored
 
         return work
 
+    @staticmethod
+    def _check_room(
+        conn: Connection,
+        session_id: str,
+        number: int,
+        held: int,
+        rows: Sequence[EventRow],
+        cap: int,
+    ) -> None:
+        """Raise ``SessionFull`` if the push's new events would take the session past ``cap``."""
+        ids = list({r[0] for r in rows})
+        known = conn.execute(
+            select(func.count()).where(
+                events.c.session_number == number, events.c.event_id.in_(ids)
+            )
+        ).scalar_one()
+        new = len(ids) - int(known)
+        if held + new > cap:
+            raise SessionFull(session_id, held, new, cap)
+
     def _events(
         self, conn: Connection, numbers: Sequence[int], limit: int | None
-    ) -> dict[int, list[StoredEvent]]:
-        """The events of many sessions in one query, at most ``limit`` each (oldest first).
+    ) -> dict[int, tuple[list[StoredEvent], str | None]]:
+        """The events of many sessions in one query, at most ``limit`` each (oldest first),
+        each with the ``events_cursor`` to the rest (``None`` when none are left out).
 
         ``ROW_NUMBER()`` numbers each session's events in the database, so a page of
-        sessions costs one query however many events they hold.
+        sessions costs one query however many events they hold. One event past the limit
+        is read, to know whether more follow.
         """
-        out: dict[int, list[StoredEvent]] = {n: [] for n in numbers}
-        if not numbers or limit == 0:
-            return out
-        order = (events.c.created_at_ms, events.c.id)
-        if limit is None:
-            query = (
-                select(events.c.session_number, *_EVENT_FIELDS)
-                .where(events.c.session_number.in_(numbers))
-                .order_by(events.c.session_number, *order)
-            )
-        else:
-            position = (
-                func.row_number()
-                .over(partition_by=events.c.session_number, order_by=order)
-                .label("position")
-            )
-            ranked = select(events, position).where(events.c.session_number.in_(numbers)).subquery()
-            query = (
-                select(ranked.c.session_number, *_event_fields(ranked.c))
-                .where(ranked.c.position <= limit)
-                .order_by(ranked.c.session_number, ranked.c.created_at_ms, ranked.c.id)
-            )
-        for r in conn.execute(query):
-            out[r.session_number].append(_stored_event(r))
-        return out
+        found: dict[int, list[Sequence[Any]]] = {n: [] for n in numbers}
+        if numbers:
+            order = (events.c.created_at_ms, events.c.id)
+            if limit is None:
+                query = (
+                    select(events.c.session_number, events.c.id, *_EVENT_FIELDS)
+                    .where(events.c.session_number.in_(numbers))
+                    .order_by(events.c.session_number, *order)
+                )
+            else:
+                position = (
+                    func.row_number()
+                    .over(partition_by=events.c.session_number, order_by=order)
+                    .label("position")
+                )
+                ranked = (
+                    select(events, position).where(events.c.session_number.in_(numbers)).subquery()
+                )
+                query = (
+                    select(ranked.c.session_number, ranked.c.id, *_event_fields(ranked.c))
+                    .where(ranked.c.position <= limit + 1)
+                    .order_by(ranked.c.session_number, ranked.c.created_at_ms, ranked.c.id)
+                )
+            for r in conn.execute(query):
+                found[r.session_number].append(r)
+        return {n: _events_page(rows, limit) for n, rows in found.items()}
 
     def bulk_register(
         self, rows: Sequence[dict[str, Any]], event_rows: Sequence[dict[str, Any]], now: int
@@ -1437,7 +1550,12 @@ class Store:
         )
 
     @staticmethod
-    def _session(row: Row[Any] | Mapping[str, Any], evs: list[StoredEvent]) -> Session:
+    def _session(
+        row: Row[Any] | Mapping[str, Any],
+        evs: list[StoredEvent],
+        *,
+        events_cursor: str | None = None,
+    ) -> Session:
         m = row._mapping if isinstance(row, Row) else row
         return Session(
             session_id=m["session_id"],
@@ -1454,6 +1572,8 @@ class Store:
             session_number=m["session_number"],
             extra=m["extra"],
             events=evs,
+            has_more_events=events_cursor is not None,
+            events_cursor=events_cursor,
         )
 
     # -- API keys -------------------------------------------------------------------

@@ -51,6 +51,7 @@ from sqlalchemy import Connection
 
 from searchtrail.errors import SearchtrailError, Unavailable
 from searchtrail.groupcommit import answer_futures, running_loop
+from searchtrail.limits import DEFAULT_MAX_EVENTS_PER_SESSION
 
 if TYPE_CHECKING:
     from searchtrail.store import Store
@@ -112,9 +113,17 @@ class WriterProcess:
     """
 
     def __init__(
-        self, url: str, *, busy_timeout_ms: int, synchronous: str, max_group: int = 256
+        self,
+        url: str,
+        *,
+        busy_timeout_ms: int,
+        synchronous: str,
+        max_events_per_session: int = DEFAULT_MAX_EVENTS_PER_SESSION,
+        max_group: int = 256,
     ) -> None:
-        self._open_args = (url, busy_timeout_ms, synchronous)
+        # The child's store is opened from these alone: a setting its writes obey (the
+        # cap a push is checked against) must be among them, or the child uses its default.
+        self._open_args = (url, busy_timeout_ms, synchronous, max_events_per_session)
         self._max_group = max_group
         self._waiting: list[_Write] = []
         self._sent: deque[list[_Write]] = deque()  # with the child, in the order sent
@@ -381,9 +390,15 @@ class WriterProcess:
 # -- the child ----------------------------------------------------------------------
 
 
-def _serve(sock: socket.socket, url: str, busy_timeout_ms: int, synchronous: str) -> None:
+def _serve(
+    sock: socket.socket,
+    url: str,
+    busy_timeout_ms: int,
+    synchronous: str,
+    max_events_per_session: int = DEFAULT_MAX_EVENTS_PER_SESSION,
+) -> None:
     """The child's life: open the store, then commit each group received, in order."""
-    store = _open_store(url, busy_timeout_ms, synchronous)
+    store = _open_store(url, busy_timeout_ms, synchronous, max_events_per_session)
     try:
         with sock, sock.makefile("rb") as received:
             _reply(sock, _READY)
@@ -407,7 +422,12 @@ def _reply(sock: socket.socket, message: bytes) -> None:
     sock.sendall(_FRAME.pack(len(message)) + message)
 
 
-def _open_store(url: str, busy_timeout_ms: int, synchronous: str) -> Store:
+def _open_store(
+    url: str,
+    busy_timeout_ms: int,
+    synchronous: str,
+    max_events_per_session: int = DEFAULT_MAX_EVENTS_PER_SESSION,
+) -> Store:
     # Ctrl-C and a service manager's SIGTERM reach the whole process group: the parent
     # decides when the child ends, by closing its end of the socket or by dying.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -415,7 +435,13 @@ def _open_store(url: str, busy_timeout_ms: int, synchronous: str) -> Store:
     from searchtrail.http.heap import settle_heap
     from searchtrail.store import Store
 
-    store = Store(url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous, pool_size=1)
+    store = Store(
+        url,
+        busy_timeout_ms=busy_timeout_ms,
+        synchronous=synchronous,
+        pool_size=1,
+        max_events_per_session=max_events_per_session,
+    )
     settle_heap()  # a process of searchtrail's own, as serve's workers are
     return store
 

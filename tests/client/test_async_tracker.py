@@ -38,7 +38,7 @@ def test_aclose_flushes(server: Server) -> None:
 
     s, ids = asyncio.run(main())
     with Client(server.url) as c:
-        assert sorted(e.event_id for e in c.get_session(s).events) == sorted(ids)
+        assert sorted(e.event_id for e in c.iter_session_events(s)) == sorted(ids)
 
 
 def test_loop_ending_without_aclose_still_flushes(server: Server) -> None:
@@ -97,5 +97,5 @@ def test_server_coming_up_late_loses_nothing(database_url: str, tmp_path: Path) 
 
     ids = asyncio.run(main())
     with Clickstream(database_url) as cs:
-        stored = [e.event_id for e in cs.get_session(s).events]
+        stored = [e.event_id for e in cs.iter_session_events(s)]
     assert len(stored) == 200 and set(stored) == set(ids)

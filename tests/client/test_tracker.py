@@ -42,7 +42,7 @@ def wait_until(predicate: Callable[[], bool], what: str) -> None:
 
 def stored_events(database_url: str, session_id: str) -> list[str]:
     with Clickstream(database_url) as cs:
-        return [e.event_id for e in cs.get_session(session_id).events]
+        return [e.event_id for e in cs.iter_session_events(session_id)]
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
@@ -91,7 +91,7 @@ def test_ids_are_generated_once_and_explicit_ones_kept(server: Server) -> None:
         assert tracker.flush(timeout=60)
         assert tracker.stats().duplicates == 1
     with Client(server.url) as c:
-        assert len(c.get_session(s).events) == 101
+        assert len(c.get_session(s, events_limit=10_000).events) == 101
 
 
 def test_server_restarted_mid_stream_loses_and_duplicates_nothing(
@@ -183,7 +183,7 @@ def test_refusals_are_counted_with_the_reason_and_good_events_still_land(
     [orphan] = [r for r in stats.rejections if r.session_id == "never-registered"]
     assert orphan.status == 404
     with Client(server.url) as c:
-        assert sorted(e.event_id for e in c.get_session(good).events) == sorted(ok)
+        assert sorted(e.event_id for e in c.iter_session_events(good)) == sorted(ok)
 
 
 def test_a_push_too_large_for_the_server_is_split_not_refused(server: Server) -> None:
@@ -195,7 +195,7 @@ def test_a_push_too_large_for_the_server_is_split_not_refused(server: Server) ->
     stats = tracker.close()
     assert (stats.events_sent, stats.rejected) == (1000, 0)
     with Client(server.url) as c:
-        assert len(c.get_session(s).events) == 1000
+        assert len(c.get_session(s, events_limit=10_000).events) == 1000
 
 
 def test_close_gives_up_after_its_timeout_and_counts_the_rest() -> None:
@@ -228,7 +228,7 @@ def test_unsent_at_exit_is_flushed_by_atexit(server: Server) -> None:
     )
     assert done.returncode == 0, done.stderr.decode()
     with Client(server.url) as c:
-        assert sorted(e.event_id for e in c.get_session(s).events) == sorted(
+        assert sorted(e.event_id for e in c.iter_session_events(s)) == sorted(
             f"e{i}" for i in range(300)
         )
 

@@ -111,3 +111,18 @@ def test_an_event_schema_admits_what_a_push_accepts(client: TestClient) -> None:
     assert r.json()["unknown_fields"] == ["events[0].name"], r.text
     stored = {e["event_id"]: e for e in client.get("/session?session_id=s1").json()["events"]}
     assert (stored["b"]["event_type"], stored["b"]["extra"]) == ("click", {"name": "cart"})
+
+
+def test_the_session_get_documents_its_paging_and_the_push_its_cap() -> None:
+    spec = create_app(Settings()).openapi()
+    get = spec["paths"]["/session"]["get"]
+    params = {p["name"]: p for p in get["parameters"]}
+    assert set(params) == {"session_id", "events_limit", "events_after"}
+    assert not params["events_limit"]["required"] and not params["events_after"]["required"]
+    limit = params["events_limit"]["schema"]
+    assert (limit["minimum"], limit["maximum"]) == (0, 10_000)
+    session = spec["components"]["schemas"]["Session"]["properties"]
+    assert {"has_more_events", "events_cursor"} <= set(session)
+    push = spec["paths"]["/session/events"]["post"]["responses"]
+    assert "max_events_per_session" in push["409"]["description"]
+    assert push["409"]["content"]["application/json"]["schema"] == ERROR_REF

@@ -31,6 +31,7 @@ from searchtrail.errors import (
     SchemaOutdated,
     SearchtrailError,
     SessionConflict,
+    SessionFull,
     SessionNotFound,
     TimestampOutOfWindow,
     Unauthorized,
@@ -98,6 +99,12 @@ def body(value: BaseModel | Mapping[str, Any] | None, fields: Mapping[str, Any])
     return pydantic_core.to_jsonable_python(dict(value) if value is not None else dict(fields))
 
 
+def check_page_size(page_size: int | None) -> None:
+    """A page of no events would never move the cursor on: refused before any request."""
+    if page_size == 0:
+        raise InvalidInput([FieldError(("page_size",), "page_size must be at least 1")])
+
+
 def model(cls: type[M]) -> Callable[[bytes], M]:
     return cls.model_validate_json
 
@@ -126,12 +133,20 @@ class Endpoints:
             context={"session_id": sid},
         )
 
-    def get_session(self, session_id: str) -> Call[Session]:
+    def get_session(
+        self, session_id: str, events_limit: int | None, events_after: str | None
+    ) -> Call[Session]:
+        # Only what was given: a call without them is the original service's request.
+        params: dict[str, Any] = {"session_id": session_id}
+        if events_limit is not None:
+            params["events_limit"] = events_limit
+        if events_after is not None:
+            params["events_after"] = events_after
         return Call(
             "GET",
             f"{self.prefix}/session",
             model(Session),
-            params={"session_id": session_id},
+            params=params,
             not_found=lambda: SessionNotFound(session_id),
         )
 
@@ -143,6 +158,7 @@ class Endpoints:
             model(PushResult),
             json=data,
             not_found=(lambda: SessionNotFound(sid)) if isinstance(sid, str) else None,
+            context={"pushed_to": sid},
         )
 
     def mark_irrelevant(self, session_id: str) -> Call[None]:
@@ -240,6 +256,7 @@ class Endpoints:
 _E = TypeVar("_E", bound=SearchtrailError)
 _CONFLICT = re.compile(r"already exists with different (.+?); ")
 _TIMESTAMP = re.compile(r"^Invalid utc timestamp: (.*) \((\S+) must be (.*)\)$", re.DOTALL)
+_FULL = re.compile(r"holds ([\d,]+) events; this push would add ([\d,]+) new .*=(\d+)$")
 _BY_CODE: dict[str, type[SearchtrailError]] = {
     "bad_request": BadRequest,
     "not_found": NotFound,
@@ -310,6 +327,11 @@ def error_from_response(response: httpx.Response, call: Call[Any]) -> Searchtrai
         return _bare(TimestampOutOfWindow, message, field=field, value=value)
     if code == "rate_limited" or status == 429:
         return RateLimited(message, _retry_after(response))
+    if code == "session_full":
+        m = _FULL.search(message)
+        held, new, cap = (int(g.replace(",", "")) for g in m.groups()) if m else (0, 0, 0)
+        sid = call.context.get("pushed_to")
+        return _bare(SessionFull, message, session_id=sid, held=held, new=new, cap=cap)
     if status == 404 and call.not_found is not None:
         expected = call.not_found()
         if expected.detail == message:

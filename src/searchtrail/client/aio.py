@@ -15,6 +15,7 @@ from searchtrail.client._calls import (
     Endpoints,
     ServerError,
     body,
+    check_page_size,
     error_from_response,
 )
 from searchtrail.client.sync import build_headers
@@ -31,6 +32,7 @@ from searchtrail.models import (
     Session,
     SessionAddEventsRequest,
     SessionCreateRequest,
+    StoredEvent,
 )
 
 __all__ = ["AsyncClient"]
@@ -99,8 +101,28 @@ class AsyncClient:
         """Register a session (a model, a mapping, or keyword arguments); a replay answers it."""
         return await self.send(self.endpoints.create_session(body(request, fields)))
 
-    async def get_session(self, session_id: str) -> Session:
-        return await self.send(self.endpoints.get_session(session_id))
+    async def get_session(
+        self, session_id: str, *, events_limit: int | None = None, events_after: str | None = None
+    ) -> Session:
+        """A session with a page of its events: at most ``events_limit`` (server default
+        100), after ``events_after`` (the ``events_cursor`` of the previous page)."""
+        call = self.endpoints.get_session(session_id, events_limit, events_after)
+        return await self.send(call)
+
+    async def iter_session_events(
+        self, session_id: str, *, page_size: int | None = None
+    ) -> AsyncIterator[StoredEvent]:
+        """Every event of a session, oldest first, one page (``page_size`` events, server
+        default 100) in memory at a time; each event once."""
+        check_page_size(page_size)
+        cursor: str | None = None
+        while True:
+            page = await self.get_session(session_id, events_limit=page_size, events_after=cursor)
+            for event in page.events:
+                yield event
+            if page.events_cursor is None:
+                return
+            cursor = page.events_cursor
 
     async def push_events(
         self,

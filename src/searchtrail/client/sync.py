@@ -15,6 +15,7 @@ from searchtrail.client._calls import (
     Endpoints,
     ServerError,
     body,
+    check_page_size,
     error_from_response,
 )
 from searchtrail.models import (
@@ -30,6 +31,7 @@ from searchtrail.models import (
     Session,
     SessionAddEventsRequest,
     SessionCreateRequest,
+    StoredEvent,
 )
 
 __all__ = ["Client", "build_headers"]
@@ -105,8 +107,26 @@ class Client:
         """Register a session (a model, a mapping, or keyword arguments); a replay answers it."""
         return self.send(self.endpoints.create_session(body(request, fields)))
 
-    def get_session(self, session_id: str) -> Session:
-        return self.send(self.endpoints.get_session(session_id))
+    def get_session(
+        self, session_id: str, *, events_limit: int | None = None, events_after: str | None = None
+    ) -> Session:
+        """A session with a page of its events: at most ``events_limit`` (server default
+        100), after ``events_after`` (the ``events_cursor`` of the previous page)."""
+        return self.send(self.endpoints.get_session(session_id, events_limit, events_after))
+
+    def iter_session_events(
+        self, session_id: str, *, page_size: int | None = None
+    ) -> Iterator[StoredEvent]:
+        """Every event of a session, oldest first, one page (``page_size`` events, server
+        default 100) in memory at a time; each event once."""
+        check_page_size(page_size)
+        cursor: str | None = None
+        while True:
+            page = self.get_session(session_id, events_limit=page_size, events_after=cursor)
+            yield from page.events
+            if page.events_cursor is None:
+                return
+            cursor = page.events_cursor
 
     def push_events(
         self,

@@ -7,6 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from searchtrail.http.deps import ClickstreamDep, IngestKey, RawBody, ReadKey
 from searchtrail.http.openapi import body_doc, json_response
+from searchtrail.limits import DEFAULT_SESSION_EVENTS_LIMIT, MAX_SESSION_EVENTS_LIMIT
 from searchtrail.models import (
     PushResult,
     Session,
@@ -42,13 +43,35 @@ async def create_session(_key: IngestKey, cs: ClickstreamDep, body: RawBody) -> 
 @router.get(
     "/session",
     response_model=Session,
-    summary="Get a session with its events",
+    summary="Get a session with a page of its events",
+    description=f"At most events_limit events (default {DEFAULT_SESSION_EVENTS_LIMIT}, as the "
+    "original service), oldest first (created_at_ms, then the order they were stored). "
+    "While has_more_events, pass the answer's events_cursor as events_after for the next "
+    "page: each event is answered once. Events pushed while paging are read too when they "
+    "sort after the cursor; one timestamped earlier appears in a read from the start.",
     responses={404: {"description": "unknown session"}},
 )
 async def get_session(
-    _key: ReadKey, cs: ClickstreamDep, session_id: str = Query(min_length=1)
+    _key: ReadKey,
+    cs: ClickstreamDep,
+    session_id: str = Query(min_length=1),
+    events_limit: int | None = Query(
+        None,
+        description=f"Events in the answer; default {DEFAULT_SESSION_EVENTS_LIMIT}, at most "
+        f"{MAX_SESSION_EVENTS_LIMIT}; 0 answers the session alone.",
+        # Checked by the service (its error names the parameter as the library's does);
+        # documented here so that clients and generated requests know the range.
+        json_schema_extra={"minimum": 0, "maximum": MAX_SESSION_EVENTS_LIMIT},
+    ),
+    events_after: str | None = Query(
+        None,
+        description="The events_cursor of the previous answer; omitted, from the first event.",
+    ),
 ) -> Response:
-    return json_response(await cs.get_session_async(session_id))
+    session = await cs.get_session_async(
+        session_id, events_limit=events_limit, events_after=events_after
+    )
+    return json_response(session)
 
 
 @ingest_router.post(
@@ -59,6 +82,10 @@ async def get_session(
     responses={
         400: {"description": "an event's created_at outside the window"},
         404: {"description": "unknown session"},
+        409: {
+            "description": "the push's new events would take the session past "
+            "max_events_per_session (code session_full); nothing was stored"
+        },
     },
 )
 async def push_events(_key: IngestKey, cs: ClickstreamDep, body: RawBody) -> Response:
