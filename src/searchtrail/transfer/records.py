@@ -18,14 +18,14 @@ What a source must yield (the contract for ``transfer/embedding_studio.py`` too)
   a stored session with the same id and the same content is "already there", with
   different content a conflict (reported, never overwritten).
 - ``events()``: every event, after all sessions. An event names its session by
-  ``session_id`` (Embedding Studio) **or** by ``session_number`` (the own dump, whose
-  events table has no session_id); exactly one of the two is set. An event of a session
-  that was rejected or in conflict is not attached to any other session.
+  ``session_id`` (the own dump writes it beside each event for that purpose). An event
+  of a session that was rejected or in conflict is not attached to any other session.
 - ``queue()`` and ``keys()``: improvement-queue entries and API keys (hashes only);
   a source without them yields nothing.
-- ``rejects()``: optional; rows the source could not even read as a record (malformed
-  JSON, a document of the wrong shape). The importer writes them to the rejects file
-  next to its own. Call it after the other iterators are exhausted.
+- Rows the source cannot even read as a record (malformed JSON, a document of the wrong
+  shape) are yielded as ``Reject`` in the stream where they occur (every iterator may
+  yield them), or answered by ``rejects()`` after the other iterators are exhausted.
+  The importer writes them to the rejects file next to its own.
 
 Every iterator streams: a source must not hold its whole input in memory.
 
@@ -106,9 +106,10 @@ class SessionRecord:
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:
-    """An event; its session is named by ``session_id`` or by the source's ``session_number``.
+    """An event of the session ``session_id``.
 
-    ``event_id`` None: derived from the event's content, as the API does.
+    ``event_id`` None: derived from the event's content, as the API does. ``id`` (the
+    events table's own key) is set only by a source that keeps ids (the own dump).
     """
 
     event_id: Any
@@ -117,8 +118,8 @@ class EventRecord:
     created_at_ms: Any = None
     meta: Any = None
     extra: Any = None
-    session_id: str | None = None
-    session_number: int | None = None
+    session_id: Any = None
+    id: int | None = None
     file: str = ""
     line: int = 0
     raw: Any = None
@@ -177,15 +178,15 @@ class ImportSource(Protocol):
 
     name: str  # the --format name, e.g. "searchtrail", "embedding-studio"
 
-    def batches(self) -> Iterator[BatchRecord]: ...
+    def batches(self) -> Iterator[BatchRecord | Reject]: ...
 
-    def sessions(self) -> Iterator[SessionRecord]: ...
+    def sessions(self) -> Iterator[SessionRecord | Reject]: ...
 
-    def events(self) -> Iterator[EventRecord]: ...
+    def events(self) -> Iterator[EventRecord | Reject]: ...
 
-    def queue(self) -> Iterator[QueueRecord]: ...
+    def queue(self) -> Iterator[QueueRecord | Reject]: ...
 
-    def keys(self) -> Iterator[KeyRecord]: ...
+    def keys(self) -> Iterator[KeyRecord | Reject]: ...
 
     def rejects(self) -> Iterator[Reject]: ...
 
