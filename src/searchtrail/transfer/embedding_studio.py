@@ -45,9 +45,10 @@ Invariants of what this source yields (the contract is ``transfer.records``):
   decimals, NaN, binary inside ``meta`` or ``extra``) keep their relaxed Extended JSON
   form, so nothing is lost.
 - A document that cannot be mapped (malformed JSON, not an object, a required field
-  missing, a timestamp that is not one, an id of the wrong type) is a ``Reject`` naming
-  the file, its line (for a JSON array: its position in the array, 1 = first) and the
-  field; reading goes on with the next document.
+  missing, a timestamp that is not one, an id of the wrong type) is a ``Reject``, yielded
+  in its collection's stream, naming the file, its line (for a JSON array: its position
+  in the array, 1 = first) and the field; reading goes on with the next document.
+  A session's reject comes before every session, as sessions are sorted first.
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ import json
 import math
 import re
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
@@ -535,21 +535,13 @@ class EmbeddingStudioSource:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        # Rejects are spooled to disk: a wholly broken collection must not fill memory.
-        # The file lives as long as the source; close() closes it.
-        self._rejects: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
         self._batch_order: dict[str, int] = {}
         self._sort_db: sqlite3.Connection | None = None
 
     def _path(self, name: str) -> Path:
         return self.directory / name
 
-    def _reject(self, file: str, raw: _Raw, refused: _Refused) -> None:
-        where = f"JSON array element {raw.position}: " if raw.in_array else ""
-        reject = Reject(file, raw.position, f"{where}{refused}", _text(raw))
-        self._rejects.write(json.dumps(reject.to_json()) + "\n")
-
-    def batches(self) -> Iterator[BatchRecord]:
+    def batches(self) -> Iterator[BatchRecord | Reject]:
         path = self._path(BATCHES_FILE)
         file = str(path)
         records: list[BatchRecord] = []  # batches are few: one per fine-tuning round
@@ -557,12 +549,12 @@ class EmbeddingStudioSource:
             try:
                 records.append(_batch(_decode(raw), raw, file))
             except _Refused as refused:
-                self._reject(file, raw, refused)
+                yield _reject(file, raw, refused)
         records.sort(key=lambda b: (b.created_at_ms, str(b.key)))
         self._batch_order = {str(b.key): i for i, b in enumerate(records)}
         yield from records
 
-    def sessions(self) -> Iterator[SessionRecord]:
+    def sessions(self) -> Iterator[SessionRecord | Reject]:
         path = self._path(SESSIONS_FILE)
         file = str(path)
         db = self._sort_db = sqlite3.connect("")  # private, on disk, deleted on close
@@ -580,7 +572,7 @@ class EmbeddingStudioSource:
             try:
                 order, _ = _session(_decode(raw), raw, file)
             except _Refused as refused:
-                self._reject(file, raw, refused)
+                yield _reject(file, raw, refused)
                 continue
             rank = self._batch_order.get(order.batch_key, unknown_batch)
             rows.append((rank, order.batch_key, order.session_number, seq, raw.position, raw.text))
@@ -599,36 +591,36 @@ class EmbeddingStudioSource:
         db.close()
         self._sort_db = None
 
-    def events(self) -> Iterator[EventRecord]:
+    def events(self) -> Iterator[EventRecord | Reject]:
         path = self._path(EVENTS_FILE)
         file = str(path)
         for raw in _documents(path):
             try:
                 yield _event(_decode(raw), raw, file)
             except _Refused as refused:
-                self._reject(file, raw, refused)
+                yield _reject(file, raw, refused)
 
-    def queue(self) -> Iterator[QueueRecord]:
+    def queue(self) -> Iterator[QueueRecord | Reject]:
         # The original's sessions_for_improvement is a task queue of its workers, not
         # clickstream; it is not read.
         return iter(())
 
-    def keys(self) -> Iterator[KeyRecord]:
+    def keys(self) -> Iterator[KeyRecord | Reject]:
         return iter(())
 
     def rejects(self) -> Iterator[Reject]:
-        self._rejects.flush()
-        self._rejects.seek(0)
-        for line in self._rejects:
-            row = json.loads(line)
-            yield Reject(row["source"], row["line"], row["reason"], row["raw"])
-        self._rejects.seek(0, 2)
+        # Every reject is yielded in its stream, where it occurs.
+        return iter(())
 
     def close(self) -> None:
         if self._sort_db is not None:
             self._sort_db.close()
             self._sort_db = None
-        self._rejects.close()
+
+
+def _reject(file: str, raw: _Raw, refused: _Refused) -> Reject:
+    where = f"JSON array element {raw.position}: " if raw.in_array else ""
+    return Reject(file, raw.position, f"{where}{refused}", _text(raw))
 
 
 def open_source(path: Path, options: ImportOptions) -> EmbeddingStudioSource:
