@@ -23,6 +23,7 @@ from bson import json_util
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 
+from searchtrail import Clickstream
 from searchtrail.transfer import embedding_studio as es
 from searchtrail.transfer.records import (
     BatchRecord,
@@ -683,3 +684,128 @@ def test_registered_under_its_format_name(tmp_path: Path) -> None:
         assert isinstance(source, es.EmbeddingStudioSource)
     finally:
         source.close()
+
+
+# -- end to end: the dump imported into a database, on both dialects ----------------------
+
+
+def _has_import_command() -> bool:
+    from searchtrail.cli import main
+
+    return "import" in main.commands
+
+
+@pytest.mark.skipif(
+    not _has_import_command(),
+    reason="waits for `searchtrail import DIR --format embedding-studio` (cli.py, "
+    "transfer/importer.py) to be committed",
+)
+@pytest.mark.parametrize("layout", ["lines", "array"])
+def test_import_end_to_end_and_rerun(
+    layout: str, database_url: str, cs: Clickstream, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from searchtrail import schema
+    from searchtrail.cli import main
+
+    dump = build_dump(tmp_path / "dump", layout, "canonical" if layout == "array" else "relaxed")
+    # A row carrying unknown keys needs the extra column; without it the importer refuses
+    # the row rather than drop them (and a refused session's events with it).
+    refused_sessions = set() if "extra" in schema.sessions.c else {"s-1c"}
+    refused_events = {
+        e["event_id"]
+        for e in dump.events
+        if e["session_id"] in refused_sessions
+        or ("item_info" in e and "extra" not in schema.events.c)
+    }
+    imported = [d for d in dump.sessions if d["session_id"] not in refused_sessions]
+    events = [e for e in dump.events if e["event_id"] not in refused_events]
+    rejected = 3 + len(refused_sessions) + len(refused_events)
+
+    rejects = tmp_path / "rejects.jsonl"
+    args = [
+        "import",
+        str(dump.directory),
+        "--format",
+        "embedding-studio",
+        "--database-url",
+        database_url,
+        "--rejects",
+        str(rejects),
+    ]
+    first = CliRunner().invoke(main, args)
+    summary = json.loads(first.stdout)
+    assert first.exit_code == 3, first.output  # rows were rejected; the rest is imported
+    assert (summary["rejected"], summary["conflicts"]) == (rejected, 0), first.output
+    assert summary["new"] == 3 + len(imported) + len(events)
+
+    refused = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert len(refused) == rejected
+    broken = {(Path(r["source"]).name, r["line"]) for r in refused}
+    # The broken documents' lines, or places in the array: the same in both layouts.
+    assert {
+        ("session_batches.json", 3),
+        ("sessions.json", 4),
+        ("session_events.json", 5),
+    } <= broken
+    assert all(r["reason"] and r["raw"] for r in refused)
+
+    batches = cs.list_batches()
+    assert [(b.state, b.release_id) for b in batches] == [
+        ("released", "rel-1"),
+        ("archived", "rel-2"),
+        ("collecting", None),
+    ]
+    assert batches[0].created_at_ms == BASE * 1000
+    assert batches[0].released_at_ms == (BASE + 30 * DAY) * 1000
+    assert batches[1].released_at_ms == (BASE + 60 * DAY) * 1000
+    expected_order = [["s-1a", "s-1b", "s-1c"], ["s-2a", "s-2b"], ["s-3a", "s-3b"]]
+    irrelevant = {"s-1b", "s-2a", "s-3b"}
+    numbers: list[int] = []
+    for batch, ids in zip(batches, expected_order, strict=True):
+        wanted = [sid for sid in ids if sid not in refused_sessions]
+        page = cs.batch_sessions(batch.batch_id, limit=100)
+        assert [s.session_id for s in page.sessions] == wanted
+        assert {s.session_id for s in page.sessions if s.is_irrelevant} == irrelevant & set(wanted)
+        numbers += [s.session_number for s in page.sessions if s.session_number is not None]
+    assert numbers == sorted(numbers)
+    assert len(set(numbers)) == len(imported)
+
+    for doc in imported:
+        stored = cs.get_session(doc["session_id"])
+        assert stored.created_at == doc["created_at"]
+        assert stored.created_at_ms == doc["created_at"] * 1000
+        assert stored.search_query == doc["search_query"]
+        assert [(r.object_id, r.rank) for r in stored.search_results] == [
+            (r["object_id"], r.get("rank")) for r in doc["search_results"]
+        ]
+        own = {e["event_id"]: e for e in events if e["session_id"] == doc["session_id"]}
+        assert {e.event_id for e in stored.events} == set(own)
+        for e in stored.events:
+            assert e.created_at == own[e.event_id]["created_at"]
+            assert (e.object_id, e.event_type) == (
+                own[e.event_id]["object_id"],
+                own[e.event_id]["event_type"],
+            )
+            assert e.meta == own[e.event_id]["meta"]
+    if "s-1c" not in refused_sessions:
+        rich = cs.get_session("s-1c")
+        assert rich.search_query == {"text": "red shoes", "filters": {"size": 42}}
+        assert rich.search_meta == {"engine": "v2", "latency_ms": 12.5}
+        assert rich.user_id == "u-7"
+        assert rich.search_results[0].meta == {"title": "Red shoe"}
+
+    again = CliRunner().invoke(main, args)
+    summary = json.loads(again.stdout)
+    assert (summary["new"], summary["conflicts"]) == (0, 0), again.output
+    assert summary["rejected"] == rejected
+    tables = summary["tables"]
+    # The collecting batch joins the target's collecting batch (the one the first run
+    # made), counted as merged; released batches are found by their release_id.
+    assert (tables["batches"]["already_there"], tables["batches"]["merged"]) == (2, 1)
+    assert tables["sessions"]["already_there"] == len(imported)
+    assert tables["events"]["already_there"] == len(events)
+    assert [(b.batch_id, b.state, b.sessions, b.events) for b in cs.list_batches()] == [
+        (b.batch_id, b.state, b.sessions, b.events) for b in batches
+    ]
