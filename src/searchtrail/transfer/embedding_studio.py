@@ -121,6 +121,8 @@ _EVENT_MAPPED: Final = frozenset(
 )
 # Storage ids of the original, not data: never carried over.
 _STORAGE_IDS: Final = frozenset({"_id", "db_id"})
+_SESSION_NOT_EXTRA: Final = _SESSION_MAPPED | _STORAGE_IDS
+_EVENT_NOT_EXTRA: Final = _EVENT_MAPPED | _STORAGE_IDS
 # Whether searchtrail's result model keeps unknown keys under ``extra``; when it does
 # not, a result's unknown keys are kept in the session's extra instead.
 _RESULT_HAS_EXTRA: Final = "extra" in SearchResultItem.model_fields
@@ -334,11 +336,23 @@ def _array_elements(fh: IO[bytes]) -> Iterator[_Raw]:
 # -- decoding and mapping -------------------------------------------------------------------
 
 
+def _extended(obj: dict[str, Any]) -> Any:
+    # Only an object with a "$" key can be Extended JSON; the others stay as json made them.
+    for key in obj:
+        if key[:1] == "$":
+            return json_util.object_hook(obj, _JSON_OPTIONS)
+    return obj
+
+
+# One decoder for every document: the C scanner, bson.json_util only where "$" keys are.
+_DECODER: Final = json.JSONDecoder(object_hook=_extended)
+
+
 def _decode(raw: _Raw) -> dict[str, Any]:
     if raw.error is not None:
         raise _Refused("document", raw.error)
     try:
-        doc = json_util.loads(raw.text, json_options=_JSON_OPTIONS)
+        doc = _DECODER.decode(raw.text.decode("utf-8"))
     except Exception as exc:  # any failure of the decoder on one document is that document's
         reason = str(exc) or type(exc).__name__
         raise _Refused("document", f"not valid (Extended) JSON: {reason}") from None
@@ -454,7 +468,7 @@ def _session(doc: dict[str, Any], raw: _Raw, file: str) -> tuple[_SessionOrder, 
         raise _Refused("session_number", f"must be an integer, got {_kind(number)}")
     created_at_ms = _ms(_required(doc, "created_at"), "created_at")
     results, results_extra = _results(_required(doc, "search_results"))
-    extra = {k: _plain(v) for k, v in doc.items() if k not in _SESSION_MAPPED | _STORAGE_IDS}
+    extra = {k: _plain(v) for k, v in doc.items() if k not in _SESSION_NOT_EXTRA}
     if results_extra is not None:
         extra["search_results"] = results_extra
     record = SessionRecord(
@@ -506,7 +520,7 @@ def _event(doc: dict[str, Any], raw: _Raw, file: str) -> EventRecord:
     object_id = _plain(_required(doc, "object_id"))
     event_type = _plain(_required(doc, "event_type"))
     created_at_ms = _ms(_required(doc, "created_at"), "created_at")
-    extra = {k: _plain(v) for k, v in doc.items() if k not in _EVENT_MAPPED | _STORAGE_IDS}
+    extra = {k: _plain(v) for k, v in doc.items() if k not in _EVENT_NOT_EXTRA}
     return EventRecord(
         event_id=event_id,
         event_type=event_type,
