@@ -316,7 +316,12 @@ class DumpSource:
                 try:
                     row = pydantic_core.from_json(raw)
                 except ValueError as exc:
-                    yield Reject(path.name, line, f"not JSON: {exc}", raw.decode(errors="replace"))
+                    yield Reject(
+                        path.name,
+                        line,
+                        f"not JSON: {exc}",
+                        raw.decode(errors="replace").rstrip("\r\n"),
+                    )
                     continue
                 if not isinstance(row, dict):
                     yield Reject(path.name, line, "a row must be a JSON object", row)
