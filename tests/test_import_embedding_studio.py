@@ -306,7 +306,7 @@ def test_session_fields_and_unknown_keys(dump: Dump) -> None:
     # Mongo's _id is a storage id and is not.
     assert s.extra is not None
     assert s.extra["ab_bucket"] == "B"
-    assert s.extra["is_payload_search"] is False
+    assert "is_payload_search" not in s.extra  # False is the original's default
     assert "_id" not in s.extra
     if es._RESULT_HAS_EXTRA:
         assert s.search_results[0]["extra"] == {"item_info": {"price": 10.5}}
@@ -616,6 +616,7 @@ def test_session_id_stored_as_mongo_id(tmp_path: Path) -> None:
         "session_number": 1,
         "payload_filter": {"must": [{"key": "color", "match_value": "red"}]},
         "sort_by": {"field": "price", "order": "asc"},
+        "is_payload_search": True,
     }
     (tmp_path / "sessions.json").write_text(json.dumps(doc))
     (s,) = read(tmp_path).sessions
@@ -623,7 +624,7 @@ def test_session_id_stored_as_mongo_id(tmp_path: Path) -> None:
     assert s.payload_filter == doc["payload_filter"]
     assert s.sort_by == doc["sort_by"]
     assert s.is_irrelevant is False
-    assert s.extra is None
+    assert s.extra == {"is_payload_search": True}
 
 
 def test_many_sessions_sorted_on_disk(tmp_path: Path) -> None:

@@ -469,6 +469,10 @@ def _session(doc: dict[str, Any], raw: _Raw, file: str) -> tuple[_SessionOrder, 
     created_at_ms = _ms(_required(doc, "created_at"), "created_at")
     results, results_extra = _results(_required(doc, "search_results"))
     extra = {k: _plain(v) for k, v in doc.items() if k not in _SESSION_NOT_EXTRA}
+    # Later versions store is_payload_search on every session; its default (False) says
+    # nothing, and kept it would give every session an extra.
+    if extra.get("is_payload_search") is False:
+        del extra["is_payload_search"]
     if results_extra is not None:
         extra["search_results"] = results_extra
     record = SessionRecord(
