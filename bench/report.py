@@ -59,6 +59,15 @@ def _targets(run: Run) -> list[tuple[str, str, bool | None]]:
     if "get" in r:
         p99 = r["get"].wrk.p99_ms
         out.append(("Get session p99 < 5 ms (1 connection)", f"{p99:.2f} ms", p99 < 5))
+    for imp in run.imports:
+        out.append(
+            (
+                f"Import ≥ 50% of the raw insert rate ({imp.dialect})",
+                f"{_n(imp.import_per_second)} / {_n(imp.raw_per_second)} sessions/s "
+                f"= {imp.ratio:.0%}",
+                imp.ratio >= 0.5,
+            )
+        )
     s = run.sustained
     if s is not None:
         out.append(
@@ -133,6 +142,15 @@ def render(run: Run) -> str:
         lines.append(
             f"| Raw SQLite insert, {raw.rows_per_transaction:,} rows per transaction "
             f"(no HTTP, no Python service) | {_n(raw.rows_per_second)} events/s | | | | | |"
+        )
+    for imp in run.imports:
+        lines.append(
+            f"| Import of a JSONL dump ({imp.dialect}, {imp.sessions:,} sessions, "
+            f"{imp.events:,} events) | {_n(imp.import_per_second)} sessions/s | | | | | |"
+        )
+        lines.append(
+            f"| Raw insert of the same rows ({imp.dialect}, executemany, no validation) | "
+            f"{_n(imp.raw_per_second)} sessions/s | | | | | |"
         )
     rows_note = [
         f"{res.title}: {res.rows_after:,} rows in the database afterwards"

@@ -31,6 +31,7 @@ from bench.data import (
     load_sessions,
     postgres_database_files,
 )
+from bench.importrate import ImportRate, import_rate, make_dump
 from bench.machine import REPO, cpu_busy, load_average, machine, versions
 from bench.procs import (
     RssSampler,
@@ -49,7 +50,7 @@ from searchtrail.store import Store, normalize_database_url
 
 __all__ = ["SCENARIOS", "Options", "Run", "ScenarioResult", "main"]
 
-SCENARIOS = ("push", "create", "get", "raw", "sustain")
+SCENARIOS = ("push", "create", "get", "raw", "sustain", "import")
 # On our own PostgreSQL server, the database every scenario but the get writes to.
 PG_WORK_DATABASE = "bench"
 
@@ -79,6 +80,7 @@ class Options:
     command: str
     synchronous: str
     only: list[str]
+    import_sessions: int = 1_000_000
 
 
 @dataclass
@@ -123,6 +125,7 @@ class Run:
     seconds: float = 0.0
     results: dict[str, ScenarioResult] = field(default_factory=dict)
     raw: list[RawInsert] = field(default_factory=list)
+    imports: list[ImportRate] = field(default_factory=list)
     sustained: Sustained | None = None
     profiles: dict[str, Profile] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -169,6 +172,12 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument("--events-per-session", type=int, default=10, help="its events each [10]")
     p.add_argument("--results", type=int, default=20, help="results per created session [20]")
     p.add_argument("--push-sessions", type=int, help="sessions pushed to [10000; quick 1000]")
+    p.add_argument(
+        "--import-sessions",
+        type=int,
+        help="sessions in the import scenario's dump, 10 results and 10 events each "
+        "[1000000; quick 2000]",
+    )
     p.add_argument("--events-per-push", type=int, default=100, help="events per push [100]")
     p.add_argument("--data-dir", type=Path, default=REPO / "bench" / ".data")
     p.add_argument(
@@ -223,6 +232,7 @@ def parse_args(argv: list[str] | None) -> Options:
         events_per_session=a.events_per_session,
         results=a.results,
         push_sessions=pick(a.push_sessions, 10_000, 1_000),
+        import_sessions=pick(a.import_sessions, 1_000_000, 2_000),
         events_per_push=a.events_per_push,
         data_dir=a.data_dir.resolve(),
         out=out.resolve(),
@@ -493,6 +503,18 @@ class Bench:
                 )
             )
 
+    def import_(self) -> None:
+        n = self.o.import_sessions
+        print(f"import: a dump of {n:,} sessions (10 results, 10 events each)", flush=True)
+        dump = make_dump(self.scratch, n, events_per_session=10, results=10)
+        if self.o.database_url is not None:
+            target = raw = self.o.database_url
+        else:
+            target = f"sqlite:///{self.scratch / 'import-target.db'}"
+            raw = f"sqlite:///{self.scratch / 'import-raw.db'}"
+        print("import: searchtrail import, then the same rows raw", flush=True)
+        self.run.imports.append(import_rate(dump, target, raw, sessions_n=n, events_per_session=10))
+
     def sustain(self) -> None:
         seconds = self.o.sustain
         print(f"sustained push for {seconds:.0f} s, RSS every second", flush=True)
@@ -604,7 +626,7 @@ def _run(opts: Options) -> int:
         for name in SCENARIOS:
             if name in opts.only:
                 check_interrupt()
-                getattr(bench, name)()
+                getattr(bench, "import_" if name == "import" else name)()
     run.load_end = load_average()
     run.seconds = time.monotonic() - t0
     if opts.dialect == "sqlite":

@@ -204,7 +204,14 @@ def _parse_weights(values: tuple[str, ...]) -> dict[str, float]:
 
 
 @main.command()
-@click.option("--batch", "batch_id", type=int, required=True, help="The batch to export.")
+@click.option("--batch", "batch_id", type=int, help="The batch to export.")
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Instead of one batch's training data: a full dump of every table into the "
+    "directory --out (docs/import-export.md).",
+)
 @click.option(
     "--format",
     "fmt",
@@ -217,7 +224,8 @@ def _parse_weights(values: tuple[str, ...]) -> dict[str, float]:
     "--out",
     type=click.Path(path_type=Path),
     required=True,
-    help="The file; a directory of SPLIT.FORMAT files when there is a test or irrelevant split.",
+    help="The file; a directory of SPLIT.FORMAT files when there is a test or irrelevant "
+    "split, or of TABLE.FORMAT files with --all.",
 )
 @click.option("--database-url", help="[SEARCHTRAIL_DATABASE_URL]")
 @click.option(
@@ -249,7 +257,8 @@ def _parse_weights(values: tuple[str, ...]) -> dict[str, float]:
     "--progress/--no-progress", default=None, help="Progress bar [default: on a terminal]."
 )
 def export(
-    batch_id: int,
+    batch_id: int | None,
+    everything: bool,
     fmt: str,
     out: Path,
     database_url: str | None,
@@ -260,9 +269,25 @@ def export(
     weights: tuple[str, ...],
     progress: bool | None,
 ) -> None:
-    """Write a released batch as training data (JSONL or Parquet); prints a JSON summary."""
+    """Write a released batch as training data (JSONL or Parquet), or with --all dump every
+    table; prints a JSON summary."""
     from searchtrail.service import Clickstream
 
+    if everything == (batch_id is not None):
+        raise click.UsageError("give --batch ID (training data) or --all (a full dump)")
+    if everything:
+        if layout != "sessions" or include_irrelevant or test_fraction or split_at or weights:
+            raise click.UsageError(
+                "--all dumps every table as stored: --layout, --include-irrelevant, "
+                "--test-fraction, --split-at and --weight apply to --batch only"
+            )
+        with Clickstream(settings=load_settings(database_url=database_url)) as cs:
+            dumped = cs.export_all(
+                out, format="parquet" if fmt == "parquet" else "jsonl", progress=progress
+            )
+        click.echo(dumped.model_dump_json(indent=2))
+        return
+    assert batch_id is not None
     overrides = _parse_weights(weights)
     settings = load_settings(database_url=database_url)
     table = {**settings.export_event_weights, **overrides}
@@ -279,6 +304,56 @@ def export(
             progress=progress,
         )
     click.echo(summary.model_dump_json(indent=2))
+
+
+@main.command("import")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["searchtrail", "embedding-studio"]),
+    default="searchtrail",
+    show_default=True,
+    help="searchtrail: a directory written by `export --all`; embedding-studio: an export "
+    "of Embedding Studio's MongoDB (docs/embedding-studio.md).",
+)
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every refused row here (JSONL: source, line, reason, raw).",
+)
+@click.option("--database-url", help="[SEARCHTRAIL_DATABASE_URL, default sqlite:///searchtrail.db]")
+@click.option(
+    "--json-array",
+    is_flag=True,
+    help="The source's files are JSON arrays (mongoexport --jsonArray), not JSON Lines.",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar [default: on a terminal]."
+)
+def import_(
+    source: Path,
+    fmt: str,
+    rejects: Path | None,
+    database_url: str | None,
+    json_array: bool,
+    progress: bool | None,
+) -> None:
+    """Import a dump or another service's data; prints a JSON summary.
+
+    Rows already stored are skipped, so running it again stores nothing new. Exits 0 when
+    every row was imported or already there, 3 when rows were rejected or in conflict
+    (the rest is imported; --rejects keeps them).
+    """
+    from searchtrail.service import Clickstream
+
+    with Clickstream(settings=load_settings(database_url=database_url)) as cs:
+        summary = cs.import_from(
+            source, format=fmt, rejects=rejects, json_array=json_array, progress=progress
+        )
+    click.echo(summary.model_dump_json(indent=2))
+    click.echo(f"searchtrail import: {summary.message}", err=True)
+    sys.exit(summary.exit_code)
 
 
 @main.group()

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 from pydantic import BaseModel
@@ -60,6 +60,11 @@ from searchtrail.models import (
 from searchtrail.settings import Settings
 from searchtrail.store import BatchState, EventRow, Store
 from searchtrail.timestamps import ms_to_iso, now_ms
+
+if TYPE_CHECKING:
+    from searchtrail.transfer.dump import DumpFormat, DumpSummary
+    from searchtrail.transfer.importer import ImportSummary
+    from searchtrail.transfer.records import ImportSource
 
 __all__ = ["BATCH_TRANSITIONS", "Clickstream"]
 
@@ -539,4 +544,48 @@ class Clickstream:
             test_fraction=test_fraction,
             split_at=split_at,
             progress=progress,
+        )
+
+    # -- full dump and import -----------------------------------------------------
+
+    def export_all(
+        self, out: str | Path, *, format: DumpFormat = "jsonl", progress: bool | None = None
+    ) -> DumpSummary:
+        """Dump every table, every column, ids included, into the directory ``out``; see
+        ``searchtrail.transfer.dump``. ``import_from`` reads it back."""
+        from searchtrail.transfer.dump import export_all
+
+        return export_all(self.store, out, format=format, progress=progress)
+
+    def import_from(
+        self,
+        source: str | Path | ImportSource,
+        *,
+        format: str = "searchtrail",
+        rejects: str | Path | None = None,
+        json_array: bool = False,
+        progress: bool | None = None,
+    ) -> ImportSummary:
+        """Import a dump (``format="searchtrail"``) or another source; see
+        ``searchtrail.transfer.importer``. Rows are validated under this service's limits,
+        without the time window; refused rows go to ``rejects`` (JSONL)."""
+        from sqlalchemy.engine import make_url
+
+        from searchtrail.transfer import open_source
+        from searchtrail.transfer.importer import import_source
+        from searchtrail.transfer.records import ImportOptions
+
+        if isinstance(source, str | Path):
+            name = str(source)
+            opened = open_source(Path(source), format, ImportOptions(json_array=json_array))
+        else:
+            name, opened = getattr(source, "name", "source"), source
+        return import_source(
+            self.store,
+            opened,
+            limits=self.limits,
+            rejects=rejects,
+            progress=progress,
+            source_name=name,
+            database=make_url(self.settings.database_url).render_as_string(hide_password=True),
         )

@@ -81,6 +81,7 @@ from typing import Any, TypeVar
 
 import pydantic_core
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Connection,
     Engine,
@@ -141,6 +142,7 @@ __all__ = [
     "DB_OUTAGES",
     "BatchState",
     "EventRow",
+    "ImportWriter",
     "QueueState",
     "SessionActions",
     "Store",
@@ -331,6 +333,15 @@ class _DriverMany:
                 raise AssertionError("a multi-row INSERT's parameters are not row by row")
             sql = self._multi_sql[n] = str(compiled)
         return sql
+
+    def fetch(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """Insert the rows with a statement that has a RETURNING clause: what it returned."""
+        out: list[tuple[Any, ...]] = []
+        for start in range(0, len(rows), self._chunk):
+            part = rows[start : start + self._chunk]
+            flat = tuple(chain.from_iterable(map(self._values, part)))
+            out.extend(map(tuple, conn.exec_driver_sql(self._sql_for(len(part)), flat)))
+        return out
 
     def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
         """Insert the rows; answers how many the database inserted."""
@@ -729,6 +740,7 @@ class Store:
             else None
         )
         self._pg_reader: PgLoopReader | None = None
+        self._import_inserts: dict[tuple[str, tuple[str, ...], tuple[str, ...]], _ImportInsert] = {}
         self._register_into = sessions.insert().returning(*sessions.c)
         given = [c for c in sessions.c if c.name not in ("session_number", "batch_id")]
         self._register_into_collecting = (
@@ -1635,6 +1647,53 @@ class Store:
             revoked_at_ms=row.revoked_at_ms,
         )
 
+    # -- full dump and import ----------------------------------------------------------
+
+    @contextmanager
+    def dump_reader(self) -> Iterator[Callable[[Table, int, int], list[dict[str, Any]]]]:
+        """Pages of whole tables, every column, in primary-key order, all from one snapshot.
+
+        The caller gets ``page(table, after, limit)``: the rows whose primary key is larger
+        than ``after``. Every page is read in one transaction (REPEATABLE READ on
+        PostgreSQL, a read transaction on SQLite), so a dump taken while the service runs
+        is consistent across tables: no event without its session.
+        """
+        self._refuse_if_closed()
+        engine = (
+            self.engine.execution_options(isolation_level="REPEATABLE READ")
+            if self.dialect == "postgresql"
+            else self.engine
+        )
+        events_with_id = select(*events.c, sessions.c.session_id).join(
+            sessions, sessions.c.session_number == events.c.session_number
+        )
+
+        def page(table: Table, after: int, limit: int) -> list[dict[str, Any]]:
+            (key,) = table.primary_key.columns
+            query = events_with_id if table is events else select(table)
+            query = query.where(key > after).order_by(key).limit(limit)
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+        with unavailable_on_db_outage(), engine.connect() as conn, conn.begin():
+            yield page
+
+    def import_transaction(self, work: Callable[[ImportWriter], T]) -> T:
+        """Run ``work`` in one committed transaction of its own (one import chunk).
+
+        ``work`` may run again (a lost race on PostgreSQL is retried), so it must only
+        compute its answer, changing nothing outside the database.
+        """
+        return self._write(lambda conn: work(ImportWriter(self, conn)), alone=True)
+
+    def _import_insert(
+        self, table: Table, columns: tuple[str, ...], returning: tuple[str, ...]
+    ) -> _ImportInsert:
+        key = (table.name, columns, returning)
+        found = self._import_inserts.get(key)
+        if found is None:
+            found = self._import_inserts[key] = _ImportInsert(self, table, columns, returning)
+        return found
+
     def count(self, table_name: str) -> int:
         table = metadata.tables[table_name]
         with self._read() as conn:
@@ -1643,3 +1702,169 @@ class Store:
     def ping(self) -> None:
         with self._read(snapshot=False) as conn:
             conn.exec_driver_sql("SELECT 1")
+
+
+def _json_columns(table: Table) -> frozenset[str]:
+    return frozenset(c.name for c in table.c if isinstance(c.type, JSON))
+
+
+class _ImportInsert:
+    """An import's many-row insert of explicit rows: ``ON CONFLICT DO NOTHING`` on every
+    unique key, answering the ``returning`` columns of the rows it inserted, so the
+    importer learns which rows were already there (or taken) without reading the others.
+
+    The rows go straight to the driver, as a push's do (``_DriverMany``,
+    ``_JsonRowsInsert``): SQLAlchemy's per-row processing would cost more than storing.
+    A column given as None in a row is stored as NULL, never as its default.
+    """
+
+    def __init__(
+        self, store: Store, table: Table, columns: tuple[str, ...], returning: tuple[str, ...]
+    ) -> None:
+        self._columns = columns
+        self._json = _json_columns(table) & set(columns)
+        key = [table.c[c] for c in returning]
+        self._pg_sql: str | None = None
+        self._many: _DriverMany | None = None
+        dialect = store.engine.dialect
+        if store.dialect == "postgresql":
+            rows = (
+                func.jsonb_to_recordset(bindparam("rows", type_=postgresql.JSONB))
+                .table_valued(
+                    *(column(c, _unbounded(table.c[c].type)) for c in columns),
+                    column("position", Integer),
+                )
+                .render_derived(with_types=True)
+            )
+            statement = (
+                postgresql.insert(table)
+                .from_select(
+                    list(columns), select(*(rows.c[c] for c in columns)).order_by(rows.c.position)
+                )
+                .on_conflict_do_nothing()
+                .returning(*key)
+            )
+            self._pg_sql = str(statement.compile(dialect=dialect))
+        else:
+            # 32,766 bound parameters at most per statement (SQLite >= 3.32).
+            chunk = max(1, min(500, 30_000 // len(columns)))
+            self._many = _DriverMany(
+                sqlite.insert(table).on_conflict_do_nothing().returning(*key),
+                dialect,
+                list(columns),
+                chunk=chunk,
+            )
+
+    def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """Insert ``rows`` (dicts of Python values, JSON columns as values); answers the
+        ``returning`` columns of the rows inserted."""
+        if not rows:
+            return []
+        if self._pg_sql is not None:
+            document = [{**r, "position": i} for i, r in enumerate(rows)]
+            found = conn.exec_driver_sql(self._pg_sql, {"rows": _json_dumps(document)})
+            return [tuple(r) for r in found]
+        assert self._many is not None
+        if self._json:
+            rows = [{**r, **{c: _json_or_none(r[c]) for c in self._json}} for r in rows]
+        return self._many.fetch(conn, rows)
+
+
+class ImportWriter:
+    """What one import chunk may do, on its transaction's connection (``import_transaction``).
+
+    Reads answer rows as dicts of Python values (JSON decoded), for the importer to compare
+    with what it would insert.
+    """
+
+    def __init__(self, store: Store, conn: Connection) -> None:
+        self._store = store
+        self.conn = conn
+
+    def insert(
+        self, table: Table, rows: Sequence[dict[str, Any]], returning: tuple[str, ...]
+    ) -> set[tuple[Any, ...]]:
+        """Insert the rows unless a unique key is taken; answers the ``returning`` columns
+        of those inserted. Rows with different keys (an id given or not) may be mixed."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for r in rows:
+            groups.setdefault(tuple(r), []).append(r)
+        out: set[tuple[Any, ...]] = set()
+        for columns, part in groups.items():
+            insert = self._store._import_insert(table, columns, returning)
+            out.update(insert.execute(self.conn, part))
+        return out
+
+    def rows_where(
+        self, table: Table, column_name: str, values: Sequence[Any]
+    ) -> list[dict[str, Any]]:
+        """The rows whose ``column_name`` is one of ``values``."""
+        out: list[dict[str, Any]] = []
+        values = list(dict.fromkeys(values))
+        col = table.c[column_name]
+        for start in range(0, len(values), 500):
+            part = values[start : start + 500]
+            found = self.conn.execute(select(table).where(col.in_(part)))
+            out.extend(dict(r._mapping) for r in found)
+        return out
+
+    def session_numbers(self, session_ids: Sequence[str]) -> dict[str, int]:
+        """``session_id -> session_number`` of the stored sessions among ``session_ids``."""
+        out: dict[str, int] = {}
+        ids = list(dict.fromkeys(session_ids))
+        query = select(sessions.c.session_id, sessions.c.session_number).where(
+            sessions.c.session_id.in_(bindparam("ids", expanding=True))
+        )
+        for start in range(0, len(ids), 500):
+            for sid, number in self.conn.execute(query, {"ids": ids[start : start + 500]}):
+                out[sid] = number
+        return out
+
+    def collecting_batch(self) -> int | None:
+        """The collecting batch's id, if one collects (the batch gate held shared)."""
+        self._store._batch_gate(self.conn, exclusive=False)
+        found = self.conn.execute(select(batches.c.batch_id).where(batches.c.collecting == 1))
+        batch_id = found.scalar()
+        return None if batch_id is None else int(batch_id)
+
+    def open_collecting(self, now: int) -> int:
+        """The collecting batch, opened if none collects."""
+        self._store._batch_gate(self.conn, exclusive=False)
+        return self._store._collecting_batch_id(self.conn, now)
+
+    def batch_without_id(
+        self, release_id: str | None, created_at_ms: int, state: str
+    ) -> int | None:
+        """A stored batch an id-less source's batch is: the one with its release id, or
+        (never released) the one of its creation time and state."""
+        if release_id is not None:
+            query = select(batches.c.batch_id).where(batches.c.release_id == release_id)
+        else:
+            query = select(batches.c.batch_id).where(
+                batches.c.release_id.is_(None),
+                batches.c.created_at_ms == created_at_ms,
+                batches.c.state == state,
+            )
+        found = self.conn.execute(query.order_by(batches.c.batch_id).limit(1)).scalar()
+        return None if found is None else int(found)
+
+    def reset_sequence(self, table: Table) -> None:
+        """PostgreSQL: move the table's id sequence past its largest id, never back.
+
+        Without it, rows inserted with explicit ids leave the sequence behind them, and a
+        later registration (or key, entry, event) would be handed a taken id and fail.
+        SQLite numbers a rowid from the largest one in the table, so it needs nothing.
+        """
+        if self._store.dialect != "postgresql":
+            return
+        (key,) = table.primary_key.columns
+        top = self.conn.execute(select(func.max(key))).scalar()
+        if top is None:
+            return
+        seq = self.conn.execute(select(func.pg_get_serial_sequence(table.name, key.name))).scalar()
+        if seq is None:
+            return
+        # The name comes from pg_get_serial_sequence, quoted as an identifier already.
+        last, called = self.conn.exec_driver_sql(f"SELECT last_value, is_called FROM {seq}").one()
+        if top > last or (top == last and not called):
+            self.conn.execute(select(func.setval(seq, top, True)))

@@ -1,0 +1,226 @@
+"""export --all and import: a dump reproduces the database exactly, and imports are safe.
+
+Every test runs on both dialects (the source and the target database are of the same
+dialect), with real databases and a handful of rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, select
+
+from searchtrail import Clickstream, Settings
+from searchtrail.cli import main
+from searchtrail.schema import metadata
+from searchtrail.store import normalize_database_url
+from searchtrail.timestamps import now_ms
+from searchtrail.transfer.importer import EXIT_REJECTED
+from tests.pg import PgServer
+
+DAY_MS = 86_400_000
+
+
+def table_rows(url: str) -> dict[str, list[dict[str, Any]]]:
+    """Every table, every column, in primary-key order."""
+    engine = create_engine(normalize_database_url(url))
+    try:
+        with engine.connect() as conn:
+            return {
+                t.name: [
+                    dict(r._mapping)
+                    for r in conn.execute(select(t).order_by(*t.primary_key.columns))
+                ]
+                for t in metadata.sorted_tables
+            }
+    finally:
+        engine.dispose()
+
+
+def populate(cs: Clickstream) -> None:
+    """Two batches (one released, one collecting), odd JSON, events, a queue entry, a key."""
+    t0 = now_ms() - 3_600_000
+    for i in range(6):
+        cs.create_session(
+            session_id=f"s{i}",
+            search_query=[{"text": "boots", "size": 42}, 1.0, "red shoes", 2**70][i % 4],
+            search_results=[
+                {"object_id": f"o{j}", "rank": j / 2, "meta": {"price": j, "tags": ["a"]}}
+                for j in range(4)
+            ],
+            search_meta={"latency_ms": 12.5} if i % 2 else None,
+            user_id=f"u{i}" if i % 3 else None,
+            created_at=t0 + i * 1000,
+        )
+        cs.push_events(
+            f"s{i}",
+            [
+                {"event_id": f"e{j}", "object_id": f"o{j}", "created_at": t0 + j, "meta": {"k": j}}
+                for j in range(3)
+            ],
+        )
+    cs.mark_irrelevant("s1")
+    cs.release_batch("release-1")
+    cs.create_session(session_id="open-1", search_query="socks")
+    cs.push_events("open-1", [{"object_id": "o1", "event_type": "purchase"}])
+    cs.use_for_improvement("s2")
+    cs.keys.create("trainer", ["read", "admin"])
+
+
+@pytest.fixture
+def second_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """Another empty database of the same dialect: the import's target."""
+    if dialect == "sqlite":
+        return f"sqlite:///{tmp_path / 'target.db'}"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.new_database()
+
+
+@pytest.fixture
+def target(second_url: str) -> Iterator[Clickstream]:
+    with Clickstream(settings=Settings(database_url=second_url)) as clickstream:
+        yield clickstream
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_dump_then_import_reproduces_every_row(
+    cs: Clickstream,
+    target: Clickstream,
+    database_url: str,
+    second_url: str,
+    tmp_path: Path,
+    fmt: str,
+) -> None:
+    populate(cs)
+    dumped = cs.export_all(tmp_path / "dump", format=fmt)  # type: ignore[arg-type]
+    assert dumped.rows == {
+        "batches": 2, "sessions": 7, "events": 19, "improvement_queue": 1, "api_keys": 1,
+    }  # fmt: skip
+    manifest = json.loads((tmp_path / "dump" / "manifest.json").read_text())
+    assert manifest["format"] == "searchtrail-dump" and manifest["tables"]["events"]["rows"] == 19
+    assert not list((tmp_path / "dump").glob("*.partial"))
+
+    summary = target.import_from(tmp_path / "dump")
+    assert summary.exit_code == 0, summary
+    assert summary.new == 30 and summary.already_there == 0
+    assert table_rows(second_url) == table_rows(database_url)
+    # The identity sequences moved past the imported ids (PostgreSQL), and one batch collects.
+    later = target.create_session(session_id="after-import", search_query="hat")
+    assert later.session_number == 8 and later.batch_id == 2
+    assert target.push_events("after-import", [{"event_id": "x"}]).stored == 1
+    assert [b.state for b in target.list_batches()] == ["released", "collecting"]
+
+
+def test_a_second_run_stores_nothing_new(
+    cs: Clickstream, target: Clickstream, second_url: str, tmp_path: Path
+) -> None:
+    populate(cs)
+    cs.export_all(tmp_path / "dump")
+    first = target.import_from(tmp_path / "dump")
+    before = table_rows(second_url)
+    again = target.import_from(tmp_path / "dump")
+    assert again.exit_code == 0
+    assert again.new == 0 and again.already_there == first.new == 30
+    assert again.message == "nothing new: every row was already there"
+    assert table_rows(second_url) == before
+
+
+def test_a_contradicting_session_is_a_conflict_and_not_overwritten(
+    cs: Clickstream, target: Clickstream, tmp_path: Path
+) -> None:
+    populate(cs)
+    cs.export_all(tmp_path / "dump")
+    target.import_from(tmp_path / "dump")
+    path = tmp_path / "dump" / "sessions.jsonl"
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    assert rows[3]["session_id"] == "s3"
+    rows[3]["search_query"] = "something else"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    summary = target.import_from(tmp_path / "dump", rejects=tmp_path / "rejects.jsonl")
+    assert summary.exit_code == EXIT_REJECTED
+    assert summary.tables["sessions"].conflicts == 1
+    assert summary.tables["sessions"].already_there == 6
+    assert target.get_session("s3").search_query == 2**70
+    rejects = [json.loads(x) for x in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert rejects[0]["conflict"] is True
+    assert rejects[0]["reason"] == (
+        "session_id: 's3' is stored with a different search_query; the stored session is kept"
+    )
+    # Its events are not matched against the stored s3's: they are refused, naming why.
+    assert summary.tables["events"].rejected == 3
+    assert {r["raw"]["session_id"] for r in rejects[1:]} == {"s3"}
+    assert rejects[1]["reason"] == "session_id: session 's3' was not imported"
+
+
+def test_a_bad_row_goes_to_the_rejects_file_and_the_rest_is_imported(
+    cs: Clickstream, target: Clickstream, tmp_path: Path
+) -> None:
+    populate(cs)
+    cs.export_all(tmp_path / "dump")
+    path = tmp_path / "dump" / "sessions.jsonl"
+    lines = path.read_text().splitlines()
+    bad = json.loads(lines[2])
+    bad["search_results"][1]["object_id"] = "x" * 500
+    lines[2] = json.dumps(bad)
+    lines.insert(4, "{not json")
+    path.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(
+        main,
+        [
+            "import", str(tmp_path / "dump"),
+            "--database-url", target.settings.database_url,
+            "--rejects", str(tmp_path / "rejects.jsonl"),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == EXIT_REJECTED, result.output
+    summary = json.loads(result.stdout)
+    assert summary["tables"]["sessions"]["rejected"] == 2
+    assert summary["tables"]["sessions"]["new"] == 6
+    assert summary["tables"]["events"]["rejected"] == 3  # the bad session's events
+    rejects = [json.loads(x) for x in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    first, second = sorted(rejects[:2], key=lambda r: int(r["line"]))
+    assert (first["source"], first["line"]) == ("sessions.jsonl", 3)
+    assert first["reason"].startswith("search_results.1.object_id: ")
+    assert first["raw"]["session_id"] == "s2"
+    assert (second["line"], second["raw"]) == (5, "{not json")
+    assert target.get_session("s4").session_number == 5
+
+
+def test_months_old_history_imports(cs: Clickstream, target: Clickstream, tmp_path: Path) -> None:
+    populate(cs)
+    cs.export_all(tmp_path / "dump")
+    old = now_ms() - 180 * DAY_MS
+    for name in ("sessions", "events"):
+        path = tmp_path / "dump" / f"{name}.jsonl"
+        rows = [json.loads(x) for x in path.read_text().splitlines()]
+        for r in rows:
+            r["created_at_ms"] = old
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = target.import_from(tmp_path / "dump")
+    assert summary.exit_code == 0, summary.first_rejects
+    assert target.get_session("s0").created_at_ms == old
+    assert {e.created_at_ms for e in target.get_session("s0").events} == {old}
+
+
+def test_a_collecting_batch_joins_the_targets_collecting_batch(
+    cs: Clickstream, target: Clickstream, tmp_path: Path
+) -> None:
+    populate(cs)
+    cs.export_all(tmp_path / "dump")
+    target.create_session(session_id="there-first", search_query="q")
+    target.create_session(session_id="and-again", search_query="q")
+    summary = target.import_from(tmp_path / "dump")
+    # Batch 1 (released) is free in the target; batch 2 collected in the source, and the
+    # target's batch 1 collects: the rule of one collecting batch keeps it, so batch 1 of
+    # the dump is in conflict and the collecting one merges.
+    assert summary.tables["batches"].conflicts == 1
+    assert summary.tables["batches"].merged == 1
+    collecting = [b for b in target.list_batches() if b.state == "collecting"]
+    assert len(collecting) == 1
+    assert target.get_session("open-1").batch_id == collecting[0].batch_id
