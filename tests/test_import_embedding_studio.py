@@ -295,10 +295,15 @@ def test_session_fields_and_unknown_keys(dump: Dump) -> None:
     assert s.user_id == "u-7"
     assert s.payload_filter is None
     assert s.sort_by is None
-    results = [{k: v for k, v in r.items() if k != "extra"} for r in s.search_results]
-    assert results == [
-        {"object_id": "sku-1", "rank": 0.987, "meta": {"title": "Red shoe"}},
-        {"object_id": "sku-2", "rank": 0.25},
+    # Results as a client sends them: unknown keys flat (stored under the result's extra).
+    assert s.search_results == [
+        {
+            "object_id": "sku-1",
+            "rank": 0.987,
+            "meta": {"title": "Red shoe"},
+            "item_info": {"price": 10.5},
+        },
+        {"object_id": "sku-2", "rank": 0.25, "item_info": {}},
         {"object_id": "sku-3"},
     ]
     assert isinstance(s.search_results[0]["rank"], float)
@@ -308,16 +313,7 @@ def test_session_fields_and_unknown_keys(dump: Dump) -> None:
     assert s.extra["ab_bucket"] == "B"
     assert "is_payload_search" not in s.extra  # False is the original's default
     assert "_id" not in s.extra
-    if es._RESULT_HAS_EXTRA:
-        assert s.search_results[0]["extra"] == {"item_info": {"price": 10.5}}
-        assert s.search_results[1]["extra"] == {"item_info": {}}
-        assert "extra" not in s.search_results[2]
-    else:
-        assert s.extra["search_results"] == [
-            {"item_info": {"price": 10.5}},
-            {"item_info": {}},
-            None,
-        ]
+    assert "search_results" not in s.extra
     plain = next(s for s in got.sessions if s.session_id == "s-1a")
     assert plain.extra is None
     assert json.loads(str(plain.raw))["session_id"] == "s-1a"
@@ -796,6 +792,8 @@ def test_import_end_to_end_and_rerun(
         assert rich.search_meta == {"engine": "v2", "latency_ms": 12.5}
         assert rich.user_id == "u-7"
         assert rich.search_results[0].meta == {"title": "Red shoe"}
+        assert rich.search_results[0].extra == {"item_info": {"price": 10.5}}
+        assert rich.extra is not None and rich.extra["ab_bucket"] == "B"
 
     again = CliRunner().invoke(main, args)
     summary = json.loads(again.stdout)

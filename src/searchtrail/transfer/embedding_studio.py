@@ -69,7 +69,6 @@ from bson.datetime_ms import DatetimeMS
 from bson.json_util import JSONOptions
 from bson.objectid import ObjectId
 
-from searchtrail.models import SearchResultItem
 from searchtrail.timestamps import MAX_EPOCH_MS, to_epoch_ms
 from searchtrail.transfer.records import (
     BatchRecord,
@@ -115,7 +114,6 @@ _SESSION_MAPPED: Final = frozenset(
         "session_number",
     }
 )
-_RESULT_MAPPED: Final = frozenset({"object_id", "rank", "meta"})
 _EVENT_MAPPED: Final = frozenset(
     {"event_id", "session_id", "object_id", "event_type", "created_at", "meta"}
 )
@@ -123,9 +121,6 @@ _EVENT_MAPPED: Final = frozenset(
 _STORAGE_IDS: Final = frozenset({"_id", "db_id"})
 _SESSION_NOT_EXTRA: Final = _SESSION_MAPPED | _STORAGE_IDS
 _EVENT_NOT_EXTRA: Final = _EVENT_MAPPED | _STORAGE_IDS
-# Whether searchtrail's result model keeps unknown keys under ``extra``; when it does
-# not, a result's unknown keys are kept in the session's extra instead.
-_RESULT_HAS_EXTRA: Final = "extra" in SearchResultItem.model_fields
 
 
 class _Refused(Exception):
@@ -467,14 +462,12 @@ def _session(doc: dict[str, Any], raw: _Raw, file: str) -> tuple[_SessionOrder, 
     if isinstance(number, bool) or not isinstance(number, int):
         raise _Refused("session_number", f"must be an integer, got {_kind(number)}")
     created_at_ms = _ms(_required(doc, "created_at"), "created_at")
-    results, results_extra = _results(_required(doc, "search_results"))
+    results = _results(_required(doc, "search_results"))
     extra = {k: _plain(v) for k, v in doc.items() if k not in _SESSION_NOT_EXTRA}
     # Later versions store is_payload_search on every session; its default (False) says
     # nothing, and kept it would give every session an extra.
     if extra.get("is_payload_search") is False:
         del extra["is_payload_search"]
-    if results_extra is not None:
-        extra["search_results"] = results_extra
     record = SessionRecord(
         session_id=session_id,
         batch_key=batch_key,
@@ -495,25 +488,17 @@ def _session(doc: dict[str, Any], raw: _Raw, file: str) -> tuple[_SessionOrder, 
     return _SessionOrder(batch_key, int(number)), record
 
 
-def _results(value: Any) -> tuple[list[dict[str, Any]], list[Any] | None]:
-    """The shown results, and (when the result model has no ``extra``) their unknown keys
-    aligned with them for the session's extra; None when there are none."""
+def _results(value: Any) -> list[dict[str, Any]]:
+    """The shown results, each as a client sends it: unknown keys beside the named ones
+    (searchtrail keeps them under the result's ``extra``)."""
     if not isinstance(value, list):
         raise _Refused("search_results", f"must be an array, got {_kind(value)}")
     results: list[dict[str, Any]] = []
-    unknown: list[Any] = []
     for i, item in enumerate(value):
         if not isinstance(item, dict):
             raise _Refused(f"search_results[{i}]", f"must be an object, got {_kind(item)}")
-        result = {k: _plain(item[k]) for k in ("object_id", "rank", "meta") if k in item}
-        extra = {k: _plain(v) for k, v in item.items() if k not in _RESULT_MAPPED}
-        if extra and _RESULT_HAS_EXTRA:
-            result["extra"] = extra
-        unknown.append(extra or None)
-        results.append(result)
-    if _RESULT_HAS_EXTRA or all(u is None for u in unknown):
-        return results, None
-    return results, unknown
+        results.append({k: _plain(v) for k, v in item.items()})
+    return results
 
 
 def _event(doc: dict[str, Any], raw: _Raw, file: str) -> EventRecord:

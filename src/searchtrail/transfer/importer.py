@@ -34,6 +34,7 @@ from typing import IO, Any, TypeVar
 import pydantic_core
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
     StrictBool,
     TypeAdapter,
@@ -88,18 +89,24 @@ R = TypeVar("R")
 
 
 class _SessionIn(SessionCreateRequest):
+    # A record is structured: its unknown keys are in "extra" already, and its results'
+    # unknown keys sit flat in each result, as a client sends them.
+    model_config = ConfigDict(extra="forbid")
+
     session_id: str
     created_at_given: StrictBool = True
     is_irrelevant: StrictBool = False
     registered_at: Timestamp
-    extra: JsonObject | None = None
+    kept_extra: JsonObject | None = Field(None, validation_alias="extra")
     session_number: PositiveInt64 | None = None
 
 
 class _EventIn(NewSessionEvent):
+    model_config = ConfigDict(extra="forbid")  # unknown keys are in "extra" already
+
     session_id: str
     id: PositiveInt64 | None = None
-    extra: JsonObject | None = None
+    kept_extra: JsonObject | None = Field(None, validation_alias="extra")
 
     @model_validator(mode="before")
     @classmethod
@@ -201,6 +208,18 @@ _FIELD_NAMES = {
     "revoked_at": "revoked_at_ms",
     "batch_id": "batch_id",
 }
+
+
+def _flat_results(results: Any) -> Any:
+    """Results as a client sends them: a stored result's ``extra`` keys back at its top."""
+    if not isinstance(results, list):
+        return results
+    return [
+        {**r["extra"], **{k: v for k, v in r.items() if k != "extra"}}
+        if isinstance(r, dict) and isinstance(r.get("extra"), dict)
+        else r
+        for r in results
+    ]
 
 
 def _reason(errors: Sequence[Any]) -> str:
@@ -447,7 +466,7 @@ class _Run:
                 {
                     "session_id": r.session_id,
                     "search_query": r.search_query,
-                    "search_results": r.search_results,
+                    "search_results": _flat_results(r.search_results),
                     "search_meta": r.search_meta,
                     "payload_filter": r.payload_filter,
                     "sort_by": r.sort_by,
@@ -470,8 +489,7 @@ class _Run:
             good = [r for i, r in enumerate(records) if i not in bad]
             rows: list[dict[str, Any]] = []
             placed: list[SessionRecord] = []
-            dumped = _SESSIONS.dump_python(valid, include=_SESSION_DUMP)
-            for record, s, d in zip(good, valid, dumped, strict=True):
+            for record, s in zip(good, valid, strict=True):
                 batch_id: int | None = None
                 if record.batch_key is not None:
                     found = self.batch_map.get(record.batch_key)
@@ -488,7 +506,7 @@ class _Run:
                     "session_id": s.session_id,
                     "batch_id": batch_id,
                     "search_query": s.search_query,
-                    "search_results": d["search_results"],
+                    "search_results": s.results_as_stored(),
                     "search_meta": s.search_meta,
                     "payload_filter": s.payload_filter,
                     "sort_by": s.sort_by,
@@ -499,7 +517,7 @@ class _Run:
                     "registered_at_ms": _ms(s.registered_at, created),
                 }
                 if self.has_extra["sessions"]:
-                    row["extra"] = s.extra
+                    row["extra"] = s.kept_extra
                 if s.session_number is not None:
                     row = {"session_number": s.session_number, **row}
                 rows.append(row)
@@ -613,7 +631,7 @@ class _Run:
                 "meta": e.meta,
             }
             if extra:
-                row["extra"] = e.extra
+                row["extra"] = e.kept_extra
             if e.id is not None:
                 row = {"id": e.id, **row}
             rows.append(row)
@@ -785,7 +803,6 @@ _SESSION_CONTENT = (
     "created_at_ms",
     "extra",
 )
-_SESSION_DUMP = {"__all__": {"search_results"}}
 _EVENT_CONTENT = ("object_id", "event_type", "created_at_ms", "meta", "extra")
 
 
