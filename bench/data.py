@@ -1,7 +1,7 @@
 """Databases for the scenarios: fresh ones, sessions loaded in bulk, and the big cached one.
 
 Rows go in through ``executemany`` on the driver (one statement, big transactions), in
-the schema of ``searchtrail.schema`` created by the store itself, so the server reads
+the schema of ``searchtrail.storage.sql.schema`` created by the store itself, so the server reads
 exactly what it would have written. The JSON columns get the compact text the store's
 serializer writes.
 """
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from searchtrail.schema import metadata
-from searchtrail.store import Store, normalize_database_url
+from searchtrail.storage.sql.schema import metadata
+from searchtrail.storage.sql.store import Store, normalize_database_url
 
 if TYPE_CHECKING:
     from tests.pg import PgServer

@@ -28,8 +28,8 @@ from sqlalchemy import JSON, create_engine
 
 from bench.data import fresh_database, load_sessions
 from searchtrail import Clickstream
-from searchtrail.schema import events, sessions
-from searchtrail.store import normalize_database_url
+from searchtrail.storage.sql.schema import events, sessions
+from searchtrail.storage.sql.store import normalize_database_url
 from searchtrail.transfer.importer import EVENT_CHUNK, SESSION_CHUNK
 
 __all__ = ["ImportRate", "import_rate", "make_dump"]

@@ -46,7 +46,7 @@ from bench.profile import Profile, record
 from bench.rawinsert import RawInsert, raw_insert_rate
 from bench.report import render
 from bench.wrk import WrkResult, combine, run_wrk
-from searchtrail.store import Store, normalize_database_url
+from searchtrail.storage.sql.store import Store, normalize_database_url
 
 __all__ = ["SCENARIOS", "Options", "Run", "ScenarioResult", "main"]
 

@@ -20,8 +20,8 @@ from sqlalchemy.exc import ProgrammingError
 
 from searchtrail import Clickstream
 from searchtrail.errors import SessionNotFound, Unavailable
-from searchtrail.groupcommit import GroupCommit
 from searchtrail.settings import Settings
+from searchtrail.storage.sql._groupcommit import GroupCommit
 from tests.support import postgres_only, sqlite_only
 
 

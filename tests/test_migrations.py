@@ -18,15 +18,15 @@ from sqlalchemy import MetaData, text
 
 from searchtrail import Clickstream
 from searchtrail.errors import SchemaOutdated
-from searchtrail.migrate import (
+from searchtrail.storage.sql.migrate import (
     ensure_schema,
     head_revision,
     schema_differences,
     schema_status,
     upgrade,
 )
-from searchtrail.schema import metadata
-from searchtrail.store import Store
+from searchtrail.storage.sql.schema import metadata
+from searchtrail.storage.sql.store import Store
 from tests.pg import PgServer
 from tests.support import clean_env, free_port, sqlite_only
 

@@ -19,10 +19,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, text
 
-import searchtrail.store as store_module
+import searchtrail.storage.sql.store as store_module
 from searchtrail import Clickstream, SessionNotFound, Settings
 from searchtrail.http import create_app
-from searchtrail.store import normalize_database_url
+from searchtrail.storage.sql.store import normalize_database_url
 from searchtrail.timestamps import now_ms
 from tests.pg import PgServer
 from tests.support import clean_env, free_port, postgres_only

@@ -19,7 +19,7 @@ from searchtrail import (
     TimestampOutOfWindow,
 )
 from searchtrail.errors import Unavailable
-from searchtrail.loopreads import SqliteLoopReader
+from searchtrail.storage.sql._loopreads import SqliteLoopReader
 from searchtrail.timestamps import now_ms
 from tests.support import sqlite_only
 

@@ -22,6 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from searchtrail import Clickstream, Settings
+from searchtrail._heap import YOUNG_GENERATION
 from searchtrail.errors import (
     FieldError,
     InvalidInput,
@@ -32,8 +33,7 @@ from searchtrail.errors import (
     Unavailable,
 )
 from searchtrail.http import create_app
-from searchtrail.http.heap import YOUNG_GENERATION
-from searchtrail.writerprocess import _open_store
+from searchtrail.storage.sql._writerprocess import _open_store
 from tests.support import serve, sqlite_only
 
 

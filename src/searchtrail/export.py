@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field
 from tqdm import tqdm
 
 from searchtrail.errors import BadRequest, FieldError, InvalidInput
-from searchtrail.store import BatchState, SessionActions, Store
+from searchtrail.storage.sql.store import BatchState, SessionActions, Store
 from searchtrail.timestamps import to_epoch_ms
 
 __all__ = [

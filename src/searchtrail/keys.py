@@ -31,7 +31,7 @@ from searchtrail.models import INT64_MAX, parse
 from searchtrail.timestamps import now_ms
 
 if TYPE_CHECKING:
-    from searchtrail.store import Store
+    from searchtrail.storage.sql.store import Store
 
 __all__ = [
     "ApiKeyCreateRequest",

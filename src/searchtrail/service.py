@@ -58,7 +58,7 @@ from searchtrail.models import (
     parse_json,
 )
 from searchtrail.settings import Settings
-from searchtrail.store import BatchState, EventRow, Store
+from searchtrail.storage.sql.store import BatchState, EventRow, Store
 from searchtrail.timestamps import ms_to_iso, now_ms
 
 if TYPE_CHECKING:

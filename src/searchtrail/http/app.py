@@ -9,9 +9,9 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from searchtrail import __version__
+from searchtrail._heap import settle_heap
 from searchtrail.http.auth import Limiters
 from searchtrail.http.errors import install_error_handlers
-from searchtrail.http.heap import settle_heap
 from searchtrail.http.openapi import install_openapi
 from searchtrail.http.routers import browser, health, internal, keys, sessions
 from searchtrail.ratelimit import RateLimiter

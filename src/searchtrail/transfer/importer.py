@@ -60,8 +60,8 @@ from searchtrail.models import (
     _limits,
     _Strict,
 )
-from searchtrail.schema import api_keys, batches, events, improvement_queue, sessions
-from searchtrail.store import BatchState, ImportWriter, Store
+from searchtrail.storage.sql.schema import api_keys, batches, events, improvement_queue, sessions
+from searchtrail.storage.sql.store import BatchState, ImportWriter, Store
 from searchtrail.timestamps import now_ms
 from searchtrail.transfer.records import (
     BatchRecord,

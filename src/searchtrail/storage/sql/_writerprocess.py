@@ -50,11 +50,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection
 
 from searchtrail.errors import SearchtrailError, Unavailable
-from searchtrail.groupcommit import answer_futures, running_loop
 from searchtrail.limits import DEFAULT_MAX_EVENTS_PER_SESSION
+from searchtrail.storage.sql._groupcommit import answer_futures, running_loop
 
 if TYPE_CHECKING:
-    from searchtrail.store import Store
+    from searchtrail.storage.sql.store import Store
 
 __all__ = ["WriterProcess"]
 
@@ -432,8 +432,8 @@ def _open_store(
     # decides when the child ends, by closing its end of the socket or by dying.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from searchtrail.http.heap import settle_heap
-    from searchtrail.store import Store
+    from searchtrail._heap import settle_heap
+    from searchtrail.storage.sql.store import Store
 
     store = Store(
         url,
@@ -456,7 +456,7 @@ def _run_group(store: Store, items: list[tuple[str, tuple[Any, ...]]]) -> list[t
 
 def _portable(error: BaseException) -> BaseException:
     """An error the parent can unpickle and the HTTP layer can shape."""
-    from searchtrail.store import DB_OUTAGES, unavailable
+    from searchtrail.storage.sql.store import DB_OUTAGES, unavailable
 
     if isinstance(error, SearchtrailError):
         return error

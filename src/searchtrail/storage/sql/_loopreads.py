@@ -169,7 +169,7 @@ class PgLoopReader:
                         await self._pool.drain()
                     raise
         except self._outages as exc:
-            from searchtrail.store import unavailable
+            from searchtrail.storage.sql.store import unavailable
 
             raise unavailable(exc) from exc
 

@@ -38,7 +38,7 @@ from sqlalchemy import TEXT, Connection, Engine, inspect
 from sqlalchemy.types import TypeEngine
 
 from searchtrail.errors import SchemaOutdated
-from searchtrail.schema import JsonText, metadata
+from searchtrail.storage.sql.schema import JsonText, metadata
 
 __all__ = [
     "SchemaStatus",
@@ -56,7 +56,7 @@ _INITIAL = "0001"
 
 def _config() -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(files("searchtrail") / "migrations"))
+    cfg.set_main_option("script_location", str(files("searchtrail.storage.sql") / "migrations"))
     return cfg
 
 
@@ -251,6 +251,6 @@ def schema_differences(engine: Engine) -> list[object]:
 def _engine(engine_or_url: Engine | str) -> tuple[Engine, bool]:
     if isinstance(engine_or_url, Engine):
         return engine_or_url, False
-    from searchtrail.store import Store
+    from searchtrail.storage.sql.store import Store
 
     return Store(engine_or_url, pool_size=1).engine, True

@@ -119,10 +119,8 @@ from searchtrail.errors import (
     SessionNotFound,
     Unavailable,
 )
-from searchtrail.groupcommit import GroupCommit, GroupCommitClosed
 from searchtrail.keys import ApiKeyInfo, scopes_of
 from searchtrail.limits import DEFAULT_MAX_EVENTS_PER_SESSION, DEFAULT_SESSION_EVENTS_LIMIT
-from searchtrail.loopreads import PgLoopReader, Rows, SqliteLoopReader
 from searchtrail.models import (
     INT64_MIN,
     BatchInfo,
@@ -135,8 +133,17 @@ from searchtrail.models import (
     StoredEvent,
     encode_events_cursor,
 )
-from searchtrail.schema import api_keys, batches, events, improvement_queue, metadata, sessions
-from searchtrail.writerprocess import WriterProcess
+from searchtrail.storage.sql._groupcommit import GroupCommit, GroupCommitClosed
+from searchtrail.storage.sql._loopreads import PgLoopReader, Rows, SqliteLoopReader
+from searchtrail.storage.sql._writerprocess import WriterProcess
+from searchtrail.storage.sql.schema import (
+    api_keys,
+    batches,
+    events,
+    improvement_queue,
+    metadata,
+    sessions,
+)
 
 __all__ = [
     "DB_OUTAGES",
@@ -669,7 +676,7 @@ class Store:
             )
         )
         # searchtrail serve: registrations and pushes from the event loop are committed by
-        # a child process (searchtrail.writerprocess), which has a GIL of its own. On
+        # a child process (searchtrail.storage.sql._writerprocess), which has a GIL of its own. On
         # PostgreSQL a thread per write took turns on the GIL after every round trip.
         self._closed = False
         self._remote = (
@@ -759,7 +766,7 @@ class Store:
 
     def create_schema(self) -> None:
         """Create an empty database at the head revision; refuse one whose schema is behind."""
-        from searchtrail.migrate import ensure_schema
+        from searchtrail.storage.sql.migrate import ensure_schema
 
         with unavailable_on_db_outage():
             ensure_schema(self.engine)

@@ -1,6 +1,6 @@
-"""Alembic environment: runs on the connection ``searchtrail.migrate`` hands over.
+"""Alembic environment: runs on the connection ``searchtrail.storage.sql.migrate`` hands over.
 
-``searchtrail.migrate`` opens the transaction and takes the migration lock first, so
+``searchtrail.storage.sql.migrate`` opens the transaction and takes the migration lock first, so
 this file never builds an engine from a URL or reads a config file.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from searchtrail.migrate import compare_type
-from searchtrail.schema import metadata
+from searchtrail.storage.sql.migrate import compare_type
+from searchtrail.storage.sql.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -1,0 +1,1 @@
+"""Storage: the protocols the service uses (``api``) and the SQL backend (``sql``)."""

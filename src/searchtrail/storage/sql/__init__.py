@@ -1,0 +1,1 @@
+"""The SQL backend of the storage protocols: SQLite and PostgreSQL over SQLAlchemy Core."""
