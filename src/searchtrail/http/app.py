@@ -45,7 +45,7 @@ def create_app(
         owned = clickstream is None
         app.state.clickstream = clickstream or Clickstream(settings=settings)
         try:
-            app.state.clickstream.store.start_writer_process()
+            app.state.clickstream.storage.start_writer_process()
         except BaseException:
             if owned:
                 app.state.clickstream.close()
@@ -53,7 +53,7 @@ def create_app(
         if own_process:
             settle_heap()
         try:
-            async with app.state.clickstream.store.reads_on_loop():
+            async with app.state.clickstream.storage.reads_on_loop():
                 yield
         finally:
             if owned:

@@ -38,8 +38,8 @@ from sqlalchemy import JSON, BigInteger, Boolean, Integer, Table
 from tqdm import tqdm
 
 from searchtrail.errors import BadRequest
+from searchtrail.storage.api import Transfer as Store
 from searchtrail.storage.sql.schema import api_keys, batches, events, improvement_queue, sessions
-from searchtrail.storage.sql.store import Store
 from searchtrail.transfer.records import (
     BatchRecord,
     EventRecord,

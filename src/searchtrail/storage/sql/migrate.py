@@ -251,6 +251,7 @@ def schema_differences(engine: Engine) -> list[object]:
 def _engine(engine_or_url: Engine | str) -> tuple[Engine, bool]:
     if isinstance(engine_or_url, Engine):
         return engine_or_url, False
-    from searchtrail.storage.sql.store import Store
+    from searchtrail.storage.sql._database import dialect_for
 
-    return Store(engine_or_url, pool_size=1).engine, True
+    dialect = dialect_for(engine_or_url, busy_timeout_ms=30_000, synchronous="FULL", pool_size=1)
+    return dialect.engine(), True
