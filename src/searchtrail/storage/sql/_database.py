@@ -28,28 +28,16 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from searchtrail.errors import Unavailable
 from searchtrail.storage.sql._groupcommit import GroupCommitClosed
 from searchtrail.storage.sql._writerprocess import WriterProcess
-from searchtrail.storage.sql.dialect import Dialect, LoopReader
-from searchtrail.storage.sql.engine import backend_name, unavailable_on_db_outage
-from searchtrail.storage.sql.postgres import PostgresDialect
-from searchtrail.storage.sql.sqlite import SqliteDialect
+from searchtrail.storage.sql.dialect import LoopReader
+from searchtrail.storage.sql.dialects import dialect_for
+from searchtrail.storage.sql.engine import unavailable_on_db_outage
 
-__all__ = ["WriteBuilder", "dialect_for"]
+__all__ = ["WriteBuilder"]
 
 T = TypeVar("T")
 
 # A named write of the registry: its arguments in, the unit of work on a connection out.
 WriteBuilder = Callable[..., Callable[[Connection], Any]]
-
-_DIALECTS: dict[str, type[Dialect]] = {"sqlite": SqliteDialect, "postgresql": PostgresDialect}
-
-
-def dialect_for(url: str, *, busy_timeout_ms: int, synchronous: str, pool_size: int) -> Dialect:
-    name = backend_name(url)
-    try:
-        cls = _DIALECTS[name]
-    except KeyError:
-        raise ValueError(f"searchtrail stores in SQLite or PostgreSQL, not {name}") from None
-    return cls(url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous, pool_size=pool_size)
 
 
 class _Database:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import Connection, Engine, Executable, Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import TypeEngine
 
 from searchtrail.storage.api import EventRow
 from searchtrail.storage.sql._groupcommit import GroupCommit
@@ -117,3 +118,31 @@ class Dialect(ABC):
 
     def reset_sequence(self, conn: Connection, table: Table) -> None:  # noqa: B027
         """Move ``table``'s id sequence past its largest id, where ids come from one."""
+
+    # -- schema changes (migrate.py, migrations/env.py), on Alembic's connection ----------
+
+    # A revision changes a column by rebuilding its table (Alembic's batch mode), with
+    # foreign keys off meanwhile (the old table is dropped while others point at it).
+    rebuilds_tables: ClassVar[bool] = False
+
+    @classmethod
+    def lock_schema(cls, conn: Connection) -> None:
+        """In a schema change's transaction: keep other schema changes out until it ends."""
+        return None
+
+    @classmethod
+    def foreign_keys(cls, conn: Connection, *, on: bool) -> None:
+        """Turn foreign key checks on or off, outside a transaction (``rebuilds_tables``)."""
+        return None
+
+    @classmethod
+    def check_foreign_keys(cls, conn: Connection) -> None:
+        """Before committing a rebuild with foreign keys off: refuse rows that point nowhere."""
+        return None
+
+    @classmethod
+    def stored_type_differs(
+        cls, inspected: TypeEngine[Any], declared: TypeEngine[Any]
+    ) -> bool | None:
+        """Whether a column's type as read back differs from schema.py's; None: ask Alembic."""
+        return None

@@ -62,8 +62,9 @@ PG_READ_WAIT_S = 5.0
 # server restart ends every connection); in steady use none is, to save a round trip.
 PG_PING_IDLE_AFTER_S = 1.0
 
-# pg_advisory_xact_lock key of the batch gate; the schema lock in migrate.py is another.
+# pg_advisory_xact_lock keys: the batch gate, and "searchtrail schema" (lock_schema).
 _BATCH_GATE_KEY = 0x5EA2C4BA7C
+_SCHEMA_LOCK_KEY = 0x5EA2C47A11
 # Connection.info key: the transaction or savepoint that took the gate shared.
 _GATE_HOLDER = "searchtrail_gate_holder"
 # connection_exception, and the server shutting down or starting
@@ -277,3 +278,7 @@ class PostgresDialect(Dialect):
         last, called = conn.exec_driver_sql(f"SELECT last_value, is_called FROM {seq}").one()
         if top > last or (top == last and not called):
             conn.execute(select(func.setval(seq, top, True)))
+
+    @classmethod
+    def lock_schema(cls, conn: Connection) -> None:
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_KEY})")

@@ -19,12 +19,14 @@ from typing import Any
 import pydantic_core
 from sqlalchemy import JSON, Connection, Engine, Executable, Table, bindparam, create_engine, event
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.types import TEXT, TypeEngine
 
 from searchtrail.storage.api import EventRow
 from searchtrail.storage.sql._groupcommit import GroupCommit
 from searchtrail.storage.sql._loopreads import SqliteLoopReader
 from searchtrail.storage.sql.dialect import Dialect, EventsInsert, Transaction
 from searchtrail.storage.sql.engine import json_dumps, json_or_none, normalize_database_url
+from searchtrail.storage.sql.schema import JsonText
 
 __all__ = ["SQLITE_POOL_SIZE", "SQLITE_READ_THREADS", "SqliteDialect"]
 
@@ -261,3 +263,30 @@ class SqliteDialect(Dialect):
         self, table: Table, columns: tuple[str, ...], returning: tuple[str, ...], compiler: Any
     ) -> _ImportInsert:
         return _ImportInsert(table, columns, returning, compiler)
+
+    # Schema changes: the write lock of BEGIN IMMEDIATE keeps other changes out.
+    rebuilds_tables = True
+
+    @classmethod
+    def foreign_keys(cls, conn: Connection, *, on: bool) -> None:
+        # A no-op inside a transaction; on the driver's connection, SQLAlchemy would begin one.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+
+    @classmethod
+    def check_foreign_keys(cls, conn: Connection) -> None:
+        if broken := conn.exec_driver_sql("PRAGMA foreign_key_check").all():
+            raise RuntimeError(
+                f"rows whose foreign key points nowhere (table, rowid, parent, key): "
+                f"{broken[:5]}; the upgrade was rolled back"
+            )
+
+    @classmethod
+    def stored_type_differs(
+        cls, inspected: TypeEngine[Any], declared: TypeEngine[Any]
+    ) -> bool | None:
+        """SQLite reads ``JSON TEXT`` back as TEXT."""
+        if isinstance(declared, JsonText):
+            return not isinstance(inspected, TEXT)
+        return None

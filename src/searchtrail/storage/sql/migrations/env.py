@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from searchtrail.storage.sql.dialects import dialect_class
 from searchtrail.storage.sql.migrate import compare_type
 from searchtrail.storage.sql.schema import metadata
 
@@ -18,7 +19,7 @@ context.configure(
     connection=connection,
     target_metadata=metadata,
     compare_type=compare_type,
-    render_as_batch=connection.dialect.name == "sqlite",
+    render_as_batch=dialect_class(connection.dialect.name).rebuilds_tables,
 )
 with context.begin_transaction():
     context.run_migrations()
