@@ -1,8 +1,8 @@
 """Databases for the scenarios: fresh ones, sessions loaded in bulk, and the big cached one.
 
 Rows go in through ``executemany`` on the driver (one statement, big transactions), in
-the schema of ``searchtrail.schema`` created by the store itself, so the server reads
-exactly what it would have written. The JSON columns get the compact text the store's
+the schema of ``searchtrail.storage.sql.schema`` created by the storage itself, so the server
+reads exactly what it would have written. The JSON columns get the compact text its
 serializer writes.
 """
 
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from searchtrail.schema import metadata
-from searchtrail.store import Store, normalize_database_url
+from searchtrail.storage.sql import SqlStorage, normalize_database_url
+from searchtrail.storage.sql.schema import metadata
 
 if TYPE_CHECKING:
     from tests.pg import PgServer
@@ -64,7 +64,7 @@ def fresh_database(url: str) -> None:
     with engine.begin() as conn:  # the revision too, or the empty database looks up to date
         conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
     engine.dispose()
-    store = Store(url)
+    store = SqlStorage(url)
     store.create_schema()
     store.close()
 

@@ -28,8 +28,8 @@ from sqlalchemy import JSON, create_engine
 
 from bench.data import fresh_database, load_sessions
 from searchtrail import Clickstream
-from searchtrail.schema import events, sessions
-from searchtrail.store import normalize_database_url
+from searchtrail.storage.sql import normalize_database_url
+from searchtrail.storage.sql.schema import events, sessions
 from searchtrail.transfer.importer import EVENT_CHUNK, SESSION_CHUNK
 
 __all__ = ["ImportRate", "import_rate", "make_dump"]
@@ -153,7 +153,7 @@ def import_rate(
         started = time.perf_counter()
         summary = cs.import_from(dump, progress=False)
         import_seconds = time.perf_counter() - started
-        dialect = cs.store.dialect
+        dialect = cs.storage.dialect
     if summary.exit_code != 0 or summary.tables["sessions"].new != sessions_n:
         raise RuntimeError(f"the import did not store every row: {summary.model_dump_json()}")
     raw_seconds = _raw_insert(raw_url, dump)

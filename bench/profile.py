@@ -24,7 +24,7 @@ _WAITS = {
     "Condition.wait": "waiting: idle worker threads",
     "EpollSelector.select": "waiting: event loop idle in epoll",
     "GroupCommit.run": "waiting: writers queued for the group commit",
-    "Store._write": "waiting: writers queued for the write lock",
+    "_Database.write": "waiting: writers queued for the write lock",
     "SocketIO.readinto": "waiting: the writer process idle, for its next group",
 }
 # Leaf functions that stand for C work below them (the sqlite3 module releases the GIL).
@@ -48,7 +48,7 @@ _LAYERS = (
     ("FastAPI / Starlette / anyio", ("fastapi/", "starlette/", "anyio/")),
     (
         "writer process hand-off (pickling, the socket)",
-        ("searchtrail/writerprocess.py", "multiprocessing/"),
+        ("searchtrail/storage/sql/_writerprocess.py", "multiprocessing/"),
     ),
     ("searchtrail", ("searchtrail/",)),
     ("threading", ("threading.py", "concurrent/")),

@@ -46,7 +46,7 @@ from bench.profile import Profile, record
 from bench.rawinsert import RawInsert, raw_insert_rate
 from bench.report import render
 from bench.wrk import WrkResult, combine, run_wrk
-from searchtrail.store import Store, normalize_database_url
+from searchtrail.storage.sql import SqlStorage, normalize_database_url
 
 __all__ = ["SCENARIOS", "Options", "Run", "ScenarioResult", "main"]
 
@@ -338,7 +338,7 @@ class Bench:
         return self.o.profile == "always" or (self.o.profile == "auto" and missed)
 
     def rows(self, url: str, table: str) -> int:
-        store = Store(url)
+        store = SqlStorage(url)
         try:
             return store.count(table)
         finally:

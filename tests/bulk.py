@@ -1,4 +1,4 @@
-"""Fast fixtures: many sessions and events through ``Store.bulk_register``, not the HTTP path.
+"""Fast fixtures: many sessions and events through ``Sessions.bulk_register``, not the HTTP path.
 
 The pattern is deterministic so tests can predict what an export makes of it:
 session ``i`` shows ten results; every 17th has no events; every 13th is irrelevant;
@@ -59,4 +59,4 @@ def bulk_sessions(cs: Clickstream, n: int, prefix: str = "s", chunk: int = 10_00
             row, session_events = session_rows(i, prefix, at)
             rows.append(row)
             evs.extend(session_events)
-        cs.store.bulk_register(rows, evs, now_ms())
+        cs.storage.sessions.bulk_register(rows, evs, now_ms())

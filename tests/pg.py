@@ -106,7 +106,7 @@ class PgServer:
         """
         import psycopg
 
-        from searchtrail.schema import metadata
+        from searchtrail.storage.sql.schema import metadata
 
         url = self.url(WORK)
         if not self._work_made:
@@ -214,7 +214,7 @@ def start_server(
     if not template:
         return server
     try:
-        from searchtrail.migrate import upgrade
+        from searchtrail.storage.sql.migrate import upgrade
 
         server.admin(f"CREATE DATABASE {TEMPLATE}")
         upgrade(server.url(TEMPLATE))

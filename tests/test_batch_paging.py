@@ -27,11 +27,11 @@ def statements(cs: Clickstream) -> Iterator[list[tuple[str, Any]]]:
     def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
         seen.append((statement, parameters))
 
-    event.listen(cs.store.engine, "before_cursor_execute", record)
+    event.listen(cs.storage.engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(cs.store.engine, "before_cursor_execute", record)
+        event.remove(cs.storage.engine, "before_cursor_execute", record)
 
 
 def test_paging_a_released_batch_of_10000_sessions_returns_each_once_in_order(

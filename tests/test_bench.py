@@ -201,7 +201,7 @@ def test_the_cached_database_is_found_again_by_a_new_process(
     change rebuilt the database."""
     from bench.data import schema_fingerprint
 
-    from searchtrail.schema import metadata
+    from searchtrail.storage.sql.schema import metadata
 
     tables = [t for t in metadata.sorted_tables if len(t.indexes) > 1]
     assert tables

@@ -17,8 +17,8 @@ from sqlalchemy import create_engine, select
 
 from searchtrail import Clickstream, Settings
 from searchtrail.cli import main
-from searchtrail.schema import metadata
-from searchtrail.store import normalize_database_url
+from searchtrail.storage.sql import normalize_database_url
+from searchtrail.storage.sql.schema import metadata
 from searchtrail.timestamps import now_ms
 from searchtrail.transfer.importer import EXIT_REJECTED
 from tests.pg import PgServer

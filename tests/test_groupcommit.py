@@ -20,13 +20,13 @@ from sqlalchemy.exc import ProgrammingError
 
 from searchtrail import Clickstream
 from searchtrail.errors import SessionNotFound, Unavailable
-from searchtrail.groupcommit import GroupCommit
 from searchtrail.settings import Settings
+from searchtrail.storage.sql._groupcommit import GroupCommit
 from tests.support import postgres_only, sqlite_only
 
 
 def _group(cs: Clickstream) -> GroupCommit:
-    group = cs.store._group
+    group = cs.storage.db.group
     assert group is not None
     return group
 
@@ -75,7 +75,7 @@ def _refused(conn: Connection) -> None:
 
 def _count_commits(cs: Clickstream) -> list[int]:
     commits: list[int] = []
-    event.listen(cs.store._writer, "commit", lambda _conn: commits.append(1))
+    event.listen(cs.storage.db.writer, "commit", lambda _conn: commits.append(1))
     return commits
 
 
@@ -95,7 +95,7 @@ def test_a_group_commits_once_and_a_failed_member_stores_nothing(cs: Clickstream
     assert isinstance(answers[8], SessionNotFound)
     # Members see each other's writes in queue order: the second push finds "b" stored.
     assert (answers[9].stored, answers[10].stored, answers[10].duplicates) == (2, 1, 1)
-    assert cs.store.count("sessions") == 9
+    assert cs.storage.count("sessions") == 9
     assert sorted(e.event_id for e in cs.get_session("known").events) == ["a", "b", "c"]
 
 
@@ -103,12 +103,12 @@ def test_a_group_commits_once_and_a_failed_member_stores_nothing(cs: Clickstream
 def test_a_database_failure_fails_the_whole_group_and_stores_nothing(cs: Clickstream) -> None:
     calls: list[Callable[[], Any]] = [
         lambda: cs.create_session(session_id="a"),
-        lambda: cs.store._write(_refused),
+        lambda: cs.storage.db.write(_refused),
         lambda: cs.create_session(session_id="b"),
     ]
     answers = _run_grouped(cs, calls)
     assert all(isinstance(a, Unavailable) for a in answers), answers
-    assert cs.store.count("sessions") == 0
+    assert cs.storage.count("sessions") == 0
     # The store keeps working after the failed group.
     assert cs.create_session(session_id="a").session_id == "a"
 
@@ -142,23 +142,23 @@ def test_writes_share_one_connection_until_the_database_fails(tmp_path: Path) ->
     url = f"sqlite:///{tmp_path / 'kept.db'}"
     with Clickstream(settings=Settings(database_url=url, sqlite_busy_timeout_ms=50)) as cs:
         cs.create_session(session_id="a")
-        kept = cs.store._writer_conn
+        kept = cs.storage.db.writer_conn
         assert kept is not None
         kept_driver = kept.connection.dbapi_connection
         cs.create_session(session_id="b")
-        assert cs.store._writer_conn is kept
+        assert cs.storage.db.writer_conn is kept
 
         other = sqlite3.connect(tmp_path / "kept.db", isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # holds the write lock past the busy timeout
         with pytest.raises(Unavailable):
             cs.create_session(session_id="c")
-        assert cs.store._writer_conn is None
+        assert cs.storage.db.writer_conn is None
         other.execute("ROLLBACK")
         other.close()
 
         assert cs.create_session(session_id="c").session_id == "c"
-        assert cs.store._writer_conn is not None
-        assert cs.store._writer_conn.connection.dbapi_connection is not kept_driver
+        assert cs.storage.db.writer_conn is not None
+        assert cs.storage.db.writer_conn.connection.dbapi_connection is not kept_driver
         assert sorted(s for s in ("a", "b", "c") if cs.get_session(s)) == ["a", "b", "c"]
 
 
@@ -176,7 +176,7 @@ def test_close_waits_for_a_write_in_progress(tmp_path: Path) -> None:
 
     def write() -> None:
         try:
-            outcome.append(cs.store._write(slow))
+            outcome.append(cs.storage.db.write(slow))
         except Exception as exc:
             outcome.append(exc)
 
@@ -198,7 +198,7 @@ def test_the_event_loop_awaits_writes_the_writer_thread_commits(cs: Clickstream)
     commits = _count_commits(cs)
     threads: list[str] = []
     event.listen(
-        cs.store._writer, "commit", lambda _c: threads.append(threading.current_thread().name)
+        cs.storage.db.writer, "commit", lambda _c: threads.append(threading.current_thread().name)
     )
 
     async def main() -> list[Any]:
@@ -220,7 +220,7 @@ def test_the_event_loop_awaits_writes_the_writer_thread_commits(cs: Clickstream)
     assert (answers[5].stored, answers[5].duplicates) == (1, 1)
     assert len(commits) == 1
     assert threads == ["searchtrail-writer"]
-    assert cs.store.count("sessions") == 5
+    assert cs.storage.count("sessions") == 5
 
 
 def test_a_blocking_writer_and_an_awaiting_one_share_a_group(cs: Clickstream) -> None:
@@ -262,7 +262,7 @@ def test_a_cancelled_request_still_stores_its_write(cs: Clickstream) -> None:
 
     asyncio.run(main())
     deadline = time.monotonic() + 30
-    while cs.store.count("sessions") == 0:
+    while cs.storage.count("sessions") == 0:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert cs.get_session("gone").session_id == "gone"
@@ -300,7 +300,7 @@ def _savepoints(cs: Clickstream) -> list[str]:
         if statement.startswith("SAVEPOINT"):
             seen.append(statement)
 
-    event.listen(cs.store._writer, "before_cursor_execute", watch)
+    event.listen(cs.storage.db.writer, "before_cursor_execute", watch)
     return seen
 
 
@@ -336,7 +336,7 @@ def test_a_member_that_failed_after_writing_is_undone_by_a_rerun_with_savepoints
         cs,
         [
             lambda: cs.create_session(session_id="before"),
-            lambda: cs.store._write(half_done),
+            lambda: cs.storage.db.write(half_done),
             lambda: cs.create_session(session_id="after"),
         ],
     )
@@ -345,7 +345,7 @@ def test_a_member_that_failed_after_writing_is_undone_by_a_rerun_with_savepoints
     assert runs == ["half", "half"]  # the plain run, then the run with savepoints
     assert len(savepoints) == 3
     assert len(commits) == 1
-    assert cs.store.count("sessions") == 2
+    assert cs.storage.count("sessions") == 2
     assert cs.get_session("before").user_id is None
 
 
@@ -391,8 +391,9 @@ def test_an_outcome_a_future_refuses_still_answers_its_group(cs: Clickstream) ->
 
     async def main() -> list[Any]:
         with group._commit_lock:
+            cs.storage.db.write_ops["stops"] = lambda: stops
             tasks = [
-                asyncio.ensure_future(cs.store._write_async(lambda: stops)),
+                asyncio.ensure_future(cs.storage.db.write_async("stops")),
                 asyncio.ensure_future(cs.create_session_json_async('{"session_id": "next"}')),
             ]
             await _queued_async(group, 2)
@@ -406,7 +407,7 @@ def test_an_outcome_a_future_refuses_still_answers_its_group(cs: Clickstream) ->
 def _statements(cs: Clickstream) -> list[str]:
     seen: list[str] = []
     event.listen(
-        cs.store._writer, "before_cursor_execute", lambda _c, _cur, sql, *_a: seen.append(sql)
+        cs.storage.db.writer, "before_cursor_execute", lambda _c, _cur, sql, *_a: seen.append(sql)
     )
     return seen
 
@@ -426,7 +427,7 @@ def test_a_member_that_fails_in_postgresql_fails_alone(cs: Clickstream) -> None:
         cs,
         [
             lambda: cs.create_session(session_id="a"),
-            lambda: cs.store._write(broken),
+            lambda: cs.storage.db.write(broken),
             lambda: cs.create_session(session_id="b"),
         ],
     )
@@ -435,7 +436,7 @@ def test_a_member_that_fails_in_postgresql_fails_alone(cs: Clickstream) -> None:
     assert runs == ["broken"]  # refused once, kept: not run again with the others
     assert len(savepoints) == 2
     assert len(commits) == 1
-    assert cs.store.count("sessions") == 2
+    assert cs.storage.count("sessions") == 2
 
 
 @postgres_only
@@ -461,8 +462,8 @@ def test_a_postgresql_group_passes_the_batch_gate_once_and_pushes_never(cs: Clic
 def test_a_push_does_not_wait_behind_a_release_that_waits(cs: Clickstream) -> None:
     """A release waits for the registrations holding the gate; pushes do not queue behind it."""
     cs.create_session(session_id="s1")
-    holder = cs.store.engine.connect()  # a registration of another process, in flight
-    cs.store._batch_gate(holder, exclusive=False)
+    holder = cs.storage.engine.connect()  # a registration of another process, in flight
+    cs.storage.db.dialect.batch_gate(holder, exclusive=False)
     try:
         released: list[Any] = []
         releaser = threading.Thread(target=lambda: released.append(cs.release_batch("r1")))
@@ -486,7 +487,7 @@ def test_a_push_does_not_wait_behind_a_release_that_waits(cs: Clickstream) -> No
 def _until_waiting_for_a_lock(cs: Clickstream, locktype: str) -> None:
     deadline = time.monotonic() + 30
     query = text("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = :t")
-    with cs.store.engine.connect() as conn:
+    with cs.storage.engine.connect() as conn:
         while not conn.execute(query, {"t": locktype}).scalar():
             assert time.monotonic() < deadline
             time.sleep(0.01)
@@ -500,7 +501,7 @@ def test_a_member_that_times_out_on_a_lock_fails_alone(database_url: str) -> Non
     with Clickstream(settings=settings) as cs:
         cs.create_session(session_id="locked")
         statements = _statements(cs)
-        holder = cs.store.engine.connect()
+        holder = cs.storage.engine.connect()
         holder.execute(text("SELECT 1 FROM sessions WHERE session_id = 'locked' FOR UPDATE"))
         try:
             answers = _run_grouped(
@@ -516,7 +517,7 @@ def test_a_member_that_times_out_on_a_lock_fails_alone(database_url: str) -> Non
             holder.close()
         assert isinstance(answers[1], Unavailable), answers
         assert [answers[0].session_id, answers[2].session_id] == ["a", "b"]
-        assert cs.store.count("sessions") == 3
+        assert cs.storage.count("sessions") == 3
         # The lock was waited for once: the rerun with savepoints keeps the timeout's answer.
         assert sum(sql.startswith("UPDATE sessions") for sql in statements) == 1
 
@@ -535,7 +536,7 @@ def test_a_member_that_changed_rows_through_a_cte_is_undone(cs: Clickstream) -> 
         raise ValueError("failed after writing")
 
     answers = _run_grouped(
-        cs, [lambda: cs.store._write(half_done), lambda: cs.create_session(session_id="after")]
+        cs, [lambda: cs.storage.db.write(half_done), lambda: cs.create_session(session_id="after")]
     )
     assert isinstance(answers[0], ValueError)
     assert answers[1].session_id == "after"
@@ -570,7 +571,7 @@ def test_two_processes_groups_that_deadlock_are_run_again(
     cs.create_session(session_id="s")
 
     def push(store: Any, event_id: str) -> Callable[[Connection], Any]:
-        return store._store_events("s", [(event_id, "o", "click", 0, None, None)])
+        return store.sessions.store_events_write("s", [(event_id, "o", "click", 0, None, None)])
 
     def first_then_wait(
         fn: Callable[[Connection], Any], reached: threading.Event, go: threading.Event
@@ -594,16 +595,16 @@ def test_two_processes_groups_that_deadlock_are_run_again(
                 cs,
                 [
                     *first,
-                    first_then_wait(push(cs.store, "x"), reached["a"], go),
-                    push(cs.store, "y"),
+                    first_then_wait(push(cs.storage, "x"), reached["a"], go),
+                    push(cs.storage, "y"),
                 ],
             ),
             "b": (
                 other,
                 [
                     *first,
-                    first_then_wait(push(other.store, "y"), reached["b"], go),
-                    push(other.store, "x"),
+                    first_then_wait(push(other.storage, "y"), reached["b"], go),
+                    push(other.storage, "x"),
                 ],
             ),
         }
@@ -611,7 +612,7 @@ def test_two_processes_groups_that_deadlock_are_run_again(
         def commit(name: str) -> None:
             store_of, fns = groups[name]
             answers[name] = _run_grouped(
-                store_of, [lambda fn=fn: store_of.store._write(fn) for fn in fns]
+                store_of, [lambda fn=fn: store_of.storage.db.write(fn) for fn in fns]
             )
 
         threads = [threading.Thread(target=commit, args=(name,)) for name in groups]

@@ -140,13 +140,13 @@ def test_entries_survive_a_restart(fast_settings: Settings) -> None:
 def test_an_expired_lease_hands_the_entry_out_again_and_the_stale_ack_is_refused(
     cs: Clickstream,
 ) -> None:
-    store = cs.store
+    store = cs.storage.queue
     cs.create_session(session_id="s1", search_query="q")
     entry = cs.use_for_improvement("s1")
     t0 = 1_000_000
-    [first] = store.claim_improvements("w1", 10, t0, LEASE_MS, 5)
-    assert store.claim_improvements("w2", 10, t0 + LEASE_MS - 1, LEASE_MS, 5) == []
-    [second] = store.claim_improvements("w2", 10, t0 + LEASE_MS, LEASE_MS, 5)
+    [first] = store.claim("w1", 10, t0, LEASE_MS, 5)
+    assert store.claim("w2", 10, t0 + LEASE_MS - 1, LEASE_MS, 5) == []
+    [second] = store.claim("w2", 10, t0 + LEASE_MS, LEASE_MS, 5)
     assert (second.entry_id, second.attempts, second.claimed_by) == (entry.entry_id, 2, "w2")
 
     with pytest.raises(Conflict, match="claimed again"):
@@ -161,15 +161,15 @@ def test_an_expired_lease_hands_the_entry_out_again_and_the_stale_ack_is_refused
 
 
 def test_an_entry_whose_lease_keeps_expiring_fails_after_max_attempts(cs: Clickstream) -> None:
-    store = cs.store
+    store = cs.storage.queue
     cs.create_session(session_id="s1", search_query="q")
     entry = cs.use_for_improvement("s1")
     now = 1_000_000
     for attempt in (1, 2, 3):
-        [claimed] = store.claim_improvements("w", 10, now, LEASE_MS, 3)
+        [claimed] = store.claim("w", 10, now, LEASE_MS, 3)
         assert claimed.attempts == attempt
         now += LEASE_MS
-    assert store.claim_improvements("w", 10, now, LEASE_MS, 3) == []
+    assert store.claim("w", 10, now, LEASE_MS, 3) == []
     counts = cs.improvement_counts()
     assert (counts.failed, counts.claimed, counts.pending) == (1, 0, 0)
     # The session can be queued again: the failed entry is closed.

@@ -29,7 +29,7 @@ def test_create_verify_revoke(cs: Clickstream) -> None:
 
 def test_only_the_hash_is_stored(cs: Clickstream) -> None:
     made = cs.keys.create("k", ["ingest"])
-    with cs.store.engine.connect() as conn:
+    with cs.storage.engine.connect() as conn:
         row = conn.exec_driver_sql("SELECT prefix, key_hash FROM api_keys").one()
     assert tuple(row) == (made.prefix, hash_key(made.key))
 
@@ -37,7 +37,7 @@ def test_only_the_hash_is_stored(cs: Clickstream) -> None:
 def test_a_prefix_of_digits_is_a_prefix(cs: Clickstream) -> None:
     made = cs.keys.create("k", ["ingest"])
     digits = "123456789012"
-    with cs.store.engine.begin() as conn:
+    with cs.storage.engine.begin() as conn:
         conn.exec_driver_sql(f"UPDATE api_keys SET prefix = '{digits}'")
     assert cs.keys.revoke(digits).key_id == made.key_id
 

@@ -18,15 +18,15 @@ from sqlalchemy import MetaData, text
 
 from searchtrail import Clickstream
 from searchtrail.errors import SchemaOutdated
-from searchtrail.migrate import (
+from searchtrail.storage.sql import SqlStorage as Store
+from searchtrail.storage.sql.migrate import (
     ensure_schema,
     head_revision,
     schema_differences,
     schema_status,
     upgrade,
 )
-from searchtrail.schema import metadata
-from searchtrail.store import Store
+from searchtrail.storage.sql.schema import metadata
 from tests.pg import PgServer
 from tests.support import clean_env, free_port, sqlite_only
 
@@ -227,7 +227,7 @@ def test_processes_opening_one_empty_database_together_create_it_once(empty_url:
     assert _revision(empty_url) == head_revision()
     assert _differences(empty_url) == []
     with Clickstream(empty_url) as cs:
-        assert cs.store.count("sessions") == 6
+        assert cs.storage.count("sessions") == 6
 
 
 def _create(url: str) -> None:
@@ -340,7 +340,7 @@ def test_0003_rebuilds_sqlite_sessions_keeping_rows_events_and_foreign_keys(
         assert cs.get_session("s2").search_query == 1  # converted when stored; kept as it is
         cs.create_session(session_id="s3", search_query=1.0)
         assert repr(cs.get_session("s3").search_query) == "1.0"
-        with pytest.raises(Exception, match="FOREIGN KEY"), cs.store.engine.begin() as conn:
+        with pytest.raises(Exception, match="FOREIGN KEY"), cs.storage.engine.begin() as conn:
             conn.exec_driver_sql(
                 "INSERT INTO events (session_number, event_id, event_type, created_at_ms)"
                 " VALUES (999, 'e', 'click', 0)"

@@ -19,10 +19,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, text
 
-import searchtrail.store as store_module
+import searchtrail.storage.sql.postgres as store_module
 from searchtrail import Clickstream, SessionNotFound, Settings
 from searchtrail.http import create_app
-from searchtrail.store import normalize_database_url
+from searchtrail.storage.sql import normalize_database_url
 from searchtrail.timestamps import now_ms
 from tests.pg import PgServer
 from tests.support import clean_env, free_port, postgres_only
@@ -43,7 +43,7 @@ def _in_thread(fn: Any) -> tuple[threading.Thread, list[Any]]:
 
 
 def _lock_waiters(cs: Clickstream) -> int:
-    with cs.store.engine.connect() as conn:
+    with cs.storage.engine.connect() as conn:
         return int(
             conn.execute(
                 text(
@@ -64,9 +64,9 @@ def test_registrations_do_not_wait_for_each_other_and_a_release_waits_for_them(
     ):
         first = cs.create_session(session_id="first")
         # A registration in flight: it holds the batch gate shared.
-        with cs.store.engine.connect() as held, held.begin():
-            cs.store._batch_gate(held, exclusive=False)
-            assert cs.store._collecting_batch_id(held, now_ms()) == first.batch_id
+        with cs.storage.engine.connect() as held, held.begin():
+            cs.storage.db.dialect.batch_gate(held, exclusive=False)
+            assert cs.storage.transfer._collecting_batch_id(held, now_ms()) == first.batch_id
 
             thread, answer = _in_thread(lambda: other.create_session(session_id="second"))
             thread.join(timeout=60)
@@ -87,8 +87,8 @@ def test_registrations_do_not_wait_for_each_other_and_a_release_waits_for_them(
 def test_the_pool_is_sized_by_settings_and_uses_psycopg(database_url: str) -> None:
     settings = Settings(database_url=database_url, pool_size=3)
     with Clickstream(settings=settings) as cs:
-        assert cs.store.engine.dialect.driver == "psycopg"
-        assert cs.store.engine.pool.size() == 3  # type: ignore[attr-defined]
+        assert cs.storage.engine.dialect.driver == "psycopg"
+        assert cs.storage.engine.pool.size() == 3  # type: ignore[attr-defined]
     assert normalize_database_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
     assert normalize_database_url("postgres://h/db") == "postgresql+psycopg://h/db"
 
@@ -98,7 +98,7 @@ def test_a_lock_held_too_long_is_503_and_writes_nothing(database_url: str) -> No
     settings = Settings(database_url=database_url, sqlite_busy_timeout_ms=50)
     with Clickstream(settings=settings) as cs, TestClient(create_app(clickstream=cs)) as client:
         assert client.post("/session", json={"session_id": "s1"}).status_code == 200
-        holder = cs.store.engine.connect()
+        holder = cs.storage.engine.connect()
         holder.execute(text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
         try:
             push = {"session_id": "s1", "events": [{"event_id": "e"}]}
@@ -160,7 +160,7 @@ def test_a_connection_ended_in_steady_use_fails_one_request_with_503_then_all_ar
     ):
         assert client.post("/session", json={"session_id": "s1"}).status_code == 200
         # Several connections in the pool, all of them about to be ended.
-        conns = [cs.store.engine.connect() for _ in range(3)]
+        conns = [cs.storage.engine.connect() for _ in range(3)]
         for conn in conns:
             conn.execute(text("SELECT 1"))
             conn.close()
@@ -190,7 +190,7 @@ def test_a_get_is_one_statement_outside_a_transaction_and_leaves_the_pool_transa
 
     with Clickstream(settings=Settings(database_url=database_url, pool_size=1)) as cs:
         cs.create_session(session_id="s1")
-        event.listen(cs.store.engine, "before_cursor_execute", record)
+        event.listen(cs.storage.engine, "before_cursor_execute", record)
         assert cs.get_session("s1").session_id == "s1"
         assert seen == [("SELECT", True)]
         seen.clear()
@@ -228,13 +228,13 @@ def test_a_get_reads_on_the_loop_while_reads_on_loop_is_open_and_answers_the_sam
         cs.create_session(session_id="s2")
         engine_reads: list[str] = []
 
-        @event.listens_for(cs.store.engine, "before_cursor_execute")
+        @event.listens_for(cs.storage.engine, "before_cursor_execute")
         def seen(*_: object) -> None:
             engine_reads.append(threading.current_thread().name)
 
         async def both() -> list[Any]:
             answers: list[Any] = [await cs.get_session_async(s) for s in ("s1", "s2")]
-            async with cs.store.reads_on_loop():
+            async with cs.storage.reads_on_loop():
                 answers += [await cs.get_session_async(s) for s in ("s1", "s2")]
                 with pytest.raises(SessionNotFound):
                     await cs.get_session_async("nope")
@@ -254,17 +254,17 @@ def test_the_apps_lifespan_opens_and_closes_the_loops_reads(database_url: str) -
         cs.create_session(session_id="s1")
         engine_reads: list[str] = []
 
-        @event.listens_for(cs.store.engine, "before_cursor_execute")
+        @event.listens_for(cs.storage.engine, "before_cursor_execute")
         def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
             engine_reads.append(statement)
 
         with TestClient(create_app(clickstream=cs)) as client:
-            reader = cs.store._pg_reader
+            reader = cs.storage.db.loop_reader
             assert client.get("/session", params={"session_id": "s1"}).status_code == 200
             assert client.get("/session", params={"session_id": "s9"}).status_code == 404
         assert not [s for s in engine_reads if "FROM sessions" in s]
         assert reader is not None and reader._pool is not None and reader._pool.closed
-        assert cs.store._pg_reader is None
+        assert cs.storage.db.loop_reader is None
 
 
 @postgres_only

@@ -53,8 +53,8 @@ def test_two_workers_share_one_file(database_url: str, dialect: str, tmp_path: P
             stored = list(pool.map(one_session, range(40)))
     assert stored == [11] * 40  # e-1 .. e9, each once
     with Clickstream(database_url) as cs:
-        assert cs.store.count("events") == 40 * 11
-        assert cs.store.count("sessions") == 40
+        assert cs.storage.count("events") == 40 * 11
+        assert cs.storage.count("sessions") == 40
 
 
 def test_bad_setting_stops_serve_with_the_variable_name(tmp_path: Path) -> None:

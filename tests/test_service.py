@@ -19,7 +19,7 @@ from searchtrail import (
     TimestampOutOfWindow,
 )
 from searchtrail.errors import Unavailable
-from searchtrail.loopreads import SqliteLoopReader
+from searchtrail.storage.sql._loopreads import SqliteLoopReader
 from searchtrail.timestamps import now_ms
 from tests.support import sqlite_only
 
@@ -55,7 +55,7 @@ def test_gets_from_the_loop_run_in_the_loop_on_sqlite_and_in_few_reader_threads_
     cs.push_events("s3", [{"event_id": f"e{i}"} for i in range(10)])
     threads: set[str] = set()
 
-    @event.listens_for(cs.store.engine, "before_cursor_execute")
+    @event.listens_for(cs.storage.engine, "before_cursor_execute")
     def seen(*_: object) -> None:
         threads.add(threading.current_thread().name)
 
@@ -85,11 +85,11 @@ def test_a_get_past_the_loops_budget_is_interrupted_and_read_whole_in_a_reader_t
     cs.push_events("big", events)
     reads: list[tuple[str, str]] = []
 
-    @event.listens_for(cs.store.engine, "after_cursor_execute")
+    @event.listens_for(cs.storage.engine, "after_cursor_execute")
     def done(*_: object) -> None:
         reads.append(("done", threading.current_thread().name))
 
-    @event.listens_for(cs.store.engine, "handle_error")
+    @event.listens_for(cs.storage.engine, "handle_error")
     def failed(ctx: Any) -> None:
         reads.append((str(ctx.original_exception), threading.current_thread().name))
 
@@ -110,14 +110,14 @@ def test_a_get_past_the_loops_budget_is_interrupted_and_read_whole_in_a_reader_t
 def test_the_loops_reader_leaves_other_threads_and_real_errors_alone(cs: Clickstream) -> None:
     """Its one connection belongs to the first thread that reads; a database error that
     is not its budget's interrupt is the caller's, a 503."""
-    reader = SqliteLoopReader(cs.store._unbegun, text("SELECT :x"))
+    reader = SqliteLoopReader(cs.storage.db.unbegun, text("SELECT :x"))
     elsewhere: list[object] = []
     other = threading.Thread(target=lambda: elsewhere.append(asyncio.run(reader.rows({"x": 2}))))
     assert asyncio.run(reader.rows({"x": 1})) == [(1,)]
     other.start()
     other.join()
     assert elsewhere == [None]
-    broken = SqliteLoopReader(cs.store._unbegun, text("SELECT * FROM no_such_table"))
+    broken = SqliteLoopReader(cs.storage.db.unbegun, text("SELECT * FROM no_such_table"))
     with pytest.raises(OperationalError, match="no such table"):
         asyncio.run(broken.rows({}))
     assert asyncio.run(reader.rows({"x": 3})) == [(3,)]
@@ -133,7 +133,7 @@ def test_close_from_another_thread_waits_for_a_read_on_the_loop(cs: Clickstream)
     register(cs, "s1")
     closers: list[threading.Thread] = []
 
-    @event.listens_for(cs.store.engine, "after_cursor_execute")
+    @event.listens_for(cs.storage.engine, "after_cursor_execute")
     def close_meanwhile(*_: object) -> None:
         if not closers:
             closers.append(threading.Thread(target=cs.close))
@@ -154,8 +154,8 @@ def test_the_loops_connection_does_not_go_back_to_the_pool_with_its_interrupt_ar
     register(cs, "big")
     cs.push_events("big", [{"event_id": f"e{i:04}"} for i in range(400)])
     assert len(asyncio.run(cs.get_session_async("big", events_limit=400)).events) == 400
-    assert cs.store._sqlite_reader is not None
-    cs.store._sqlite_reader.close()
+    assert cs.storage.db.loop_reader is not None
+    cs.storage.db.loop_reader.close()
     assert len(cs.get_session("big", events_limit=400).events) == 400
 
 
@@ -248,7 +248,7 @@ def test_one_push_stores_events_in_its_order_and_each_event_id_once(cs: Clickstr
     stored = cs.get_session("s1").events
     assert [(e.event_id, e.meta) for e in stored] == [(f"e{i}", m) for i, m in enumerate(metas)]
     # No meta is SQL NULL, not a JSON null, whatever way the rows traveled to the database.
-    with cs.store.engine.connect() as conn:
+    with cs.storage.engine.connect() as conn:
         nulls = conn.execute(text("SELECT event_id FROM events WHERE meta IS NULL")).scalars()
         assert sorted(nulls) == ["e0", "e3"]
 
@@ -331,4 +331,4 @@ def test_a_closed_clickstream_refuses_reads_and_writes(database_url: str) -> Non
     with pytest.raises(Unavailable, match="closed"):
         cs.get_session("s1")
     with Clickstream(database_url) as again:
-        assert again.store.count("sessions") == 1
+        assert again.storage.count("sessions") == 1

@@ -109,7 +109,7 @@ def test_a_push_at_the_cap_is_judged_by_its_new_events(cs: Clickstream) -> None:
     with pytest.raises(SessionFull, match="would add 1 new one"):
         cs.push_events("s1", [*half, {"event_id": "n-last"}])
     assert len(list(cs.iter_session_events("s1", page_size=1000))) == CAP
-    assert cs.store.count("events") == CAP
+    assert cs.storage.count("events") == CAP
 
 
 def test_events_limit_zero_answers_the_session_and_a_cursor_to_its_events(

@@ -41,7 +41,7 @@ def test_a_write_waits_for_another_process_lock_and_keeps_its_busy_timeout(
     tmp_path: Path,
 ) -> None:
     """The group commit takes the write lock by trying every 0.5 ms with SQLite's busy
-    timeout off (store._begin_write); it must be back on for the transaction's statements."""
+    timeout off (sqlite._begin_write); it must be back on for the transaction's statements."""
     path = tmp_path / "busy.db"
     settings = Settings(database_url=f"sqlite:///{path}", sqlite_busy_timeout_ms=20_000)
     with Clickstream(settings=settings) as cs:
@@ -55,14 +55,14 @@ def test_a_write_waits_for_another_process_lock_and_keeps_its_busy_timeout(
             holder.execute("COMMIT")
             assert push.result().stored == 1
         holder.close()
-        conn = cs.store._writer_conn
+        conn = cs.storage.db.writer_conn
         assert conn is not None
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 20_000
 
 
 @sqlite_only  # PRAGMAs are SQLite's own; PostgreSQL has no equivalent knobs to check
 def test_wal_mode_and_synchronous(cs: Clickstream) -> None:
-    with cs.store.engine.connect() as conn:
+    with cs.storage.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
@@ -80,7 +80,7 @@ def test_a_get_is_one_statement_without_begin_and_other_reads_keep_their_begin(
     def record(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         seen.append((statement.split()[0], conn.connection.dbapi_connection.in_transaction))
 
-    event.listen(cs.store.engine, "before_cursor_execute", record)
+    event.listen(cs.storage.engine, "before_cursor_execute", record)
     assert [e.event_id for e in cs.get_session("s1").events] == ["e1"]
     assert seen == [("SELECT", False)]
     seen.clear()

@@ -22,6 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from searchtrail import Clickstream, Settings
+from searchtrail._heap import YOUNG_GENERATION
 from searchtrail.errors import (
     FieldError,
     InvalidInput,
@@ -32,8 +33,8 @@ from searchtrail.errors import (
     Unavailable,
 )
 from searchtrail.http import create_app
-from searchtrail.http.heap import YOUNG_GENERATION
-from searchtrail.writerprocess import _open_store
+from searchtrail.storage.sql._writerprocess import open_target
+from searchtrail.storage.sql.backend import open_writer_child
 from tests.support import serve, sqlite_only
 
 
@@ -86,14 +87,14 @@ def test_start_returns_once_the_child_has_loaded_the_store(database_url: str) ->
     """`serve` accepts connections only after this, so no first request waits for imports."""
     settings = Settings(database_url=database_url, writer="process")
     with Clickstream(settings=settings) as cs:
-        cs.store.start_writer_process()
+        cs.storage.start_writer_process()
         maps = Path(f"/proc/{the_child().pid}/maps").read_text()
         driver = "_sqlite3" if database_url.startswith("sqlite") else "psycopg_binary"
         assert driver in maps, "start() returned before the child imported the store"
 
 
 def _heap_after_opening(url: str) -> tuple[int, int]:
-    _open_store(url, 1000, "FULL").close()
+    open_target(open_writer_child, (url, 1000, "FULL")).close()
     return gc.get_freeze_count(), gc.get_threshold()[0]
 
 
@@ -117,7 +118,7 @@ def test_concurrent_writes_are_grouped_and_all_stored(cs: Clickstream) -> None:
 
     stored = asyncio.run(main())
     assert sum(stored) == 401  # a0..a199, b0..b199, and "shared" once
-    assert cs.store.count("events") == 401
+    assert cs.storage.count("events") == 401
 
 
 @sqlite_only  # holds the child mid-write with SQLite's write lock
@@ -141,7 +142,7 @@ def test_a_group_larger_than_the_socket_buffer_is_sent_in_parts(
         return [r.stored for r in await asyncio.wait_for(asyncio.gather(*pushes), 60)]
 
     assert asyncio.run(main()) == [100] * 60
-    assert cs.store.count("events") == 6000
+    assert cs.storage.count("events") == 6000
 
 
 def test_a_failing_write_leaves_its_group_whole(cs: Clickstream) -> None:
@@ -157,7 +158,7 @@ def test_a_failing_write_leaves_its_group_whole(cs: Clickstream) -> None:
     outcomes = asyncio.run(main())
     assert all(isinstance(o, SessionNotFound) for o in outcomes[0::2])
     assert all(getattr(o, "stored", None) == 1 for o in outcomes[1::2])
-    assert cs.store.count("events") == 20
+    assert cs.storage.count("events") == 20
 
 
 def test_a_child_killed_while_idle_is_replaced_unnoticed(cs: Clickstream) -> None:
@@ -172,7 +173,7 @@ def test_a_child_killed_while_idle_is_replaced_unnoticed(cs: Clickstream) -> Non
     first.join(30)
     assert asyncio.run(push("e2")) == 1
     assert the_child().pid != first.pid
-    assert cs.store.count("events") == 2
+    assert cs.storage.count("events") == 2
 
 
 def kill_child_once_replaced(previous: int | None) -> int:
@@ -242,7 +243,7 @@ def test_close_commits_what_was_accepted_then_refuses(database_url: str, closer:
     asyncio.run(main())
     assert multiprocessing.active_children() == []
     with Clickstream(database_url) as again:
-        assert again.store.count("events") == 30
+        assert again.storage.count("events") == 30
 
 
 @sqlite_only  # holds the child mid-write with SQLite's write lock
@@ -280,7 +281,7 @@ def test_close_from_another_thread_survives_the_loop_ending_first(database_url: 
     assert not closer.is_alive() and failures == []
     assert multiprocessing.active_children() == []
     with Clickstream(database_url) as again:
-        assert again.store.count("events") == 5
+        assert again.storage.count("events") == 5
 
 
 @sqlite_only

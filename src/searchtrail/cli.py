@@ -97,8 +97,8 @@ def serve(**options: Any) -> None:
     settings = load_settings(**options)
     # Check (or create, when empty) the schema once here, not racing in every worker.
     with Clickstream(settings=settings) as cs:
-        has_keys = cs.store.api_keys_exist()
-        on_sqlite = cs.store.dialect == "sqlite"
+        has_keys = cs.storage.keys.exist()
+        on_sqlite = cs.storage.dialect == "sqlite"
     if has_keys:
         click.echo("searchtrail: API keys are required (see `searchtrail keys list`).", err=True)
     else:
@@ -444,8 +444,8 @@ _DB_URL_HELP = "[SEARCHTRAIL_DATABASE_URL, default sqlite:///searchtrail.db]"
 @click.option("--revision", default="head", show_default=True, help="The revision to reach.")
 def db_upgrade(database_url: str | None, revision: str) -> None:
     """Create the schema, or bring it to the newest revision; safe to run again."""
-    from searchtrail.migrate import upgrade
-    from searchtrail.store import unavailable_on_db_outage
+    from searchtrail.storage.sql import unavailable_on_db_outage
+    from searchtrail.storage.sql.migrate import upgrade
 
     settings = load_settings(database_url=database_url)
     with unavailable_on_db_outage():
@@ -465,8 +465,9 @@ def db_current(database_url: str | None) -> None:
     Exits 1 when a server would refuse the database (the schema is behind or unknown, or
     tables are missing).
     """
-    from searchtrail.migrate import schema_status
-    from searchtrail.store import Store, unavailable_on_db_outage
+    from searchtrail.storage.sql import SqlStorage as Store
+    from searchtrail.storage.sql import unavailable_on_db_outage
+    from searchtrail.storage.sql.migrate import schema_status
 
     settings = load_settings(database_url=database_url)
     store = Store(settings.database_url, pool_size=1)
@@ -487,8 +488,9 @@ def db_current(database_url: str | None) -> None:
 @click.option("--database-url", help=_DB_URL_HELP)
 def db_check(database_url: str | None) -> None:
     """Exit 1 unless the database is at the newest revision and its tables match the code."""
-    from searchtrail.migrate import schema_differences, schema_status
-    from searchtrail.store import Store, unavailable_on_db_outage
+    from searchtrail.storage.sql import SqlStorage as Store
+    from searchtrail.storage.sql import unavailable_on_db_outage
+    from searchtrail.storage.sql.migrate import schema_differences, schema_status
 
     settings = load_settings(database_url=database_url)
     store = Store(settings.database_url, pool_size=1)

@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field
 from tqdm import tqdm
 
 from searchtrail.errors import BadRequest, FieldError, InvalidInput
-from searchtrail.store import BatchState, SessionActions, Store
+from searchtrail.storage.api import BatchState, SessionActions, Storage
 from searchtrail.timestamps import to_epoch_ms
 
 __all__ = [
@@ -273,7 +273,7 @@ def _record(s: SessionActions, query: str, j: Judgement) -> dict[str, Any]:
 
 
 def export_batch(
-    store: Store,
+    storage: Storage,
     batch_id: int,
     out: str | Path,
     *,
@@ -292,14 +292,14 @@ def export_batch(
     created at or after a timestamp. Files appear under their names only when complete.
     """
     split_ms = _check_options(format, layout, weights, include_irrelevant, test_fraction, split_at)
-    info = store.get_batch(batch_id)
-    if info.state == BatchState.COLLECTING:
+    info = storage.batches.get(batch_id)
+    if info.state == BatchState.COLLECTING.value:
         raise BadRequest(
             f"Batch {batch_id} is collecting; release it first (POST /batch/release): "
             "only a released batch is fixed enough to train on"
         )
     if test_fraction is not None:
-        split_ms = store.created_at_quantile(batch_id, 1 - test_fraction)
+        split_ms = storage.reads.created_at_quantile(batch_id, 1 - test_fraction)
     splits = ["train"]
     if test_fraction is not None or split_at is not None:
         splits.append("test")
@@ -326,7 +326,7 @@ def export_batch(
             sinks[split] = sink_type(path, schema)
         with tqdm(total=info.sessions, unit="session", disable=not show, file=sys.stderr) as bar:
             after = 0
-            while page := store.session_actions(batch_id, after, PAGE_SIZE):
+            while page := storage.reads.session_actions(batch_id, after, PAGE_SIZE):
                 for s in page:
                     _export_one(s, weights, layout, split_ms, sinks, summary)
                 after = page[-1].session_number

@@ -21,17 +21,13 @@ import hmac
 import secrets
 import threading
 import time
-from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, field_validator
 
-from searchtrail.errors import BadRequest
+from searchtrail.keyinfo import ApiKeyInfo, Scope, scopes_of
 from searchtrail.models import INT64_MAX, parse
+from searchtrail.storage.api import ApiKeys
 from searchtrail.timestamps import now_ms
-
-if TYPE_CHECKING:
-    from searchtrail.store import Store
 
 __all__ = [
     "ApiKeyCreateRequest",
@@ -48,27 +44,6 @@ __all__ = [
 
 _MARK = "st_"
 _PREFIX_CHARS = 12
-
-
-class Scope(StrEnum):
-    INGEST = "ingest"
-    READ = "read"
-    ADMIN = "admin"
-
-
-class ApiKeyInfo(BaseModel):
-    """What may be shown about a key: never the key, never its hash."""
-
-    key_id: int
-    name: str
-    prefix: str = Field(description="The key's public part: it starts with st_<prefix>_.")
-    scopes: list[Scope]
-    created_at_ms: int
-    revoked_at_ms: int | None = None
-
-    @property
-    def revoked(self) -> bool:
-        return self.revoked_at_ms is not None
 
 
 class NewApiKey(ApiKeyInfo):
@@ -123,9 +98,9 @@ def _mint() -> tuple[str, str]:
 
 
 class KeyRing:
-    """Key management and verification over the store, with a short in-process cache."""
+    """Key management and verification over the key storage, with a short in-process cache."""
 
-    def __init__(self, store: Store, cache_sec: float = 5.0) -> None:
+    def __init__(self, store: ApiKeys, cache_sec: float = 5.0) -> None:
         self.store = store
         self.cache_sec = cache_sec
         self._lock = threading.Lock()
@@ -137,7 +112,7 @@ class KeyRing:
     def create(self, name: str, scopes: list[Scope] | list[str]) -> NewApiKey:
         req = parse(ApiKeyCreateRequest, {"name": name, "scopes": scopes})
         key, prefix = _mint()
-        info = self.store.create_api_key(
+        info = self.store.create(
             name=req.name,
             prefix=prefix,
             key_hash=hash_key(key),
@@ -149,12 +124,12 @@ class KeyRing:
         return NewApiKey(**info.model_dump(), key=key)
 
     def list(self) -> list[ApiKeyInfo]:
-        return self.store.list_api_keys()
+        return self.store.list()
 
     def revoke(self, key_id: int | str) -> ApiKeyInfo:
         """Revoke by id or prefix; revoking twice keeps the first revocation time."""
         key_id = parse(ApiKeyRevokeRequest, {"key_id": key_id}).key_id
-        info = self.store.revoke_api_key(key_id, now_ms())
+        info = self.store.revoke(key_id, now_ms())
         with self._lock:
             self._verified = {h: v for h, v in self._verified.items() if v[1].key_id != info.key_id}
         return info
@@ -172,7 +147,7 @@ class KeyRing:
         known = self.required_cached()
         if known is not None:
             return known
-        exists = self.store.api_keys_exist()
+        exists = self.store.exist()
         # Keys are never deleted, so "required" never goes back to False.
         expires = float("inf") if exists else time.monotonic() + self.cache_sec
         with self._lock:
@@ -195,7 +170,7 @@ class KeyRing:
         prefix = split_key(key)
         if prefix is None:
             return None
-        found = self.store.api_key_by_prefix(prefix)
+        found = self.store.by_prefix(prefix)
         if found is None:
             return None
         info, stored_hash = found
@@ -206,10 +181,3 @@ class KeyRing:
                 self._verified.clear()
             self._verified[hash_key(key)] = (time.monotonic() + self.cache_sec, info)
         return info
-
-
-def scopes_of(text: str) -> list[Scope]:
-    try:
-        return [Scope(s) for s in text.split()]
-    except ValueError as exc:  # a row written by something else than KeyRing
-        raise BadRequest(f"stored key has an unknown scope: {exc}") from None

@@ -59,7 +59,7 @@ __all__ = [
     "PushResult",
     "QueueCounts",
     "QueueEntry",
-    "QueueState",
+    "QueueStateName",
     "ReleaseRequest",
     "ReleaseResult",
     "SearchResultItem",
@@ -630,7 +630,7 @@ class BatchSessionsPage(BaseModel):
     sessions: list[Session]
 
 
-QueueState = Literal["pending", "claimed", "done", "failed"]
+QueueStateName = Literal["pending", "claimed", "done", "failed"]
 
 
 class QueueEntry(BaseModel):
@@ -638,7 +638,7 @@ class QueueEntry(BaseModel):
 
     entry_id: int
     session_id: str
-    state: QueueState
+    state: QueueStateName
     attempts: int = Field(description="Claims so far; pass it back as `attempt` to acknowledge.")
     enqueued_at_ms: int
     claimed_at_ms: int | None = None

@@ -223,7 +223,7 @@ def test_keys_never_logged_nor_answered(
     for key in secrets:
         secret = key.split("_", 2)[2]
         assert secret not in text
-    with cs.store.engine.connect() as conn:
+    with cs.storage.engine.connect() as conn:
         stored = str([tuple(r) for r in conn.exec_driver_sql("SELECT * FROM api_keys")])
     assert not any(key.split("_", 2)[2] in stored for key in secrets)
 

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from searchtrail import Settings
+from searchtrail._heap import YOUNG_GENERATION
 from searchtrail.http import create_app
 from searchtrail.http.app import create_app_from_env
-from searchtrail.http.heap import YOUNG_GENERATION
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from searchtrail import __version__
+from searchtrail._heap import settle_heap
 from searchtrail.http.auth import Limiters
 from searchtrail.http.errors import install_error_handlers
-from searchtrail.http.heap import settle_heap
 from searchtrail.http.openapi import install_openapi
 from searchtrail.http.routers import browser, health, internal, keys, sessions
 from searchtrail.ratelimit import RateLimiter
@@ -45,7 +45,7 @@ def create_app(
         owned = clickstream is None
         app.state.clickstream = clickstream or Clickstream(settings=settings)
         try:
-            app.state.clickstream.store.start_writer_process()
+            app.state.clickstream.storage.start_writer_process()
         except BaseException:
             if owned:
                 app.state.clickstream.close()
@@ -53,7 +53,7 @@ def create_app(
         if own_process:
             settle_heap()
         try:
-            async with app.state.clickstream.store.reads_on_loop():
+            async with app.state.clickstream.storage.reads_on_loop():
                 yield
         finally:
             if owned:

@@ -9,7 +9,7 @@ A dump is a directory::
     improvement_queue.FORMAT
     api_keys.FORMAT          key hashes only: keys never exist in clear in a database
 
-The columns are read from ``searchtrail.schema``'s tables, so a column added there is
+The columns are read from ``searchtrail.storage.sql.schema``'s tables, so a column added there is
 dumped without a change here. JSONL holds one row per line, JSON columns as JSON values;
 Parquet holds JSON columns as JSON text (a column of any JSON value has no Parquet type).
 Each event carries ``session_id`` because an event must find its session in any target
@@ -38,8 +38,8 @@ from sqlalchemy import JSON, BigInteger, Boolean, Integer, Table
 from tqdm import tqdm
 
 from searchtrail.errors import BadRequest
-from searchtrail.schema import api_keys, batches, events, improvement_queue, sessions
-from searchtrail.store import Store
+from searchtrail.storage.api import Transfer as Store
+from searchtrail.storage.sql.schema import api_keys, batches, events, improvement_queue, sessions
 from searchtrail.transfer.records import (
     BatchRecord,
     EventRecord,
@@ -172,7 +172,7 @@ def export_all(
     progress: bool | None = None,
 ) -> DumpSummary:
     """Dump every table into the directory ``out`` (created; existing dump files replaced)."""
-    from searchtrail.migrate import head_revision
+    from searchtrail.storage.sql.migrate import head_revision
 
     if format not in ("jsonl", "parquet"):
         raise BadRequest(f"format must be jsonl or parquet, got {format!r}")

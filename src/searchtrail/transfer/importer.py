@@ -52,7 +52,6 @@ from searchtrail.models import (
     NewSessionEvent,
     NonNegativeInt64,
     PositiveInt64,
-    QueueState,
     SessionCreateRequest,
     Timestamp,
     _check_id,
@@ -60,8 +59,12 @@ from searchtrail.models import (
     _limits,
     _Strict,
 )
-from searchtrail.schema import api_keys, batches, events, improvement_queue, sessions
-from searchtrail.store import BatchState, ImportWriter, Store
+from searchtrail.models import (
+    QueueStateName as QueueState,  # the Literal of storage.api.QueueState
+)
+from searchtrail.storage.api import BatchState, ImportWriter
+from searchtrail.storage.api import Transfer as Store
+from searchtrail.storage.sql.schema import api_keys, batches, events, improvement_queue, sessions
 from searchtrail.timestamps import now_ms
 from searchtrail.transfer.records import (
     BatchRecord,
@@ -415,7 +418,7 @@ class _Run:
         out: list[tuple[str, int, str]] = []
         for b in valid:
             created = _ms(b.created_at, self.now)
-            collecting = b.state == BatchState.COLLECTING
+            collecting = b.state == BatchState.COLLECTING.value
             row: dict[str, Any] = {
                 "state": b.state,
                 "collecting": 1 if collecting else None,

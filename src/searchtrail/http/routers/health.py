@@ -17,5 +17,5 @@ router = APIRouter(tags=["health"])
     responses={503: {"description": "The database did not answer"}},
 )
 async def health(cs: ClickstreamDep) -> dict[str, object]:
-    await run_in_threadpool(cs.store.ping)
-    return {"status": "ok", "version": __version__, "database": cs.store.dialect}
+    await run_in_threadpool(cs.storage.ping)
+    return {"status": "ok", "version": __version__, "database": cs.storage.dialect}

@@ -34,11 +34,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import TEXT, Connection, Engine, inspect
+from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.types import TypeEngine
 
 from searchtrail.errors import SchemaOutdated
-from searchtrail.schema import JsonText, metadata
+from searchtrail.storage.sql.dialects import dialect_class, dialect_for
+from searchtrail.storage.sql.schema import metadata
 
 __all__ = [
     "SchemaStatus",
@@ -49,14 +50,12 @@ __all__ = [
     "upgrade",
 ]
 
-# pg_advisory_xact_lock key: "searchtrail schema", any constant other software won't pick.
-_LOCK_KEY = 0x5EA2C47A11
 _INITIAL = "0001"
 
 
 def _config() -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(files("searchtrail") / "migrations"))
+    cfg.set_main_option("script_location", str(files("searchtrail.storage.sql") / "migrations"))
     return cfg
 
 
@@ -147,38 +146,20 @@ def _locked(engine: Engine, *, rebuilds: bool = False) -> Iterator[Connection]:
     ``rebuilds``: a revision may rebuild a SQLite table, its only way to change a column,
     and the old table is dropped while other tables still point at it. Foreign keys are
     then off for the transaction (SQLite's own recipe); the caller checks them before it
-    commits (``_check_foreign_keys``).
+    commits (``Dialect.check_foreign_keys``).
     """
     with engine.connect().execution_options(searchtrail_write=True) as conn:
-        keys_off = rebuilds and conn.dialect.name == "sqlite"
+        dialect = dialect_class(conn.dialect.name)
+        keys_off = rebuilds and dialect.rebuilds_tables
         if keys_off:  # a no-op inside a transaction, so before it begins
-            _outside_transaction(conn, "PRAGMA foreign_keys=OFF")
+            dialect.foreign_keys(conn, on=False)
         try:
             with conn.begin():
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
+                dialect.lock_schema(conn)
                 yield conn
         finally:
             if keys_off:
-                _outside_transaction(conn, "PRAGMA foreign_keys=ON")
-
-
-def _check_foreign_keys(conn: Connection) -> None:
-    """After a SQLite upgrade with foreign keys off: refuse to commit rows that point nowhere."""
-    if conn.dialect.name != "sqlite":
-        return
-    if broken := conn.exec_driver_sql("PRAGMA foreign_key_check").all():
-        raise RuntimeError(
-            f"rows whose foreign key points nowhere (table, rowid, parent, key): {broken[:5]}; "
-            "the upgrade was rolled back"
-        )
-
-
-def _outside_transaction(conn: Connection, sql: str) -> None:
-    """Run on the driver's connection: through SQLAlchemy it would begin a transaction."""
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    driver.execute(sql)
+                dialect.foreign_keys(conn, on=True)
 
 
 def ensure_schema(engine: Engine) -> None:
@@ -215,7 +196,7 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> tuple[str | 
             command.upgrade(cfg, revision)
             after = _status(conn)
             if after.current != before.current:
-                _check_foreign_keys(conn)
+                dialect_class(conn.dialect.name).check_foreign_keys(conn)
             problem = after.problem()
             if after.up_to_date and problem is not None:
                 # Tables missing at head: no revision recreates them, and "already at
@@ -236,9 +217,7 @@ def compare_type(
     metadata_type: TypeEngine[Any],
 ) -> bool | None:
     """Alembic's type comparison, except that SQLite reads ``JSON TEXT`` back as TEXT."""
-    if context.dialect.name == "sqlite" and isinstance(metadata_type, JsonText):
-        return not isinstance(inspected_type, TEXT)
-    return None
+    return dialect_class(context.dialect.name).stored_type_differs(inspected_type, metadata_type)
 
 
 def schema_differences(engine: Engine) -> list[object]:
@@ -251,6 +230,5 @@ def schema_differences(engine: Engine) -> list[object]:
 def _engine(engine_or_url: Engine | str) -> tuple[Engine, bool]:
     if isinstance(engine_or_url, Engine):
         return engine_or_url, False
-    from searchtrail.store import Store
-
-    return Store(engine_or_url, pool_size=1).engine, True
+    dialect = dialect_for(engine_or_url, busy_timeout_ms=30_000, synchronous="FULL", pool_size=1)
+    return dialect.engine(), True

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from searchtrail.schema import JsonText
+from searchtrail.storage.sql.schema import JsonText
 
 revision = "0003"
 down_revision = "0002"

@@ -15,58 +15,35 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from pydantic import BaseModel
 
-from searchtrail.errors import (
-    BadRequest,
-    FieldError,
-    InvalidInput,
-    SessionConflict,
-    TimestampOutOfWindow,
-)
-from searchtrail.export import ExportSummary, Format, Layout, export_batch
+from searchtrail.errors import FieldError, InvalidInput, SessionConflict, TimestampOutOfWindow
 from searchtrail.keys import KeyRing
 from searchtrail.models import (
-    AckRequest,
-    BatchIdRequest,
-    BatchInfo,
-    BatchSessionsPage,
-    BatchSessionsQuery,
-    BatchStateName,
-    BatchStateRequest,
-    ClaimRequest,
     NewSessionEvent,
     PushResult,
-    QueueCounts,
-    QueueEntry,
-    ReleaseRequest,
-    ReleaseResult,
     Session,
     SessionAddEventsRequest,
     SessionCreateRequest,
     SessionGetQuery,
-    SessionIdRequest,
     ShownResult,
     StoredEvent,
     parse,
     parse_json,
 )
+from searchtrail.service.batches import BatchOperations
+from searchtrail.service.queue import QueueOperations
+from searchtrail.service.training import TrainingOperations
 from searchtrail.settings import Settings
-from searchtrail.store import BatchState, EventRow, Store
+from searchtrail.storage import EventRow, StorageOptions, open_storage
 from searchtrail.timestamps import ms_to_iso, now_ms
 
-if TYPE_CHECKING:
-    from searchtrail.transfer.dump import DumpFormat, DumpSummary
-    from searchtrail.transfer.importer import ImportSummary
-    from searchtrail.transfer.records import ImportSource
-
-__all__ = ["BATCH_TRANSITIONS", "Clickstream"]
+__all__ = ["Clickstream"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -85,16 +62,6 @@ _REPLAY_FIELDS = (
     "user_id",
     "extra",
 )
-
-# Where a batch may go from each state by set_batch_state: forward (skipping allowed), and
-# fine_tuning back to released when a run failed. collecting leaves only by release_batch.
-BATCH_TRANSITIONS: dict[str, tuple[str, ...]] = {
-    BatchState.COLLECTING: (),
-    BatchState.RELEASED: (BatchState.FINE_TUNING, BatchState.ARCHIVING, BatchState.ARCHIVED),
-    BatchState.FINE_TUNING: (BatchState.RELEASED, BatchState.ARCHIVING, BatchState.ARCHIVED),
-    BatchState.ARCHIVING: (BatchState.ARCHIVED,),
-    BatchState.ARCHIVED: (),
-}
 
 
 class _UnknownKeyLog:
@@ -140,25 +107,12 @@ def _strip_indices(path: str) -> str:
     return "".join(out)
 
 
-def _check_transition(batch_id: int, target: str) -> Callable[[str], None]:
-    def check(current: str) -> None:
-        if current == target or target in BATCH_TRANSITIONS[current]:
-            return
-        if target == BatchState.RELEASED and current == BatchState.COLLECTING:
-            raise BadRequest(
-                f"Batch {batch_id} is collecting; release it with POST /batch/release "
-                "(release_batch), which takes an idempotency key"
-            )
-        allowed = ", ".join(BATCH_TRANSITIONS[current]) or "no other state"
-        raise BadRequest(
-            f"Batch {batch_id} cannot go from {current} to {target}; from {current} it can go "
-            f"to {allowed}"
-        )
+class Clickstream(BatchOperations, QueueOperations, TrainingOperations):
+    """The service: sessions and events here; batches, the improvement queue and training
+    data in the operations it inherits (``service/batches.py``, ``queue.py``,
+    ``training.py``). It talks to storage only through ``searchtrail.storage``'s protocols.
+    """
 
-    return check
-
-
-class Clickstream:
     def __init__(
         self,
         database_url: str | None = None,
@@ -173,26 +127,28 @@ class Clickstream:
         self.settings = settings
         self.limits = settings.limits
         self.window = settings.time_window
-        self.store = Store(
-            settings.database_url,
-            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-            synchronous=settings.sqlite_synchronous,
-            pool_size=settings.pool_size,
-            writer_process=settings.writer == "process",
-            max_events_per_session=settings.max_events_per_session,
+        self.storage = open_storage(
+            StorageOptions(
+                settings.database_url,
+                busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                synchronous=settings.sqlite_synchronous,
+                pool_size=settings.pool_size,
+                writer_process=settings.writer == "process",
+                max_events_per_session=settings.max_events_per_session,
+            )
         )
         if create_schema:
             try:
-                self.store.create_schema()
+                self.storage.create_schema()
             except BaseException:
-                self.store.close()
+                self.storage.close()
                 raise
         # API keys: create, list, revoke, verify (searchtrail.keys).
-        self.keys = KeyRing(self.store, cache_sec=settings.auth_cache_sec)
+        self.keys = KeyRing(self.storage.keys, cache_sec=settings.auth_cache_sec)
         self._unknown_log = _UnknownKeyLog()
 
     def close(self) -> None:
-        self.store.close()
+        self.storage.close()
 
     def __enter__(self) -> Clickstream:
         return self
@@ -228,7 +184,7 @@ class Clickstream:
         """``create_session`` from a JSON body (the HTTP path): validated once, in the loop."""
         req = await self._parse_in_loop(SessionCreateRequest, raw)
         row, now = self._registration(req)
-        return self._registered(req, row, await self.store.create_session_async(row, now))
+        return self._registered(req, row, await self.storage.sessions.register_async(row, now))
 
     async def _parse_in_loop(self, model: type[M], raw: bytes | str) -> M:
         """Validate a body in the event loop, or in a pool thread when it is large.
@@ -242,7 +198,7 @@ class Clickstream:
 
     def _create_session(self, req: SessionCreateRequest) -> Session:
         row, now = self._registration(req)
-        return self._registered(req, row, self.store.create_session(row, now))
+        return self._registered(req, row, self.storage.sessions.register(row, now))
 
     def _registration(self, req: SessionCreateRequest) -> tuple[dict[str, Any], int]:
         """The row to store for a registration, and the time it is registered at."""
@@ -306,16 +262,16 @@ class Clickstream:
         an earlier answer; omitted, from the first event)."""
         q = self._get_query(session_id, events_limit, events_after)
         assert q.events_limit is not None  # the validator fills the default
-        return self.store.get_session(q.session_id, q.events_limit, q.after)
+        return self.storage.sessions.get(q.session_id, q.events_limit, q.after)
 
     async def get_session_async(
         self, session_id: str, *, events_limit: int | None = None, events_after: str | None = None
     ) -> Session:
         """``get_session`` for the event loop: read on the loop itself where the store can
-        (loopreads.py), otherwise in the store's reader threads."""
+        where storage can, otherwise in its reader threads."""
         q = self._get_query(session_id, events_limit, events_after)
         assert q.events_limit is not None
-        return await self.store.get_session_async(q.session_id, q.events_limit, q.after)
+        return await self.storage.sessions.get_async(q.session_id, q.events_limit, q.after)
 
     def iter_session_events(
         self, session_id: str, *, page_size: int | None = None
@@ -343,9 +299,6 @@ class Clickstream:
         }
         return parse(SessionGetQuery, data, self.limits)
 
-    def _session_id(self, session_id: str) -> str:
-        return parse(SessionIdRequest, {"session_id": session_id}, self.limits).session_id
-
     def push_events(
         self,
         request: SessionAddEventsRequest | Mapping[str, Any] | str,
@@ -360,11 +313,11 @@ class Clickstream:
     async def push_events_json_async(self, raw: bytes | str) -> PushResult:
         """``push_events`` from a JSON body (the HTTP path): validated once, in the loop."""
         req = await self._parse_in_loop(SessionAddEventsRequest, raw)
-        stored, _ = await self.store.insert_events_async(req.session_id, self._event_rows(req))
+        stored, _ = await self.storage.sessions.push_async(req.session_id, self._event_rows(req))
         return self._pushed(req, stored)
 
     def _push_events(self, req: SessionAddEventsRequest) -> PushResult:
-        stored, _ = self.store.insert_events(req.session_id, self._event_rows(req))
+        stored, _ = self.storage.sessions.push(req.session_id, self._event_rows(req))
         return self._pushed(req, stored)
 
     def _pushed(self, req: SessionAddEventsRequest, stored: int) -> PushResult:
@@ -408,184 +361,4 @@ class Clickstream:
 
     def mark_irrelevant(self, session_id: str) -> None:
         sid = self._session_id(session_id)
-        self.store.mark_irrelevant(sid)
-
-    # -- batches (internal) -------------------------------------------------------
-
-    def release_batch(self, request: ReleaseRequest | Mapping[str, Any] | str) -> ReleaseResult:
-        """Close the collecting batch; the same ``release_id`` again answers the same batch."""
-        data = {"release_id": request} if isinstance(request, str) else request
-        req = parse(ReleaseRequest, data, self.limits)
-        return self.store.release_batch(req.release_id, now_ms())
-
-    def list_batches(self, state: BatchStateName | None = None) -> list[BatchInfo]:
-        """Every batch, oldest first, with its session and event counts."""
-        return self.store.list_batches(state)
-
-    def get_batch(self, batch_id: int) -> BatchInfo:
-        return self.store.get_batch(self._batch_id(batch_id))
-
-    def _batch_id(self, batch_id: int) -> int:
-        return parse(BatchIdRequest, {"batch_id": batch_id}, self.limits).batch_id
-
-    def set_batch_state(self, batch_id: int, state: BatchStateName) -> BatchInfo:
-        """Move a batch along its life (see ``BATCH_TRANSITIONS``); the same state is a no-op."""
-        req = parse(BatchStateRequest, {"batch_id": batch_id, "state": state}, self.limits)
-        return self.store.set_batch_state(
-            req.batch_id, req.state, _check_transition(req.batch_id, req.state), now_ms()
-        )
-
-    def batch_sessions(
-        self,
-        batch_id: int,
-        after_number: int = 0,
-        limit: int | None = None,
-        events_limit: int | None = None,
-    ) -> BatchSessionsPage:
-        """One page of a batch's sessions after ``after_number``, in ``session_number`` order.
-
-        ``limit`` defaults to 10 and ``events_limit`` to 100, as the contract says, or to
-        the configured maximum when that is lower.
-        """
-        req = parse(
-            BatchSessionsQuery,
-            {
-                "batch_id": batch_id,
-                "after_number": after_number,
-                "limit": limit,
-                "events_limit": events_limit,
-            },
-            self.limits,
-        )
-        # The validators fill both defaults; the asserts tell mypy.
-        assert req.limit is not None
-        assert req.events_limit is not None
-        return self.store.batch_sessions(
-            req.batch_id, req.after_number, req.limit, req.events_limit
-        )
-
-    def iter_batch_sessions(
-        self, batch_id: int, page_size: int | None = None, events_limit: int | None = None
-    ) -> Iterator[Session]:
-        """Every session of a batch, page by page, so memory holds one page at a time."""
-        after = 0
-        size = self.limits.max_page_size if page_size is None else page_size
-        while True:
-            page = self.batch_sessions(batch_id, after, size, events_limit)
-            if page.last_number is None:
-                return
-            yield from page.sessions
-            after = page.last_number
-
-    # -- improvement queue (internal) ---------------------------------------------
-
-    @property
-    def _lease_ms(self) -> int:
-        return self.settings.improvement_lease_sec * 1000
-
-    def use_for_improvement(self, session_id: str) -> QueueEntry:
-        """Queue a session for the improvement worker; queued already, the open entry answers."""
-        sid = self._session_id(session_id)
-        return self.store.enqueue_improvement(sid, now_ms(), self._lease_ms)
-
-    def claim_improvements(
-        self, request: ClaimRequest | Mapping[str, Any] | None = None, /, **fields: Any
-    ) -> list[QueueEntry]:
-        """Hand pending entries to one worker; each is handed out once per lease."""
-        req = parse(ClaimRequest, request if request is not None else fields, self.limits)
-        return self.store.claim_improvements(
-            req.worker,
-            req.limit,
-            now_ms(),
-            self._lease_ms,
-            self.settings.improvement_max_attempts,
-        )
-
-    def ack_improvement(
-        self, request: AckRequest | Mapping[str, Any] | None = None, /, **fields: Any
-    ) -> QueueEntry:
-        """Mark a claimed entry done or failed; ``attempt`` proves the claim is still ours."""
-        req = parse(AckRequest, request if request is not None else fields, self.limits)
-        return self.store.finish_improvement(
-            req.entry_id, req.attempt, req.status, req.error, now_ms(), self._lease_ms
-        )
-
-    def improvement_counts(self) -> QueueCounts:
-        return self.store.improvement_counts()
-
-    # -- training data ------------------------------------------------------------
-
-    def export(
-        self,
-        batch_id: int,
-        out: str | Path,
-        *,
-        format: Format = "jsonl",
-        layout: Layout = "sessions",
-        weights: Mapping[str, float] | None = None,
-        include_irrelevant: bool = False,
-        test_fraction: float | None = None,
-        split_at: int | str | None = None,
-        progress: bool | None = None,
-    ) -> ExportSummary:
-        """Write a released batch as training data; see ``searchtrail.export``.
-
-        ``weights`` default to the ``export_event_weights`` setting; ``split_at`` is a
-        timestamp (epoch s, ms or ISO 8601) from which sessions go to the test split.
-        """
-        return export_batch(
-            self.store,
-            self._batch_id(batch_id),
-            out,
-            format=format,
-            layout=layout,
-            weights=self.settings.export_event_weights if weights is None else weights,
-            include_irrelevant=include_irrelevant,
-            test_fraction=test_fraction,
-            split_at=split_at,
-            progress=progress,
-        )
-
-    # -- full dump and import -----------------------------------------------------
-
-    def export_all(
-        self, out: str | Path, *, format: DumpFormat = "jsonl", progress: bool | None = None
-    ) -> DumpSummary:
-        """Dump every table, every column, ids included, into the directory ``out``; see
-        ``searchtrail.transfer.dump``. ``import_from`` reads it back."""
-        from searchtrail.transfer.dump import export_all
-
-        return export_all(self.store, out, format=format, progress=progress)
-
-    def import_from(
-        self,
-        source: str | Path | ImportSource,
-        *,
-        format: str = "searchtrail",
-        rejects: str | Path | None = None,
-        json_array: bool = False,
-        progress: bool | None = None,
-    ) -> ImportSummary:
-        """Import a dump (``format="searchtrail"``) or another source; see
-        ``searchtrail.transfer.importer``. Rows are validated under this service's limits,
-        without the time window; refused rows go to ``rejects`` (JSONL)."""
-        from sqlalchemy.engine import make_url
-
-        from searchtrail.transfer import open_source
-        from searchtrail.transfer.importer import import_source
-        from searchtrail.transfer.records import ImportOptions
-
-        if isinstance(source, str | Path):
-            name = str(source)
-            opened = open_source(Path(source), format, ImportOptions(json_array=json_array))
-        else:
-            name, opened = getattr(source, "name", "source"), source
-        return import_source(
-            self.store,
-            opened,
-            limits=self.limits,
-            rejects=rejects,
-            progress=progress,
-            source_name=name,
-            database=make_url(self.settings.database_url).render_as_string(hide_password=True),
-        )
+        self.storage.sessions.mark_irrelevant(sid)

@@ -1,6 +1,6 @@
-"""Alembic environment: runs on the connection ``searchtrail.migrate`` hands over.
+"""Alembic environment: runs on the connection ``searchtrail.storage.sql.migrate`` hands over.
 
-``searchtrail.migrate`` opens the transaction and takes the migration lock first, so
+``searchtrail.storage.sql.migrate`` opens the transaction and takes the migration lock first, so
 this file never builds an engine from a URL or reads a config file.
 """
 
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from searchtrail.migrate import compare_type
-from searchtrail.schema import metadata
+from searchtrail.storage.sql.dialects import dialect_class
+from searchtrail.storage.sql.migrate import compare_type
+from searchtrail.storage.sql.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -18,7 +19,7 @@ context.configure(
     connection=connection,
     target_metadata=metadata,
     compare_type=compare_type,
-    render_as_batch=connection.dialect.name == "sqlite",
+    render_as_batch=dialect_class(connection.dialect.name).rebuilds_tables,
 )
 with context.begin_transaction():
     context.run_migrations()

@@ -1,31 +1,25 @@
 """The hot writes in a process of their own, for ``searchtrail serve``.
 
-In one process the HTTP event loop and the group commit's writer thread share one GIL:
-together they keep about one core busy, and every group the writer commits stops the
-loop that validates the next requests (bench/analysis.md). Here the loop hands a
-write's arguments, rows it has already validated, to a child process that owns the
-write connection and its group commit, and awaits the answer. On PostgreSQL the cost
-was worse: a thread per write took its turn on the GIL after every round trip, and
-create ran at 250 to 300 registrations a second where the child commits 530 to 780.
+In one process the HTTP event loop and the group commit's writer thread share one GIL,
+and every group the writer commits stops the loop that validates the next requests.
+Here the loop hands a write's name and arguments (rows it has already validated) to a
+child process that owns the write connection and its group commit, and awaits the answer.
 
-Writes travel in groups over a socket pair that the event loop watches itself: no
-thread of the parent's takes part, so a write costs the loop a pickle and a ``send``,
-not a turn of the GIL with helper threads (a ``ProcessPoolExecutor`` has two). While two
-groups are with the child, the next collects in the parent; when the child answers one,
-everything collected goes as the next group, which the child commits as one
-transaction (``GroupCommit.run_group``). The child answers only after that commit, so an
-answer still means a durable write.
+Writes travel in groups over a socket pair that the event loop watches itself (no thread
+of the parent's takes part). While two groups are with the child, the next collects in
+the parent; the child builds each write from the backend's registry of named writes
+(``_Database.write_ops``; a name outside it fails) and commits a group as one
+transaction. It answers only after that commit: an answer means a durable write.
 
 A child that dies (or cannot start) is replaced, and the writes it held are sent once
-more, to the new one. They may have been committed just before the death: event and
-session ids make a write idempotent, so such a push is answered with its events counted
-as duplicates, and a registration with the stored session. A write whose second child
-dies too is answered ``Unavailable`` (503), stored or not. The child ends when the
-parent closes its end of the socket, or dies.
+more, to the new one: event and session ids make a write idempotent. A write whose
+second child dies too is answered ``Unavailable`` (503), stored or not. The child ends
+when the parent closes its end of the socket, or dies.
 
-Only registrations and pushes from the event loop come here; every other write stays in
-the parent's own group commit, and the database's locks keep the two processes apart
-(SQLite's file lock; on PostgreSQL its row locks and the batch gate).
+The child opens its storage with ``opener(*open_args)``, a module-level function pickled
+by reference, so this module imports nothing of the backend that uses it. Only
+registrations and pushes from the event loop come here; every other write stays in the
+parent's group commit, and the database's locks keep the two processes apart.
 """
 
 from __future__ import annotations
@@ -45,28 +39,31 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from multiprocessing.util import Finalize
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from sqlalchemy import Connection
-
+from searchtrail._heap import settle_heap
 from searchtrail.errors import SearchtrailError, Unavailable
-from searchtrail.groupcommit import answer_futures, running_loop
-from searchtrail.limits import DEFAULT_MAX_EVENTS_PER_SESSION
+from searchtrail.storage.sql._groupcommit import answer_futures, running_loop
+from searchtrail.storage.sql.engine import DB_OUTAGES, unavailable
 
-if TYPE_CHECKING:
-    from searchtrail.store import Store
-
-__all__ = ["WriterProcess"]
-
-# What the child may be asked to do: the Store methods that build its writes.
-OPS = frozenset({"_register", "_store_events"})
+__all__ = ["WriteTarget", "WriterProcess", "open_target"]
 _START_TIMEOUT_SEC = 120
 # Groups sent ahead of the child's answers: the next is there when a commit ends.
 _IN_FLIGHT = 2
 _FRAME = struct.Struct("!Q")  # each message: its length, then its pickle
-_READY = b""  # the child's first message: its store is open
+_READY = b""  # the child's first message: its storage is open
 _RECV = 1 << 18
 _CLOSE_POLL_SEC = 0.2
+
+
+class WriteTarget(Protocol):
+    """What the child opens: it builds named writes and commits them as one group."""
+
+    def run_write_group(
+        self, items: list[tuple[str, tuple[Any, ...]]]
+    ) -> list[tuple[Any, BaseException | None]]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(eq=False)
@@ -114,16 +111,15 @@ class WriterProcess:
 
     def __init__(
         self,
-        url: str,
+        opener: Callable[..., WriteTarget],
+        open_args: tuple[Any, ...],
         *,
-        busy_timeout_ms: int,
-        synchronous: str,
-        max_events_per_session: int = DEFAULT_MAX_EVENTS_PER_SESSION,
         max_group: int = 256,
     ) -> None:
-        # The child's store is opened from these alone: a setting its writes obey (the
+        # The child's storage is opened from these alone: a setting its writes obey (the
         # cap a push is checked against) must be among them, or the child uses its default.
-        self._open_args = (url, busy_timeout_ms, synchronous, max_events_per_session)
+        self._opener = opener
+        self._open_args = open_args
         self._max_group = max_group
         self._waiting: list[_Write] = []
         self._sent: deque[list[_Write]] = deque()  # with the child, in the order sent
@@ -148,8 +144,7 @@ class WriterProcess:
             raise Unavailable("the writer process could not be started")
 
     async def run(self, op: str, *args: Any) -> Any:
-        if op not in OPS:
-            raise ValueError(f"the writer process does not know {op!r}")
+        """Commit the write named ``op`` (of the child's registry) built from ``args``."""
         if self._closed:
             raise Unavailable("the store is closed")
         loop = asyncio.get_running_loop()
@@ -203,7 +198,9 @@ class WriterProcess:
     def _spawn(self) -> _Child:
         ours, theirs = socket.socketpair()
         process = multiprocessing.get_context("spawn").Process(
-            target=_serve, args=(theirs, *self._open_args), name="searchtrail-writer"
+            target=_serve,
+            args=(theirs, self._opener, self._open_args),
+            name="searchtrail-writer",
         )
         try:
             process.start()
@@ -391,14 +388,10 @@ class WriterProcess:
 
 
 def _serve(
-    sock: socket.socket,
-    url: str,
-    busy_timeout_ms: int,
-    synchronous: str,
-    max_events_per_session: int = DEFAULT_MAX_EVENTS_PER_SESSION,
+    sock: socket.socket, opener: Callable[..., WriteTarget], open_args: tuple[Any, ...]
 ) -> None:
-    """The child's life: open the store, then commit each group received, in order."""
-    store = _open_store(url, busy_timeout_ms, synchronous, max_events_per_session)
+    """The child's life: open the storage, then commit each group received, in order."""
+    target = open_target(opener, open_args)
     try:
         with sock, sock.makefile("rb") as received:
             _reply(sock, _READY)
@@ -408,56 +401,42 @@ def _serve(
                     break
                 items = pickle.loads(message)
                 try:
-                    answer: Any = _run_group(store, items)
+                    answer: Any = _run_group(target, items)
                 except Exception as exc:
                     answer = _portable(exc)
                 _reply(sock, pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
     except OSError:
         pass  # the parent is gone; nothing it was not told of was committed after
     finally:
-        store.close()
+        target.close()
 
 
 def _reply(sock: socket.socket, message: bytes) -> None:
     sock.sendall(_FRAME.pack(len(message)) + message)
 
 
-def _open_store(
-    url: str,
-    busy_timeout_ms: int,
-    synchronous: str,
-    max_events_per_session: int = DEFAULT_MAX_EVENTS_PER_SESSION,
-) -> Store:
+def open_target(opener: Callable[..., WriteTarget], open_args: tuple[Any, ...]) -> WriteTarget:
+    """The child's storage, in a process of searchtrail's own."""
     # Ctrl-C and a service manager's SIGTERM reach the whole process group: the parent
     # decides when the child ends, by closing its end of the socket or by dying.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from searchtrail.http.heap import settle_heap
-    from searchtrail.store import Store
-
-    store = Store(
-        url,
-        busy_timeout_ms=busy_timeout_ms,
-        synchronous=synchronous,
-        pool_size=1,
-        max_events_per_session=max_events_per_session,
-    )
+    target = opener(*open_args)
     settle_heap()  # a process of searchtrail's own, as serve's workers are
-    return store
+    return target
 
 
-def _run_group(store: Store, items: list[tuple[str, tuple[Any, ...]]]) -> list[tuple[bool, Any]]:
-    fns: list[Callable[[Connection], Any]] = [getattr(store, op)(*args) for op, args in items]
+def _run_group(
+    target: WriteTarget, items: list[tuple[str, tuple[Any, ...]]]
+) -> list[tuple[bool, Any]]:
     return [
         (True, result) if error is None else (False, _portable(error))
-        for result, error in store.run_group(fns)
+        for result, error in target.run_write_group(items)
     ]
 
 
 def _portable(error: BaseException) -> BaseException:
     """An error the parent can unpickle and the HTTP layer can shape."""
-    from searchtrail.store import DB_OUTAGES, unavailable
-
     if isinstance(error, SearchtrailError):
         return error
     if isinstance(error, DB_OUTAGES):

@@ -1,12 +1,11 @@
 """Reads on the event loop itself: the HTTP service's get, without a hop to a thread.
 
-Handing a get to a thread and its answer back cost more than the read (bench/analysis.md,
-2026-11-30 morning). On SQLite the read runs on the loop's thread within a budget of
-SQLite's VM steps (``SqliteLoopReader``). On PostgreSQL it waits on the network through
-psycopg's async connections (``PgLoopReader``), in a pool of their own that the app's
-lifespan opens and closes in its loop (``Store.reads_on_loop``). Both answer ``None``
-where the caller must read in a thread instead: from another thread or loop, or for a
-SQLite read past its budget. The statement and the rows' meaning stay the store's.
+On SQLite the read runs on the loop's thread within a budget of SQLite's VM steps
+(``SqliteLoopReader``). On PostgreSQL it waits on the network through psycopg's async
+connections (``PgLoopReader``), in a pool of their own that the app's lifespan opens and
+closes in its loop (``reads_on_loop``). Both answer ``None`` where the caller must read
+in a thread instead: from another thread or loop, or for a SQLite read past its budget.
+The statement and the rows' meaning stay the ``Sessions`` aggregate's.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from searchtrail.errors import Unavailable
+from searchtrail.storage.sql.engine import unavailable
 
 if TYPE_CHECKING:
     import psycopg
@@ -32,9 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["LOOP_READ_STEPS", "PgLoopReader", "SqliteLoopReader"]
 
 # A SQLite read runs on the event loop until it has taken this many of SQLite's VM steps;
-# then it is interrupted and runs again in a reader thread. A get of 10 events takes
-# about 520 steps, of 100 events 5,020, of 1,000 events 50,020: the budget lets through
-# a session of about 200 events.
+# then it is interrupted and runs again in a reader thread. A get takes about 50 steps an
+# event: the budget lets through a session of about 200 events.
 LOOP_READ_STEPS = 10_000
 _STEPS_PER_CHECK = 500
 
@@ -47,8 +46,8 @@ class SqliteLoopReader:
     A read that runs past its budget (a session with many events) is interrupted by
     SQLite's progress handler and answers ``None``, for the caller to run it again in a
     reader thread. Building rows and models holds the GIL in any thread; what a thread
-    spared the loop is SQLite's own work, which the budget bounds (an interrupted get
-    cost 0.7 to 0.9 ms). A page read from disk is not bounded. The connection is used by
+    spares the loop is SQLite's own work, which the budget bounds. A page read from disk
+    is not bounded. The connection is used by
     the first thread that reads, the loop's; any other thread is answered ``None`` too.
     A lock makes that claim atomic and lets ``close`` from another thread wait for a read
     in progress, as the reader threads' shutdown does; it is never contended otherwise.
@@ -114,7 +113,7 @@ class PgLoopReader:
     is the only one to fail. A read waits at most ``wait_s`` for a connection: while the
     server is down that is how long a get takes to answer 503, as one a connection
     failure answers at once. psycopg is imported on open: a SQLite service does not
-    carry it (9 MiB of RSS per process).
+    carry it.
     """
 
     def __init__(
@@ -169,8 +168,6 @@ class PgLoopReader:
                         await self._pool.drain()
                     raise
         except self._outages as exc:
-            from searchtrail.store import unavailable
-
             raise unavailable(exc) from exc
 
     async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:

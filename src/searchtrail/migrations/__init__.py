@@ -1,1 +1,0 @@
-"""Alembic's script directory for searchtrail; driven from ``searchtrail.migrate``."""

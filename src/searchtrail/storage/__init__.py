@@ -1,0 +1,58 @@
+"""Storage: the protocols the service talks to (``api``) and the factory that opens one.
+
+``open_storage`` is the only way the service gets a storage; ``searchtrail.storage.sql``
+is the backend it opens. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+from searchtrail.storage.api import (
+    ApiKeys,
+    Batches,
+    BatchState,
+    EventRow,
+    ImportWriter,
+    ImprovementQueue,
+    QueueState,
+    Reads,
+    Registration,
+    SessionActions,
+    SessionRow,
+    Sessions,
+    Storage,
+    StorageOptions,
+    Transfer,
+)
+
+__all__ = [
+    "ApiKeys",
+    "BatchState",
+    "Batches",
+    "EventRow",
+    "ImportWriter",
+    "ImprovementQueue",
+    "QueueState",
+    "Reads",
+    "Registration",
+    "SessionActions",
+    "SessionRow",
+    "Sessions",
+    "Storage",
+    "StorageOptions",
+    "Transfer",
+    "open_storage",
+]
+
+
+def open_storage(options: StorageOptions) -> Storage:
+    """Open the storage ``options.url`` names (SQLite or PostgreSQL)."""
+    from searchtrail.storage.sql.backend import SqlStorage
+
+    return SqlStorage(
+        options.url,
+        busy_timeout_ms=options.busy_timeout_ms,
+        synchronous=options.synchronous,
+        pool_size=options.pool_size,
+        writer_process=options.writer_process,
+        max_events_per_session=options.max_events_per_session,
+    )

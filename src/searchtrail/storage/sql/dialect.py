@@ -1,0 +1,148 @@
+"""The one place the SQL backend's dialects differ: ``Dialect``, which ``sqlite.py`` and
+``postgres.py`` implement. Everything else in the backend runs the same statements on
+both and asks its dialect for the rest; no other module branches on the dialect.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, Protocol
+
+from sqlalchemy import Connection, Engine, Executable, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import TypeEngine
+
+from searchtrail.storage.api import EventRow
+from searchtrail.storage.sql._groupcommit import GroupCommit
+from searchtrail.storage.sql._loopreads import Rows
+
+__all__ = ["AppLoopReader", "Dialect", "EventsInsert", "ImportInsert", "LoopReader", "Transaction"]
+
+# Opens a write transaction (the group commit's ``transaction``).
+Transaction = Callable[[], AbstractContextManager[Connection]]
+# A push's rows inserted on a connection: how many the database inserted.
+EventsInsert = Callable[[Connection, int, Sequence[EventRow]], int]
+
+
+class ImportInsert(Protocol):
+    def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """Insert ``rows`` (dicts of Python values, JSON columns as values) unless a unique
+        key is taken; answers the ``returning`` columns of the rows inserted."""
+
+
+class LoopReader(Protocol):
+    async def rows(self, params: Mapping[str, Any]) -> Rows | None:
+        """The statement's rows, read on the running loop; ``None``: read in a thread."""
+
+
+class AppLoopReader(LoopReader, Protocol):
+    """A loop reader with connections of its own, opened and closed in the app's loop."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Dialect(ABC):
+    """How one database is opened, locked and written to, behind one interface."""
+
+    name: ClassVar[str]
+    # A release commits alone, outside the group (it takes the batch gate exclusive,
+    # which registrations in the same group hold shared).
+    release_alone: ClassVar[bool]
+
+    def __init__(self, url: str, *, busy_timeout_ms: int, synchronous: str, pool_size: int):
+        self.url = url
+        self.busy_timeout_ms = busy_timeout_ms
+        self.synchronous = synchronous
+        self.pool_size = pool_size
+
+    # -- engines and paths -------------------------------------------------------------
+
+    @abstractmethod
+    def engine(self) -> Engine:
+        """The pooled engine: every read, and the writes where ``writer_engine`` is it."""
+
+    @abstractmethod
+    def writer_engine(self, engine: Engine) -> Engine:
+        """The engine of the group commit's transactions."""
+
+    @abstractmethod
+    def unbegun(self, engine: Engine) -> Engine:
+        """``engine`` for reads that need no snapshot across statements: no transaction."""
+
+    def snapshot(self, engine: Engine) -> Engine:
+        """``engine`` for reads that need one snapshot across statements (a dump)."""
+        return engine
+
+    @abstractmethod
+    def reader_threads(self) -> int:
+        """How many threads read for the event loop when it cannot read itself."""
+
+    @abstractmethod
+    def group_commit(self, kept: Transaction, pooled: Transaction) -> GroupCommit:
+        """The group commit, over the kept write connection or over the pool."""
+
+    def loop_reader(self, unbegun: Engine, statement: Executable) -> LoopReader | None:
+        """The reader of ``statement`` on the event loop from the start, if any."""
+        return None
+
+    def app_loop_reader(self, statement: Any, engine: Engine) -> AppLoopReader | None:
+        """A reader on the app's loop, opened and closed by ``reads_on_loop``, if any."""
+        return None
+
+    # -- statements ---------------------------------------------------------------------
+
+    @abstractmethod
+    def insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
+        """The dialect's INSERT, which knows ``ON CONFLICT DO NOTHING``."""
+
+    def batch_gate(self, conn: Connection, *, exclusive: bool) -> None:  # noqa: B027
+        """Registrations pass together (shared), a release alone (exclusive).
+
+        Where every write already holds the database lock, there is nothing to take.
+        """
+
+    @abstractmethod
+    def events_insert(self, table: Table, compiler: Any) -> EventsInsert:
+        """The insert of a push's rows into ``table`` (events), handed to the driver;
+        ``compiler``: the engine's SQLAlchemy dialect, which compiles it once."""
+
+    @abstractmethod
+    def import_insert(
+        self, table: Table, columns: tuple[str, ...], returning: tuple[str, ...], compiler: Any
+    ) -> ImportInsert:
+        """An import's many-row insert of ``columns`` into ``table``."""
+
+    def reset_sequence(self, conn: Connection, table: Table) -> None:  # noqa: B027
+        """Move ``table``'s id sequence past its largest id, where ids come from one."""
+
+    # -- schema changes (migrate.py, migrations/env.py), on Alembic's connection ----------
+
+    # A revision changes a column by rebuilding its table (Alembic's batch mode), with
+    # foreign keys off meanwhile (the old table is dropped while others point at it).
+    rebuilds_tables: ClassVar[bool] = False
+
+    @classmethod
+    def lock_schema(cls, conn: Connection) -> None:
+        """In a schema change's transaction: keep other schema changes out until it ends."""
+        return None
+
+    @classmethod
+    def foreign_keys(cls, conn: Connection, *, on: bool) -> None:
+        """Turn foreign key checks on or off, outside a transaction (``rebuilds_tables``)."""
+        return None
+
+    @classmethod
+    def check_foreign_keys(cls, conn: Connection) -> None:
+        """Before committing a rebuild with foreign keys off: refuse rows that point nowhere."""
+        return None
+
+    @classmethod
+    def stored_type_differs(
+        cls, inspected: TypeEngine[Any], declared: TypeEngine[Any]
+    ) -> bool | None:
+        """Whether a column's type as read back differs from schema.py's; None: ask Alembic."""
+        return None

@@ -1,0 +1,1 @@
+"""Alembic's script directory for searchtrail; driven from ``searchtrail.storage.sql.migrate``."""

@@ -1,0 +1,284 @@
+"""PostgreSQL (psycopg 3, READ COMMITTED): writers of several processes side by side.
+
+Batch numbering updates no counter row:
+
+- ``session_number`` comes from the table's identity sequence (``nextval`` takes no row
+  lock and is not rolled back: numbers are unique and increasing, with gaps).
+- A registration takes the *batch gate* shared (``pg_advisory_xact_lock_shared``), once
+  per group (per savepoint when a group runs in savepoints), and inserts its session
+  into the collecting batch; the group holds the gate until it commits. Shared holders
+  never wait for each other.
+- A release takes the gate exclusive, in a transaction of its own outside the group
+  (inside a group that holds it shared, two releases would wait for each other): it
+  waits for the registrations in flight, and the lock manager queues later ones behind
+  it, so a release is not starved (row locks are not fair: ``FOR SHARE`` holders keep
+  overtaking a queued ``FOR UPDATE``). Registrations after its commit find no collecting
+  batch and open the next one (a unique ``collecting`` value lets one insert it). So a
+  session never lands in a batch whose release was answered.
+- Groups of two processes that insert the same keys in crossed order deadlock:
+  PostgreSQL aborts one statement (SQLSTATE 40P01), and the group commit rolls that
+  whole group back and runs it again (``_conflict``).
+
+A push's rows go as one JSON document that ``jsonb_to_recordset`` takes apart in the
+server (``_JsonRowsInsert``): one statement, little client CPU.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pydantic_core
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    column,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DisconnectionError
+
+from searchtrail.storage.api import EventRow
+from searchtrail.storage.sql._groupcommit import GroupCommit
+from searchtrail.storage.sql._loopreads import PgLoopReader
+from searchtrail.storage.sql.dialect import Dialect, Transaction
+from searchtrail.storage.sql.engine import json_dumps, normalize_database_url
+
+__all__ = ["PG_PING_IDLE_AFTER_S", "PG_READ_WAIT_S", "PostgresDialect"]
+
+# How long a get on the event loop waits for a connection of its pool: while the server
+# is down, how long it takes to answer 503.
+PG_READ_WAIT_S = 5.0
+# A pooled connection unused for longer than this is pinged before it is handed out (a
+# server restart ends every connection); in steady use none is, to save a round trip.
+PG_PING_IDLE_AFTER_S = 1.0
+
+# pg_advisory_xact_lock keys: the batch gate, and "searchtrail schema" (lock_schema).
+_BATCH_GATE_KEY = 0x5EA2C4BA7C
+_SCHEMA_LOCK_KEY = 0x5EA2C47A11
+# Connection.info key: the transaction or savepoint that took the gate shared.
+_GATE_HOLDER = "searchtrail_gate_holder"
+# connection_exception, and the server shutting down or starting
+_CONNECTION_STATES = ("08", "57P01", "57P02", "57P03")
+# deadlock_detected, serialization_failure
+_RETRY_STATES = ("40P01", "40001")
+_CHANGES = "searchtrail_changes"
+_CHANGING = ("INSERT", "UPDATE", "DELETE", "MERGE")
+
+
+def _changes(conn: Connection) -> int:
+    """Rows this connection has inserted, updated or deleted (``_count_changes``)."""
+    return int(conn.info.get(_CHANGES, 0))
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
+def _statement_failure(exc: BaseException) -> bool:
+    """PostgreSQL refused one statement (a lock timeout, a cancelled query, a deadlock) and
+    the connection is fine: a savepoint undoes that statement alone."""
+    if getattr(exc, "connection_invalidated", False):
+        return False
+    state = _sqlstate(exc)
+    return state is not None and not state.startswith(_CONNECTION_STATES)
+
+
+def _conflict(exc: BaseException) -> bool:
+    """PostgreSQL ended the transaction to break a deadlock or a serialization conflict."""
+    return _sqlstate(exc) in _RETRY_STATES
+
+
+def _unbounded(t: Any) -> Any:
+    return Text() if isinstance(t, String) else t
+
+
+def _rows_document(table: Table, columns: Sequence[str]) -> Any:
+    """``jsonb_to_recordset`` of a ``rows`` parameter: ``columns`` and each row's position.
+    Strings as text: a cast to varchar(n) would cut an over-long value silently."""
+    return (
+        func.jsonb_to_recordset(bindparam("rows", type_=postgresql.JSONB))
+        .table_valued(
+            *(column(c, _unbounded(table.c[c].type)) for c in columns),
+            column("position", Integer),
+        )
+        .render_derived(with_types=True)
+    )
+
+
+class _JsonRowsInsert:
+    """A push's insert: one statement, its rows sent as one JSON document, inserted (and
+    numbered) in the push's order. ``executemany`` would run one INSERT per row, and
+    arrays per column (``unnest``) cost about twice the client CPU to dump."""
+
+    def __init__(
+        self, table: Table, columns: Sequence[str], conflict: Sequence[str], dialect: Any
+    ) -> None:
+        self._columns = list(columns)
+        rows = _rows_document(table, columns)
+        number = bindparam("session_number", type_=table.c.session_number.type)
+        statement = (
+            postgresql.insert(table)
+            .from_select(
+                ["session_number", *self._columns],
+                select(number, *(rows.c[c] for c in columns)).order_by(rows.c.position),
+            )
+            .on_conflict_do_nothing(index_elements=list(conflict))
+        )
+        self.sql = str(statement.compile(dialect=dialect))
+
+    def execute(self, conn: Connection, number: int, rows: Sequence[EventRow]) -> int:
+        """Insert the rows; answers how many the database inserted."""
+        document = [
+            dict(zip(self._columns, row, strict=True), position=i) for i, row in enumerate(rows)
+        ]
+        params = {"session_number": number, "rows": json_dumps(document)}
+        return int(conn.exec_driver_sql(self.sql, params).rowcount)
+
+
+class _ImportInsert:
+    """An import's insert: ``ON CONFLICT DO NOTHING`` on every unique key, ``RETURNING``
+    the rows inserted, the rows as one JSON document (as a push's). A column given as
+    None is stored as NULL, never as its default."""
+
+    def __init__(
+        self, table: Table, columns: tuple[str, ...], returning: tuple[str, ...], dialect: Any
+    ) -> None:
+        rows = _rows_document(table, columns)
+        statement = (
+            postgresql.insert(table)
+            .from_select(
+                list(columns), select(*(rows.c[c] for c in columns)).order_by(rows.c.position)
+            )
+            .on_conflict_do_nothing()
+            .returning(*(table.c[c] for c in returning))
+        )
+        self._sql = str(statement.compile(dialect=dialect))
+
+    def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        if not rows:
+            return []
+        document = [{**r, "position": i} for i, r in enumerate(rows)]
+        found = conn.exec_driver_sql(self._sql, {"rows": json_dumps(document)})
+        return [tuple(r) for r in found]
+
+
+class PostgresDialect(Dialect):
+    name = "postgresql"
+    release_alone = True
+
+    def engine(self) -> Engine:
+        engine = create_engine(
+            normalize_database_url(self.url),
+            pool_size=self.pool_size,
+            max_overflow=self.pool_size,
+            # Like SQLite's busy timeout: a lock held too long is a 503 to retry, not a hang.
+            connect_args={"options": f"-c lock_timeout={int(self.busy_timeout_ms)}"},
+            json_serializer=json_dumps,
+            json_deserializer=pydantic_core.from_json,
+        )
+
+        @event.listens_for(engine, "after_cursor_execute")
+        def _count_changes(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+            # The group commit's count of changed rows, which SQLite's connection keeps
+            # itself. The command tag names the outer statement ("UPDATE 3"); a SELECT over
+            # a data-modifying CTE would go uncounted, and none is used.
+            tag = (cursor.statusmessage or "").partition(" ")[0]
+            if tag in _CHANGING and cursor.rowcount > 0:
+                conn.info[_CHANGES] = conn.info.get(_CHANGES, 0) + cursor.rowcount
+
+        @event.listens_for(engine, "checkin")
+        def _idle_from(_dbapi_conn: Any, record: Any) -> None:
+            record.info["idle_since"] = time.monotonic()
+
+        @event.listens_for(engine, "checkout")
+        def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+            since = record.info.get("idle_since")
+            if since is None or time.monotonic() - since <= PG_PING_IDLE_AFTER_S:
+                return
+            try:
+                engine.dialect.do_ping(dbapi_conn)
+            except engine.dialect.loaded_dbapi.Error as exc:
+                raise DisconnectionError(str(exc)) from exc  # the pool connects anew
+
+        return engine
+
+    def writer_engine(self, engine: Engine) -> Engine:
+        return engine
+
+    def unbegun(self, engine: Engine) -> Engine:
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def snapshot(self, engine: Engine) -> Engine:
+        return engine.execution_options(isolation_level="REPEATABLE READ")
+
+    def reader_threads(self) -> int:
+        return self.pool_size  # reads wait on the network: a thread per connection
+
+    def group_commit(self, kept: Transaction, pooled: Transaction) -> GroupCommit:
+        return GroupCommit(
+            pooled, changes=_changes, contained=_statement_failure, transient=_conflict
+        )
+
+    def app_loop_reader(self, statement: Any, engine: Engine) -> PgLoopReader:
+        return PgLoopReader(
+            normalize_database_url(self.url),
+            str(statement.compile(dialect=engine.dialect)),
+            size=self.pool_size,
+            ping_idle_after_s=PG_PING_IDLE_AFTER_S,
+            wait_s=PG_READ_WAIT_S,
+        )
+
+    def insert(self, table: Table) -> postgresql.Insert:
+        return postgresql.insert(table)
+
+    def batch_gate(self, conn: Connection, *, exclusive: bool) -> None:
+        """A transaction-scoped advisory lock: it lives in the lock manager, so
+        registrations touch no shared row. A savepoint that took it and was rolled back
+        gave it back, so it is remembered per savepoint."""
+        if exclusive:
+            conn.execute(select(func.pg_advisory_xact_lock(_BATCH_GATE_KEY)))
+            return
+        holder = conn.get_nested_transaction() or conn.get_transaction()
+        if conn.info.get(_GATE_HOLDER) is not holder:
+            conn.execute(select(func.pg_advisory_xact_lock_shared(_BATCH_GATE_KEY)))
+            conn.info[_GATE_HOLDER] = holder
+
+    def events_insert(self, table: Table, compiler: Any) -> Any:
+        key = ["session_number", "event_id"]
+        fields = ["event_id", "object_id", "event_type", "created_at_ms", "meta", "extra"]
+        return _JsonRowsInsert(table, fields, key, compiler).execute
+
+    def import_insert(
+        self, table: Table, columns: tuple[str, ...], returning: tuple[str, ...], compiler: Any
+    ) -> _ImportInsert:
+        return _ImportInsert(table, columns, returning, compiler)
+
+    def reset_sequence(self, conn: Connection, table: Table) -> None:
+        """Rows inserted with explicit ids leave the sequence behind them, and a later
+        insert would be handed a taken id: move it past the largest, never back."""
+        (key,) = table.primary_key.columns
+        top = conn.execute(select(func.max(key))).scalar()
+        if top is None:
+            return
+        seq = conn.execute(select(func.pg_get_serial_sequence(table.name, key.name))).scalar()
+        if seq is None:
+            return
+        # The name comes from pg_get_serial_sequence, quoted as an identifier already.
+        last, called = conn.exec_driver_sql(f"SELECT last_value, is_called FROM {seq}").one()
+        if top > last or (top == last and not called):
+            conn.execute(select(func.setval(seq, top, True)))
+
+    @classmethod
+    def lock_schema(cls, conn: Connection) -> None:
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_KEY})")

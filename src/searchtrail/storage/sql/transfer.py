@@ -1,0 +1,168 @@
+"""Whole-database dump and import: pages of every table from one snapshot, and import
+chunks that each commit in a transaction of their own (outside the group commit where
+the dialect runs a release so, since an import chunk takes the batch gate too)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Table, bindparam, select
+
+from searchtrail.storage.api import DumpPage
+from searchtrail.storage.sql._database import _Database
+from searchtrail.storage.sql.batches import collecting_batch_id
+from searchtrail.storage.sql.dialect import ImportInsert
+from searchtrail.storage.sql.schema import batches, events, sessions
+
+__all__ = ["ImportWriter", "SqlTransfer"]
+
+T = TypeVar("T")
+
+
+class SqlTransfer:
+    def __init__(self, db: _Database) -> None:
+        self._db = db
+        self.dialect = db.dialect.name
+        self._import_inserts: dict[tuple[str, tuple[str, ...], tuple[str, ...]], ImportInsert] = {}
+
+    @contextmanager
+    def dump_reader(self) -> Iterator[DumpPage]:
+        """Pages of whole tables, every column, in primary-key order, all from one snapshot.
+
+        The caller gets ``page(table, after, limit)``: the rows whose primary key is larger
+        than ``after``. Every page is read in one transaction (REPEATABLE READ on
+        PostgreSQL, a read transaction on SQLite), so a dump taken while the service runs
+        is consistent across tables: no event without its session.
+        """
+        events_with_id = select(*events.c, sessions.c.session_id).join(
+            sessions, sessions.c.session_number == events.c.session_number
+        )
+        with self._db.read_snapshot() as conn:
+
+            def page(table: Table, after: int, limit: int) -> list[dict[str, Any]]:
+                (key,) = table.primary_key.columns
+                query = events_with_id if table is events else select(table)
+                query = query.where(key > after).order_by(key).limit(limit)
+                return [dict(r._mapping) for r in conn.execute(query)]
+
+            yield page
+
+    def import_transaction(self, work: Callable[[ImportWriter], T]) -> T:
+        """Run ``work`` in one committed transaction of its own (one import chunk).
+
+        ``work`` may run again (a lost race on PostgreSQL is retried), so it must only
+        compute its answer, changing nothing outside the database.
+        """
+        return self._db.write(lambda conn: work(ImportWriter(self, conn)), alone=True)
+
+    # -- what ImportWriter asks of its store ------------------------------------------------
+
+    def _import_insert(
+        self, table: Table, columns: tuple[str, ...], returning: tuple[str, ...]
+    ) -> ImportInsert:
+        key = (table.name, columns, returning)
+        found = self._import_inserts.get(key)
+        if found is None:
+            found = self._import_inserts[key] = self._db.dialect.import_insert(
+                table, columns, returning, self._db.engine.dialect
+            )
+        return found
+
+    def _batch_gate(self, conn: Connection, *, exclusive: bool) -> None:
+        self._db.dialect.batch_gate(conn, exclusive=exclusive)
+
+    def _collecting_batch_id(self, conn: Connection, now: int) -> int:
+        return collecting_batch_id(conn, self._db.dialect, now)
+
+    def _reset_sequence(self, conn: Connection, table: Table) -> None:
+        self._db.dialect.reset_sequence(conn, table)
+
+
+class ImportWriter:
+    """What one import chunk may do, on its transaction's connection (``import_transaction``).
+
+    Reads answer rows as dicts of Python values (JSON decoded), for the importer to compare
+    with what it would insert.
+    """
+
+    def __init__(self, store: SqlTransfer, conn: Connection) -> None:
+        self._store = store
+        self.conn = conn
+
+    def insert(
+        self, table: Table, rows: Sequence[dict[str, Any]], returning: tuple[str, ...]
+    ) -> set[tuple[Any, ...]]:
+        """Insert the rows unless a unique key is taken; answers the ``returning`` columns
+        of those inserted. Rows with different keys (an id given or not) may be mixed."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for r in rows:
+            groups.setdefault(tuple(r), []).append(r)
+        out: set[tuple[Any, ...]] = set()
+        for columns, part in groups.items():
+            insert = self._store._import_insert(table, columns, returning)
+            out.update(insert.execute(self.conn, part))
+        return out
+
+    def rows_where(
+        self, table: Table, column_name: str, values: Sequence[Any]
+    ) -> list[dict[str, Any]]:
+        """The rows whose ``column_name`` is one of ``values``."""
+        out: list[dict[str, Any]] = []
+        values = list(dict.fromkeys(values))
+        col = table.c[column_name]
+        for start in range(0, len(values), 500):
+            part = values[start : start + 500]
+            found = self.conn.execute(select(table).where(col.in_(part)))
+            out.extend(dict(r._mapping) for r in found)
+        return out
+
+    def session_numbers(self, session_ids: Sequence[str]) -> dict[str, int]:
+        """``session_id -> session_number`` of the stored sessions among ``session_ids``."""
+        out: dict[str, int] = {}
+        ids = list(dict.fromkeys(session_ids))
+        query = select(sessions.c.session_id, sessions.c.session_number).where(
+            sessions.c.session_id.in_(bindparam("ids", expanding=True))
+        )
+        for start in range(0, len(ids), 500):
+            for sid, number in self.conn.execute(query, {"ids": ids[start : start + 500]}):
+                out[sid] = number
+        return out
+
+    def collecting_batch(self) -> int | None:
+        """The collecting batch's id, if one collects (the batch gate held shared)."""
+        self._store._batch_gate(self.conn, exclusive=False)
+        found = self.conn.execute(select(batches.c.batch_id).where(batches.c.collecting == 1))
+        batch_id = found.scalar()
+        return None if batch_id is None else int(batch_id)
+
+    def open_collecting(self, now: int) -> int:
+        """The collecting batch, opened if none collects."""
+        self._store._batch_gate(self.conn, exclusive=False)
+        return self._store._collecting_batch_id(self.conn, now)
+
+    def batch_without_id(
+        self, release_id: str | None, created_at_ms: int, state: str
+    ) -> int | None:
+        """A stored batch an id-less source's batch is: the one with its release id, or
+        (never released) the one of its creation time and state."""
+        if release_id is not None:
+            query = select(batches.c.batch_id).where(batches.c.release_id == release_id)
+        else:
+            query = select(batches.c.batch_id).where(
+                batches.c.release_id.is_(None),
+                batches.c.created_at_ms == created_at_ms,
+                batches.c.state == state,
+            )
+        found = self.conn.execute(query.order_by(batches.c.batch_id).limit(1)).scalar()
+        return None if found is None else int(found)
+
+    def reset_sequence(self, table: Table) -> None:
+        """PostgreSQL: move the table's id sequence past its largest id, never back.
+
+        Without it, rows inserted with explicit ids leave the sequence behind them, and a
+        later registration (or key, entry, event) would be handed a taken id and fail.
+        SQLite numbers a rowid from the largest one in the table, so it needs nothing.
+        """
+        self._store._reset_sequence(self.conn, table)
