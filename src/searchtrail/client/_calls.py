@@ -48,6 +48,7 @@ from searchtrail.models import (
     ReleaseResult,
     Session,
 )
+from searchtrail.paths import CLIENT_PREFIX, internal_prefix_under
 
 __all__ = [
     "CLIENT_PREFIX",
@@ -56,8 +57,6 @@ __all__ = [
     "ServerError",
     "error_from_response",
 ]
-
-CLIENT_PREFIX = "/api/v1/clickstream"
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -118,8 +117,7 @@ class Endpoints:
 
     def __init__(self, prefix: str, internal_prefix: str | None) -> None:
         self.prefix = prefix.rstrip("/")
-        default_internal = f"{self.prefix or CLIENT_PREFIX}/internal"
-        self.internal = (internal_prefix or default_internal).rstrip("/")
+        self.internal = (internal_prefix or internal_prefix_under(self.prefix)).rstrip("/")
 
     # -- client endpoints ---------------------------------------------------------
 

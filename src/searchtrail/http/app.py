@@ -14,14 +14,12 @@ from searchtrail.http.auth import Limiters
 from searchtrail.http.errors import install_error_handlers
 from searchtrail.http.openapi import install_openapi
 from searchtrail.http.routers import browser, health, internal, keys, sessions
+from searchtrail.paths import CLIENT_PREFIX, INTERNAL_PREFIX
 from searchtrail.ratelimit import RateLimiter
 from searchtrail.service import Clickstream
 from searchtrail.settings import Settings
 
 __all__ = ["CLIENT_PREFIX", "INTERNAL_PREFIX", "create_app", "create_app_from_env"]
-
-CLIENT_PREFIX = "/api/v1/clickstream"
-INTERNAL_PREFIX = "/api/v1/clickstream/internal"
 
 
 def create_app(

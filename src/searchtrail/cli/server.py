@@ -1,0 +1,107 @@
+"""``searchtrail serve``: the HTTP service under uvicorn."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from searchtrail import __version__
+from searchtrail.cli._common import Command, load_settings, safe_url
+
+__all__ = ["serve"]
+
+
+@click.command(cls=Command)
+@click.option("--host", help="Address to bind [SEARCHTRAIL_HOST, default 127.0.0.1].")
+@click.option("--port", type=int, help="Port to bind [SEARCHTRAIL_PORT, default 8000].")
+@click.option(
+    "--database-url",
+    help="sqlite:///PATH or postgresql://... [SEARCHTRAIL_DATABASE_URL, default sqlite:///searchtrail.db].",
+)
+@click.option("--workers", type=int, help="Worker processes [SEARCHTRAIL_WORKERS, default 1].")
+@click.option("--log-level", help="critical|error|warning|info|debug [SEARCHTRAIL_LOG_LEVEL].")
+@click.option("--max-events-per-push", type=int, help="[SEARCHTRAIL_MAX_EVENTS_PER_PUSH, 1000]")
+@click.option(
+    "--max-results-per-session", type=int, help="[SEARCHTRAIL_MAX_RESULTS_PER_SESSION, 1000]"
+)
+@click.option("--max-body-bytes", type=int, help="[SEARCHTRAIL_MAX_BODY_BYTES, 2000000]")
+@click.option(
+    "--strict-fields",
+    is_flag=True,
+    default=None,
+    help="Refuse keys the contract does not name with 422 [SEARCHTRAIL_STRICT_FIELDS].",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    default=None,
+    help="Bind a non-loopback --host although no API key exists [SEARCHTRAIL_INSECURE].",
+)
+def serve(**options: Any) -> None:
+    """Start the HTTP service (uvicorn)."""
+    import uvicorn
+
+    from searchtrail.service import Clickstream
+
+    settings = load_settings(**options)
+    # Check (or create, when empty) the schema once here, not racing in every worker.
+    with Clickstream(settings=settings) as cs:
+        has_keys = cs.storage.keys.exist()
+        on_sqlite = cs.storage.dialect == "sqlite"
+    if has_keys:
+        click.echo("searchtrail: API keys are required (see `searchtrail keys list`).", err=True)
+    else:
+        if not _is_loopback(settings.host) and not settings.insecure:
+            click.echo(
+                f"searchtrail: refusing to listen on {settings.host} with no API key: anyone "
+                "who reaches the port could read and change everything.\n"
+                "Create a key first (searchtrail keys create --name NAME --scope ingest), "
+                "listen on 127.0.0.1, or pass --insecure (SEARCHTRAIL_INSECURE=1) if "
+                "something in front of the service guards it.",
+                err=True,
+            )
+            sys.exit(2)
+        click.echo(
+            "searchtrail: no API key exists, so authentication is OFF"
+            + (
+                f" and --insecure exposes the service on {settings.host}"
+                if not _is_loopback(settings.host)
+                else "; listening on loopback only"
+            )
+            + " (create one with `searchtrail keys create`).",
+            err=True,
+        )
+    click.echo(
+        f"searchtrail {__version__} on http://{settings.host}:{settings.port} "
+        f"({settings.workers} worker(s), database {safe_url(settings.database_url)})",
+        err=True,
+    )
+    if settings.workers > 1 and on_sqlite:
+        click.echo(
+            "searchtrail: on SQLite more workers make writes slower, not faster: each "
+            "worker writes on its own and waits its turn for the database's one write "
+            "lock (docs/settings.md, workers). Use one worker, or PostgreSQL.",
+            err=True,
+        )
+    uvicorn.run(
+        "searchtrail.http.app:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
