@@ -225,7 +225,6 @@ def test_postgresql_runs_start_their_own_server_and_load_the_get_database_once(
     # The server runs as an unprivileged user: its folder's parents must be open to it.
     data = Path(tempfile.mkdtemp(prefix="searchtrail-bench-"))
     data.chmod(0o755)
-    before = _postgres_pids()
     try:
         outputs = []
         for run in ("first", "second"):
@@ -247,7 +246,7 @@ def test_postgresql_runs_start_their_own_server_and_load_the_get_database_once(
                 assert scenario in report, scenario
             assert "| Raw SQLite insert" not in report
             deadline = time.monotonic() + 60  # a hang guard: its last processes may be exiting
-            while _postgres_pids() - before:
+            while _postgres_pids(data):
                 assert time.monotonic() < deadline, "the run's PostgreSQL server is still running"
                 time.sleep(0.1)
         assert "loading get_200x10x10_" in outputs[0]
@@ -256,8 +255,19 @@ def test_postgresql_runs_start_their_own_server_and_load_the_get_database_once(
         shutil.rmtree(data, ignore_errors=True)
 
 
-def _postgres_pids() -> set[int]:
-    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"}
+def _postgres_pids(data: Path) -> set[int]:
+    """PostgreSQL processes of a cluster under ``data`` (each works in its data directory):
+    other PostgreSQL servers on the machine, such as other test runs', do not count."""
+    found = set()
+    for p in psutil.process_iter(["name"]):
+        if p.info["name"] != "postgres":
+            continue
+        try:
+            if Path(p.cwd()).is_relative_to(data.resolve()):
+                found.add(p.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
 
 
 _REGISTRATION = {
