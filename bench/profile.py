@@ -67,27 +67,6 @@ class Profile:
     leaves: Counter[str] = field(default_factory=Counter)
     inclusive: Counter[str] = field(default_factory=Counter)
 
-    def lines(self, top: int = 12) -> list[str]:
-        """Markdown: the layers table and the hottest functions."""
-        if not self.samples:
-            return ["(no samples)"]
-
-        def pct(n: int) -> str:
-            return f"{100 * n / self.samples:.1f}%"
-
-        out = [
-            f"{self.samples:,} samples of the server's threads (py-spy at 200 Hz).",
-            "",
-            "| layer (leaf frame) | share |",
-        ]
-        out.append("|---|---:|")
-        out += [f"| {k} | {pct(v)} |" for k, v in self.layers.most_common()]
-        out += ["", "| hottest leaf functions | self |", "|---|---:|"]
-        out += [f"| `{k}` | {pct(v)} |" for k, v in self.leaves.most_common(top)]
-        out += ["", "| searchtrail functions | inclusive |", "|---|---:|"]
-        out += [f"| `{k}` | {pct(v)} |" for k, v in self.inclusive.most_common(top)]
-        return out
-
 
 def _layer(path: str) -> str:
     for name, marks in _LAYERS:

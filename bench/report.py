@@ -1,42 +1,60 @@
-"""The Markdown report (docs/benchmarks.md) of one run."""
+"""The Markdown report of one run (docs/benchmarks.md, docs/benchmarks-postgresql.md).
+
+A report a reader takes in at once, at most ``MAX_LINES`` lines: the run's context, each
+scenario's median and range over its rounds, the targets with their verdicts, what bounds
+each profiled scenario (its top profile entries), and the command that reproduces it.
+It holds only what the run measured; the reasons behind the design are in
+docs/performance.md.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections import Counter
 from typing import TYPE_CHECKING
 
+from bench import targets
+
 if TYPE_CHECKING:
+    from bench.profile import Profile
     from bench.runner import Run, ScenarioResult
 
-__all__ = ["ANALYSIS", "render"]
+__all__ = ["MAX_LINES", "SECTIONS", "render"]
 
-ANALYSIS = Path(__file__).parent / "analysis.md"
+MAX_LINES = 150
+SECTIONS = (
+    "## Context",
+    "## Results",
+    "## Targets",
+    "## What bounds each scenario",
+    "## Reproduce",
+)
 _MIB = 2**20
+# Profile entries shown per list: enough to name what bounds a scenario.
+_TOP = 5
 
 
 def _n(x: float) -> str:
     return f"{x:,.0f}"
 
 
+def _pct(part: float, whole: float) -> str:
+    return f"{part / whole:.0%}" if whole else "n/a"
+
+
 def _share(res: ScenarioResult, ceiling: ScenarioResult) -> float:
     return res.rate / ceiling.rate if ceiling.rate else 0.0
 
 
-def _table(rows: dict[str, str], head: tuple[str, str]) -> list[str]:
-    return [f"| {head[0]} | {head[1]} |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows.items())]
-
-
-def _targets(run: Run) -> list[tuple[str, str, bool | None]]:
+def _targets(run: Run) -> list[tuple[str, str, bool]]:
     r = run.results
-    out: list[tuple[str, str, bool | None]] = []
+    out: list[tuple[str, str, bool]] = []
     if "push" in r and "push_ceiling" in r:
         push, bare = r["push"], r["push_ceiling"]
-        share = _share(push, bare)
         out.append(
             (
-                "Push ≥ 60% of the ceiling's events/s",
-                f"{_n(push.rate)} / {_n(bare.rate)} = {share:.0%}",
-                share >= 0.6,
+                f"Push ≥ {targets.PUSH_SHARE_OF_CEILING:.0%} of the ceiling's events/s",
+                f"{_n(push.rate)} / {_n(bare.rate)} = {_share(push, bare):.0%}",
+                targets.push_met(push.rate, bare.rate),
             )
         )
     if "create" in r:
@@ -44,28 +62,35 @@ def _targets(run: Run) -> list[tuple[str, str, bool | None]]:
         measured = f"{_n(create.rate)}/s"
         if "create_ceiling" in r:
             bare = r["create_ceiling"]
-            measured += (
-                f"; its ceiling in this run: {_n(bare.rate)}/s, so {_share(create, bare):.0%}"
-            )
-            if bare.rate < 5000:
-                workers = run.options.workers
-                measured += (
-                    f" (5,000/s is out of reach of {workers} worker{'s' if workers > 1 else ''}"
-                    " on this machine)"
-                )
+            measured += f"; its ceiling {_n(bare.rate)}/s ({_share(create, bare):.0%})"
+            if bare.rate < targets.CREATES_PER_SECOND:
+                measured += ", itself under the target"
         if "create_floor" in r:
-            measured += f"; an empty endpoint in the same framework: {_n(r['create_floor'].rate)}/s"
-        out.append(("Create sessions ≥ 5,000/s", measured, create.rate >= 5000))
+            measured += f"; an empty endpoint {_n(r['create_floor'].rate)}/s"
+        out.append(
+            (
+                f"Create sessions ≥ {_n(targets.CREATES_PER_SECOND)}/s",
+                measured,
+                targets.create_met(create.rate),
+            )
+        )
     if "get" in r:
         p99 = r["get"].wrk.p99_ms
-        out.append(("Get session p99 < 5 ms (1 connection)", f"{p99:.2f} ms", p99 < 5))
+        out.append(
+            (
+                f"Get session p99 < {targets.GET_P99_MS:g} ms (1 connection)",
+                f"{p99:.2f} ms",
+                targets.get_met(p99),
+            )
+        )
     for imp in run.imports:
         out.append(
             (
-                f"Import ≥ 50% of the raw insert rate ({imp.dialect})",
+                f"Import ≥ {targets.IMPORT_SHARE_OF_RAW:.0%} of the raw insert rate "
+                f"({imp.dialect})",
                 f"{_n(imp.import_per_second)} / {_n(imp.raw_per_second)} sessions/s "
                 f"= {imp.ratio:.0%}",
-                imp.ratio >= 0.5,
+                targets.import_met(imp.ratio),
             )
         )
     s = run.sustained
@@ -73,129 +98,171 @@ def _targets(run: Run) -> list[tuple[str, str, bool | None]]:
         out.append(
             (
                 f"Memory flat under {s.seconds:.0f} s of pushes",
-                f"{s.slope_mib_per_min:+.2f} MiB/min ({s.growth_mib:+.1f} MiB over the run)",
+                f"{s.slope_mib_per_min:+.2f} MiB/min ({s.growth_mib:+.1f} MiB, "
+                f"at most {s.allowed_mib:.1f} allowed)",
                 s.flat,
             )
         )
     return out
 
 
-def render(run: Run) -> str:
+def _context(run: Run) -> list[str]:
     o = run.options
+    v = dict(run.versions)
+    commit = v.get("searchtrail", "?").rpartition(" @ ")[2]
+    if "wrk" in v:
+        v["wrk"] = v["wrk"].split(" Copyright")[0].removeprefix("wrk ")
+    cores = int(run.machine.get("cores (logical)", "1") or 1)
     database = (
         f"fresh SQLite files (WAL, synchronous={o.synchronous})"
         if o.database_url is None
         else o.dialect
     )
-    cores = int(run.machine.get("cores (logical)", "1") or 1)
     lines = [
-        "# Benchmarks",
-        "",
-        "Generated by `bench/` (`scripts/bench`); do not edit by hand, re-run it. "
-        + ("**Quick smoke run: the numbers mean little.**" if o.quick else ""),
-        "",
-        f"- Command: `{o.command}`",
-        f"- Started {run.started:%Y-%m-%d %H:%M:%S} UTC, took {run.seconds:,.0f} s.",
-        f"- CPU busy in the 2 s before the run: {run.busy_start:.0f}% of {cores} cores. "
-        f"1-minute load average: {run.load_start:.2f} at start, {run.load_end:.2f} at end "
+        f"- `{o.command}` at {commit}, started {run.started:%Y-%m-%d %H:%M} UTC, "
+        f"took {run.seconds:,.0f} s.",
+        "- Machine: " + "; ".join(f"{k} {val}" for k, val in run.machine.items()) + ".",
+        "- Versions: "
+        + ", ".join(f"{k} {val}" for k, val in v.items() if k != "searchtrail")
+        + ".",
+        f"- How loaded: CPU {run.busy_start:.0f}% busy (of {cores} cores) in the 2 s before "
+        f"the run; load average {run.load_start:.2f} at start, {run.load_end:.2f} at end "
         "(the end counts the run's own server and wrk).",
+        f"- Setup: wrk with {o.threads} thread(s) and {o.connections} connections, "
+        f"{o.warmup:g} s warm-up, {o.duration:g} s measured per scenario (push and create in "
+        f"{o.rounds} round{'s' if o.rounds > 1 else ''} alternating with their ceilings); "
+        f"`searchtrail serve --workers {o.workers}`; database {database}.",
     ]
     if run.busy_start > 25:
         lines.append(
-            "- **The machine was not quiet when this run started** (other work was running): "
-            "wrk, the server and that work shared the cores, so treat the numbers as rough "
-            "and compare ratios taken in the same run rather than absolute rates."
+            "- **The machine was not quiet when this run started**: compare ratios taken in "
+            "this run (push against its ceiling) rather than absolute rates."
         )
-    lines += [
-        f"- Load: wrk with {o.threads} thread(s) and {o.connections} connections, "
-        f"{o.warmup:.0f} s warm-up then {o.duration:.0f} s measured per scenario (push and "
-        f"create alternate with their ceilings in {o.rounds} rounds; their p50/p99 are the "
-        "rounds' median); "
-        f"server `searchtrail serve --workers {o.workers}`; "
-        f"database {database}.",
+    return lines
+
+
+def _range(res: ScenarioResult) -> str:
+    rates = res.round_rates
+    if len(rates) < 2:
+        return "1 round"
+    return f"{_n(min(rates))} to {_n(max(rates))} ({len(rates)} rounds)"
+
+
+def _results(run: Run) -> list[str]:
+    lines = [
+        "Rate: the median of the scenario's rounds, then the range of its rounds. p50 and "
+        "p99 from wrk (the rounds' median); peak RSS of the server with its child processes.",
         "",
-        "## Machine",
-        "",
-        *_table(run.machine, ("", "")),
-        "",
-        "## Versions",
-        "",
-        *_table(run.versions, ("", "")),
-        "",
-        "## Results",
-        "",
-        "Throughput and latency from wrk (a separate process); peak RSS of the server process "
-        "(with its workers) sampled every 0.25 s during the measured load. The get database "
-        "is read through once first, so it sits in the OS page cache as on a running server.",
-        "",
-        "| scenario | throughput | requests/s | p50 | p99 | errors | peak RSS |",
+        "| scenario | rate (median) | range of rounds | p50 | p99 | errors | peak RSS |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for res in run.results.values():
         w = res.wrk
         errors = ", ".join(f"{k} {v}" for k, v in w.errors.items() if v) or "0"
         lines.append(
-            f"| {res.title} | {_n(res.rate)} {res.unit} | {_n(w.rps)} | {w.p50_ms:.2f} ms | "
-            f"{w.p99_ms:.2f} ms | {errors} | {res.peak_rss / _MIB:,.0f} MiB |"
+            f"| {res.title} | {_n(res.rate)} {res.unit} | {_range(res)} | "
+            f"{w.p50_ms:.2f} ms | {w.p99_ms:.2f} ms | {errors} | "
+            f"{res.peak_rss / _MIB:,.0f} MiB |"
         )
     for raw in run.raw:
         lines.append(
             f"| Raw SQLite insert, {raw.rows_per_transaction:,} rows per transaction "
-            f"(no HTTP, no Python service) | {_n(raw.rows_per_second)} events/s | | | | | |"
+            f"(no HTTP, no service) | {_n(raw.rows_per_second)} events/s | 1 round | | | | |"
         )
     for imp in run.imports:
         lines.append(
             f"| Import of a JSONL dump ({imp.dialect}, {imp.sessions:,} sessions, "
-            f"{imp.events:,} events) | {_n(imp.import_per_second)} sessions/s | | | | | |"
+            f"{imp.events:,} events) | {_n(imp.import_per_second)} sessions/s | 1 round "
+            "| | | | |"
         )
         lines.append(
-            f"| Raw insert of the same rows ({imp.dialect}, executemany, no validation) | "
-            f"{_n(imp.raw_per_second)} sessions/s | | | | | |"
+            f"| Raw insert of the same rows ({imp.dialect}, no validation) | "
+            f"{_n(imp.raw_per_second)} sessions/s | 1 round | | | | |"
         )
-    rows_note = [
-        f"{res.title}: {res.rows_after:,} rows in the database afterwards"
+    stored = [
+        f"{res.title}: {res.rows_after:,}"
         for res in run.results.values()
         if res.rows_after is not None
     ]
-    if rows_note:
+    if stored:
         lines += [
             "",
-            "Rows stored (every acknowledged request, plus warm-up and profiling load):",
-            "",
+            "Rows in the database afterwards (warm-up included): " + "; ".join(stored) + ".",
         ]
-        lines += [f"- {n}" for n in rows_note]
-    lines += ["", "## Targets", "", "| target | measured | result |", "|---|---|---|"]
-    for name, measured, ok in _targets(run):
-        verdict = "n/a" if ok is None else ("**met**" if ok else "**missed**")
-        lines.append(f"| {name} | {measured} | {verdict} |")
     s = run.sustained
     if s is not None:
-        mib = [m / _MIB for _, m in s.samples]
+        mib = [m / _MIB for _, m in s.samples] or [0.0]
         lines += [
             "",
-            f"## Memory under {s.seconds:.0f} s of sustained pushes",
-            "",
-            f"{_n(s.wrk.rps * o.events_per_push)} events/s sustained, p99 {s.wrk.p99_ms:.2f} ms. "
-            f"RSS sampled every second: start {mib[0]:,.1f} MiB, peak {max(mib):,.1f} MiB, "
-            f"end {mib[-1]:,.1f} MiB. A least-squares line through the samples after the "
-            f"first tenth (warm-up) rises {s.slope_mib_per_min:+.2f} MiB/min, "
-            f"{s.growth_mib:+.1f} MiB over the window; the run counts as flat when that is at "
-            f"most {s.allowed_mib:.1f} MiB (2 MiB or 2% of the median RSS): "
-            f"**{'flat' if s.flat else 'growing'}**.",
-            "",
-            "RSS (MiB) every 5 s: " + ", ".join(f"{m:,.0f}" for m in mib[::5]),
+            f"Memory under {s.seconds:.0f} s of sustained pushes: "
+            f"{_n(s.wrk.rps * run.options.events_per_push)} events/s, p99 "
+            f"{s.wrk.p99_ms:.2f} ms; RSS {mib[0]:,.1f} MiB at start, {max(mib):,.1f} at peak, "
+            f"{mib[-1]:,.1f} at end; after the first tenth it rises "
+            f"{s.slope_mib_per_min:+.2f} MiB/min: **{'flat' if s.flat else 'growing'}**.",
         ]
-    if run.profiles:
-        lines += ["", "## Profiles", ""]
-        lines.append(
-            "py-spy samples of the server process while wrk drove it (taken where a target "
-            "was missed, or with `--profile always`)."
-        )
-        for key, prof in run.profiles.items():
-            lines += ["", f"### {key}", "", *prof.lines()]
-    notes = list(run.notes)
-    if notes:
-        lines += ["", "## Notes", "", *(f"- {n}" for n in notes)]
-    if ANALYSIS.exists():
-        lines += ["", ANALYSIS.read_text().strip()]
+    return lines
+
+
+def _top(counts: Counter[str], samples: int, *, code: bool) -> str:
+    return ", ".join(
+        f"{f'`{name}`' if code else name} {_pct(n, samples)}"
+        for name, n in counts.most_common(_TOP)
+    )
+
+
+def _profile(key: str, prof: Profile) -> list[str]:
+    if not prof.samples:
+        return [f"- **{key}**: profiled, but py-spy took no samples."]
+    return [
+        f"- **{key}** ({prof.samples:,} py-spy samples of the server's threads at 200 Hz):",
+        f"  - layers, by leaf frame: {_top(prof.layers, prof.samples, code=False)};",
+        f"  - hottest functions, self: {_top(prof.leaves, prof.samples, code=True)}.",
+    ]
+
+
+def _bounds(run: Run) -> list[str]:
+    lines = [
+        "py-spy profiles of the server while wrk drove it, taken where a target was missed "
+        "(or with `--profile always`): the top entries of each.",
+        "",
+    ]
+    for key, prof in run.profiles.items():
+        lines += _profile(key, prof)
+    unprofiled = [k for k in ("push", "create", "get") if k in run.results]
+    unprofiled = [k for k in unprofiled if k not in run.profiles]
+    if unprofiled:
+        lines.append(f"- Not profiled in this run: {', '.join(unprofiled)}.")
+    return lines
+
+
+def _reproduce(run: Run) -> list[str]:
+    return [
+        "On a quiet machine (no other work on its cores), from the repository:",
+        "",
+        "```",
+        run.options.command,
+        "```",
+    ]
+
+
+def render(run: Run) -> str:
+    o = run.options
+    dialect = "PostgreSQL" if o.dialect == "postgresql" else "SQLite"
+    lines = [
+        f"# Benchmarks: {dialect}",
+        "",
+        "Generated by `scripts/bench` from one run; re-run it rather than edit. Why the "
+        "service is built as it is, with before/after measurements: docs/performance.md.",
+    ]
+    if o.quick:
+        lines += ["", "**Quick smoke run: the numbers mean little.**"]
+    lines += ["", SECTIONS[0], "", *_context(run)]
+    lines += ["", SECTIONS[1], "", *_results(run)]
+    lines += ["", SECTIONS[2], "", "| target | measured | verdict |", "|---|---|---|"]
+    for name, measured, ok in _targets(run):
+        lines.append(f"| {name} | {measured} | {'**met**' if ok else '**missed**'} |")
+    lines += ["", SECTIONS[3], "", *_bounds(run)]
+    if run.notes:
+        lines += ["", "## Notes", "", *(f"- {n}" for n in run.notes)]
+    lines += ["", SECTIONS[4], "", *_reproduce(run)]
     return "\n".join(lines) + "\n"

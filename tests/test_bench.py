@@ -20,6 +20,7 @@ import psutil
 import pytest
 from bench import procs
 from bench.ceiling import create_app as ceiling_app
+from bench.report import MAX_LINES, SECTIONS
 from fastapi.testclient import TestClient
 
 from searchtrail import Clickstream, Settings
@@ -71,8 +72,9 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = (tmp_path / "report.md").read_text()
-    for heading in ("## Machine", "## Versions", "## Results", "## Targets"):
-        assert heading in report
+    assert len(report.splitlines()) <= MAX_LINES
+    for heading in SECTIONS:
+        assert f"\n{heading}\n" in report, heading
     for scenario in (
         "Ceiling: validate a push, store nothing",
         "Push events (100 per request)",
@@ -89,8 +91,9 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     for target in ("Push ≥ 60%", "Create sessions ≥ 5,000/s", "Get session p99", "Memory flat"):
         line = next(line for line in report.splitlines() if line.startswith(f"| {target}"))
         assert "**met**" in line or "**missed**" in line
-    for version in ("Python", "searchtrail", "FastAPI", "SQLAlchemy", "SQLite", "uvicorn"):
-        assert f"| {version} |" in report
+    versions = next(line for line in report.splitlines() if line.startswith("- Versions: "))
+    for version in ("Python", "FastAPI", "SQLAlchemy", "SQLite", "uvicorn"):
+        assert f" {version} " in versions, version
     # The get database is cached for the next run; the scratch directory is gone.
     assert list((tmp_path / "data").glob("sessions-200x10x10-*.db"))
     assert not list((tmp_path / "data").glob("run-*"))
@@ -222,7 +225,6 @@ def test_postgresql_runs_start_their_own_server_and_load_the_get_database_once(
     # The server runs as an unprivileged user: its folder's parents must be open to it.
     data = Path(tempfile.mkdtemp(prefix="searchtrail-bench-"))
     data.chmod(0o755)
-    before = _postgres_pids()
     try:
         outputs = []
         for run in ("first", "second"):
@@ -244,7 +246,7 @@ def test_postgresql_runs_start_their_own_server_and_load_the_get_database_once(
                 assert scenario in report, scenario
             assert "| Raw SQLite insert" not in report
             deadline = time.monotonic() + 60  # a hang guard: its last processes may be exiting
-            while _postgres_pids() - before:
+            while _postgres_pids(data):
                 assert time.monotonic() < deadline, "the run's PostgreSQL server is still running"
                 time.sleep(0.1)
         assert "loading get_200x10x10_" in outputs[0]
@@ -253,8 +255,19 @@ def test_postgresql_runs_start_their_own_server_and_load_the_get_database_once(
         shutil.rmtree(data, ignore_errors=True)
 
 
-def _postgres_pids() -> set[int]:
-    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"}
+def _postgres_pids(data: Path) -> set[int]:
+    """PostgreSQL processes of a cluster under ``data`` (each works in its data directory):
+    other PostgreSQL servers on the machine, such as other test runs', do not count."""
+    found = set()
+    for p in psutil.process_iter(["name"]):
+        if p.info["name"] != "postgres":
+            continue
+        try:
+            if Path(p.cwd()).is_relative_to(data.resolve()):
+                found.add(p.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
 
 
 _REGISTRATION = {

@@ -48,7 +48,7 @@ def test_create_and_get(cs: Clickstream) -> None:
 def test_gets_from_the_loop_run_in_the_loop_on_sqlite_and_in_few_reader_threads_on_postgres(
     cs: Clickstream, dialect: str
 ) -> None:
-    """On SQLite the hop to a thread and back cost more than the read (bench/analysis.md);
+    """On SQLite the hop to a thread and back cost more than the read (docs/performance.md);
     PostgreSQL's reads wait on the network, in the store's threads, not anyio's 40."""
     for i in range(20):
         register(cs, f"s{i}")

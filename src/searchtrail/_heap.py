@@ -1,16 +1,14 @@
 """The garbage collector of a process that does nothing but serve searchtrail.
 
-After start-up the process holds about 115,000 objects (FastAPI, pydantic, SQLAlchemy,
-the app) that live as long as it does. CPython's full collection walks every one of
-them: 60 ms on the benchmark machine. Under a push load the requests in flight keep
-enough objects alive across an ``await`` that they are promoted to the oldest
-generation, so full collections kept coming: a fifth of the event loop's CPU, and twice
-the push's p99 latency (bench/analysis.md).
+The objects alive after start-up (FastAPI, pydantic, SQLAlchemy, the app) live as long
+as the process, yet every full collection walks them all. ``settle_heap`` freezes them
+out of every later collection and enlarges the young generation, so a request's objects,
+kept alive across an ``await``, die young instead of being promoted into full
+collections (docs/performance.md, "The frozen heap").
 
-Freezing the start-up heap keeps it out of every later collection, and a larger young
-generation lets a request's objects die young instead of being promoted. Both are
-process-wide, so only ``searchtrail serve``'s own workers and their writer processes do
-this, never an application that mounts ``create_app`` in a process of its own.
+Both are process-wide: only ``searchtrail serve``'s own workers and their writer
+processes call this, never an application that mounts ``create_app`` in a process of
+its own.
 """
 
 from __future__ import annotations

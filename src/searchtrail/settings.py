@@ -47,13 +47,9 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description=(
-            "uvicorn worker processes. On SQLite more workers make writes slower, and "
-            "`serve` says so at start: each worker writes on its own, and they take turns "
-            "on the database's one write lock. With `python -m bench --only push,create "
-            "--workers 2`, push p99 was 67 to 124 ms and create p99 27 to 79 ms, against "
-            "47 and 21 ms with one worker. On PostgreSQL, on two cores shared with the "
-            "database server, two workers pushed 29,380 to 30,169 events/s and created 658 to "
-            "723 sessions/s, against 20,509 to 28,028 and 622 to 810 with one."
+            "uvicorn worker processes. On SQLite keep one: each worker commits on its own "
+            "and they take turns on the database's one write lock, so more workers make "
+            "writes slower (`serve` warns at start; docs/performance.md)."
         ),
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
@@ -107,7 +103,7 @@ class Settings(BaseSettings):
         description="Who commits HTTP registrations and pushes: a thread of the server "
         "process, or a process of their own (with its own GIL). auto: the process under "
         "`searchtrail serve`, the thread where the app is embedded in another process. "
-        "Also read from SEARCHTRAIL_SQLITE_WRITER, its name before PostgreSQL used it too.",
+        "Also read from SEARCHTRAIL_SQLITE_WRITER, its former name.",
     )
     pool_size: int = Field(
         10,
