@@ -703,19 +703,11 @@ def test_import_end_to_end_and_rerun(
 ) -> None:
     from click.testing import CliRunner
 
-    from searchtrail import schema
     from searchtrail.cli import main
 
     dump = build_dump(tmp_path / "dump", layout, "canonical" if layout == "array" else "relaxed")
-    # A row carrying unknown keys needs the extra column; without it the importer refuses
-    # the row rather than drop them (and a refused session's events with it).
-    refused_sessions = set() if "extra" in schema.sessions.c else {"s-1c"}
-    refused_events = {
-        e["event_id"]
-        for e in dump.events
-        if e["session_id"] in refused_sessions
-        or ("item_info" in e and "extra" not in schema.events.c)
-    }
+    refused_sessions: set[str] = set()
+    refused_events: set[str] = set()
     imported = [d for d in dump.sessions if d["session_id"] not in refused_sessions]
     events = [e for e in dump.events if e["event_id"] not in refused_events]
     rejected = 3 + len(refused_sessions) + len(refused_events)

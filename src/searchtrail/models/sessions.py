@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from pydantic import (
     AliasChoices,
@@ -54,6 +54,26 @@ __all__ = [
 ]
 
 
+class _Body(_Open):
+    """A request body whose unknown keys, and those of the items of its list ``_items``,
+    are collected once per body (``unknown_fields``)."""
+
+    _items: ClassVar[str]
+    _unknown: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unknown_keys(self, info: ValidationInfo) -> Self:
+        items: list[tuple[tuple[str | int, ...], _Open]] = [((), self)]
+        items += [((self._items, i), item) for i, item in enumerate(getattr(self, self._items))]
+        self._unknown = _collect_unknown(items, info)
+        return self
+
+    @property
+    def unknown_fields(self) -> list[str]:
+        """Paths of the keys the contract does not name (``events[2].evnt_type``)."""
+        return self._unknown
+
+
 class SearchResultItem(_Open):
     object_id: str
     rank: float | None = None
@@ -79,10 +99,10 @@ class SearchResultItem(_Open):
         return v
 
 
-class SessionCreateRequest(_Open):
+class SessionCreateRequest(_Body):
     """A registration; keys the contract does not name are kept in ``extra``."""
 
-    _unknown: list[str] = PrivateAttr(default_factory=list)
+    _items: ClassVar[str] = "search_results"
 
     session_id: str | None = Field(
         default=None, description="Chosen by the client; omitted, the server generates one."
@@ -131,18 +151,6 @@ class SessionCreateRequest(_Open):
         if v is not None:
             _check_json_size(v, _limits(info).max_meta_bytes, str(info.field_name))
         return v
-
-    @model_validator(mode="after")
-    def _unknown_keys(self, info: ValidationInfo) -> SessionCreateRequest:
-        items: list[tuple[tuple[str | int, ...], _Open]] = [((), self)]
-        items += [(("search_results", i), r) for i, r in enumerate(self.search_results)]
-        self._unknown = _collect_unknown(items, info)
-        return self
-
-    @property
-    def unknown_fields(self) -> list[str]:
-        """Paths of the keys the contract does not name (``search_results[0].item_info``)."""
-        return self._unknown
 
     def results_as_stored(self) -> list[dict[str, Any]]:
         return [r.as_stored() for r in self.search_results]
@@ -213,14 +221,14 @@ class NewSessionEvent(_Open):
         return v
 
 
-class SessionAddEventsRequest(_Open):
+class SessionAddEventsRequest(_Body):
     """A push; unknown keys of an event are kept in its ``extra``.
 
     Unknown keys beside ``session_id`` and ``events`` belong to no event or session: they
     are listed in ``unknown_fields`` and not stored.
     """
 
-    _unknown: list[str] = PrivateAttr(default_factory=list)
+    _items: ClassVar[str] = "events"
 
     session_id: str
     events: list[NewSessionEvent]
@@ -237,18 +245,6 @@ class SessionAddEventsRequest(_Open):
         if len(v) > limit:
             raise ValueError(f"at most {limit} events per request, got {len(v)}")
         return v
-
-    @model_validator(mode="after")
-    def _unknown_keys(self, info: ValidationInfo) -> SessionAddEventsRequest:
-        items: list[tuple[tuple[str | int, ...], _Open]] = [((), self)]
-        items += [(("events", i), e) for i, e in enumerate(self.events)]
-        self._unknown = _collect_unknown(items, info)
-        return self
-
-    @property
-    def unknown_fields(self) -> list[str]:
-        """Paths of the keys the contract does not name (``events[2].evnt_type``)."""
-        return self._unknown
 
 
 class SessionIdRequest(_Strict):
