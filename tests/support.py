@@ -84,9 +84,11 @@ def serve(
         server.kill(signal.SIGTERM)
 
 
-# For a test about one dialect's own machinery (SQLite pragmas, its file lock): say why
-# next to it. Overrides conftest's `dialect` parameter.
-sqlite_only = pytest.mark.parametrize("dialect", ["sqlite"])
+# For a test about SQLite's own machinery (pragmas, its file lock), or about the HTTP layer
+# alone (auth, CORS, OpenAPI, error shapes, body parsing) where storage runs on both
+# dialects elsewhere: say why next to it. On a function or as a module's `pytestmark`;
+# conftest's pytest_generate_tests reads it, and ignores it on tests with no database.
+sqlite_only = pytest.mark.sqlite_only
 # For a test of PostgreSQL's own locking; skipped (or failed, in CI) like any PG test.
 postgres_only = pytest.mark.parametrize(
     "dialect", [pytest.param("postgresql", marks=pytest.mark.postgres)]

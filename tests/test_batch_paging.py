@@ -15,6 +15,7 @@ from searchtrail.errors import BatchNotFound, InvalidInput
 from searchtrail.http.app import INTERNAL_PREFIX, create_app
 from searchtrail.timestamps import now_ms
 from tests.bulk import bulk_sessions
+from tests.support import sqlite_only
 
 PAGE = f"{INTERNAL_PREFIX}/batch/sessions"
 
@@ -34,6 +35,7 @@ def statements(cs: Clickstream) -> Iterator[list[tuple[str, Any]]]:
         event.remove(cs.storage.engine, "before_cursor_execute", record)
 
 
+@pytest.mark.slow  # 10,000 sessions; the paging rules run small in the fast set
 def test_paging_a_released_batch_of_10000_sessions_returns_each_once_in_order(
     cs: Clickstream, client: TestClient
 ) -> None:
@@ -135,6 +137,7 @@ def test_an_empty_page_has_a_null_last_number(cs: Clickstream, client: TestClien
         ({"limit": "ten"}, "query.limit", "integer"),
     ],
 )
+@sqlite_only  # query parameter validation, before any storage
 def test_bad_paging_input_is_422_naming_the_parameter(
     cs: Clickstream, client: TestClient, params: dict[str, Any], field: str, words: str
 ) -> None:

@@ -15,6 +15,7 @@ from searchtrail import Clickstream, Settings
 from searchtrail.errors import BadRequest, BatchNotFound, InvalidInput, NoCollectingBatch
 from searchtrail.http.app import INTERNAL_PREFIX
 from searchtrail.models import Session
+from tests.support import sqlite_only
 
 STATES = ("collecting", "released", "fine_tuning", "archiving", "archived")
 # Written out by hand, not read from the code: the moves set_batch_state must allow.
@@ -106,6 +107,7 @@ def test_release_over_http_answers_the_contract_shape_and_is_idempotent(
     ("body", "field"),
     [({}, "release_id"), ({"release_id": ""}, "release_id"), ({"release_id": 5}, "release_id")],
 )
+@sqlite_only  # request validation, before any storage
 def test_a_malformed_release_is_422_naming_release_id(
     client: TestClient, body: dict[str, object], field: str
 ) -> None:

@@ -26,6 +26,8 @@ from fastapi.testclient import TestClient
 from searchtrail import Clickstream, Settings
 from searchtrail.http import create_app
 
+pytestmark = pytest.mark.bench
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -14,10 +14,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 from searchtrail import Clickstream
 from searchtrail.errors import SessionNotFound
 from tests.chromium import chromium
 from tests.support import free_port, serve
+
+pytestmark = pytest.mark.browser
 
 T = TypeVar("T")
 

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import multiprocessing as mp
 
+import pytest
+
 from searchtrail import Clickstream
 from searchtrail.errors import NoCollectingBatch
+
+pytestmark = pytest.mark.slow  # a stress run of several writer processes
 
 SESSIONS = 8
 SHARED = 4

@@ -18,6 +18,7 @@ from searchtrail.errors import BadRequest, BatchNotFound, InvalidInput
 from searchtrail.export import judge
 from searchtrail.timestamps import now_ms
 from tests.bulk import bulk_sessions
+from tests.support import sqlite_only
 
 WEIGHTS = {"click": 1.0, "add_to_cart": 2.0, "purchase": 3.0}
 
@@ -146,6 +147,7 @@ def test_triplets_pair_every_positive_with_every_negative(
     assert summary.left_out["no_negatives"] == 1  # top-click: nothing above its positive
 
 
+@sqlite_only  # the written files loaded by `datasets`; the export runs on both above
 def test_the_files_load_with_hugging_face_datasets(
     cs: Clickstream, released: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -215,6 +217,7 @@ def test_the_cli_writes_the_file_and_prints_the_summary(
     assert "77" in unknown.output
 
 
+@pytest.mark.slow  # memory measured over 100,000 sessions
 def test_exporting_100000_sessions_keeps_memory_flat(cs: Clickstream, tmp_path: Path) -> None:
     """Peak memory of an export of 100,000 sessions against one of 10,000 (recorded in docs).
 

@@ -224,6 +224,7 @@ print(json.dumps(got), flush=True)
 """
 
 
+@pytest.mark.slow  # a stress run of claimer processes; threads claim in the fast set
 def test_claimer_processes_never_get_the_same_entry(
     fast_settings: Settings, tmp_path: Path
 ) -> None:

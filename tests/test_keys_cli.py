@@ -7,10 +7,13 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from searchtrail import Clickstream
 from tests.support import clean_env, free_port, serve
 from tests.test_cli import run
+
+pytestmark = pytest.mark.slow  # every test starts `searchtrail serve` or the keys command
 
 
 def test_keys_create_list_revoke(database_url: str, tmp_path: Path) -> None:

@@ -192,6 +192,7 @@ def test_db_current_and_check_fail_on_a_schema_behind(empty_url: str) -> None:
     assert "searchtrail db upgrade" in checked.stderr
 
 
+@pytest.mark.slow  # starts `searchtrail serve`
 def test_serve_refuses_a_schema_behind_and_names_the_command(
     empty_url: str, tmp_path: Path
 ) -> None:
@@ -286,6 +287,7 @@ def test_following_the_start_over_hint_gives_an_empty_database(empty_url: str) -
     assert _differences(empty_url) == []
 
 
+@pytest.mark.slow  # starts `searchtrail serve` and three CLI processes
 def test_db_check_current_and_serve_fail_on_a_missing_table(empty_url: str, tmp_path: Path) -> None:
     _create(empty_url)
     _drop_tables(empty_url, "events")

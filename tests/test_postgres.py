@@ -198,6 +198,7 @@ def test_a_get_is_one_statement_outside_a_transaction_and_leaves_the_pool_transa
         assert seen and all(autocommit is False for _, autocommit in seen)
 
 
+@pytest.mark.slow  # starts `searchtrail serve`
 def test_an_unreachable_server_stops_serve_with_a_message(tmp_path: Path) -> None:
     url = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
     proc = subprocess.run(

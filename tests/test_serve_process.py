@@ -8,9 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from searchtrail import Clickstream
 from tests.support import clean_env, serve, sqlite_only
+
+pytestmark = pytest.mark.slow  # `searchtrail serve` processes, killed and multi-worker
 
 
 def test_acknowledged_events_survive_kill_9(database_url: str, tmp_path: Path) -> None:

@@ -211,6 +211,7 @@ def test_the_default_cap_holds_ten_thousand_events(database_url: str) -> None:
         assert time.monotonic() - started < 3
 
 
+@pytest.mark.slow  # starts `searchtrail serve`
 def test_the_client_pages_through_a_full_session_under_serve(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from searchtrail import Clickstream, Settings
 from searchtrail.errors import InvalidInput, SessionConflict
 from searchtrail.http import create_app
-from tests.support import serve
+from tests.support import serve, sqlite_only
 
 P = "/api/v1/clickstream"
 
@@ -126,6 +126,7 @@ def strict_client(database_url: str) -> Iterator[TestClient]:
         yield c
 
 
+@sqlite_only  # request validation; kept unknown keys run on both above
 def test_strict_fields_refuses_unknown_keys_and_stores_nothing(strict_client: TestClient) -> None:
     r = strict_client.post("/session", json=_tutorial_session("t1"))
     assert r.status_code == 422, r.text
@@ -185,6 +186,7 @@ def test_each_unknown_key_name_is_logged_once(
     assert "search_results[].item_info" in logged[0]
 
 
+@pytest.mark.slow  # starts `searchtrail serve` twice
 def test_through_the_real_server_and_its_writer_process(database_url: str, tmp_path: Path) -> None:
     with serve(database_url, tmp_path) as server, httpx.Client(base_url=server.url) as http:
         assert http.post(f"{P}/session", json=_tutorial_session("t1")).status_code == 200

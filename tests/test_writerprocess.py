@@ -98,6 +98,7 @@ def _heap_after_opening(url: str) -> tuple[int, int]:
     return gc.get_freeze_count(), gc.get_threshold()[0]
 
 
+@pytest.mark.slow  # a second child, for the heap alone
 def test_the_child_freezes_its_startup_heap(database_url: str) -> None:
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
@@ -121,6 +122,7 @@ def test_concurrent_writes_are_grouped_and_all_stored(cs: Clickstream) -> None:
     assert cs.storage.count("events") == 401
 
 
+@pytest.mark.slow  # sixty ~1 MB pushes held behind a lock
 @sqlite_only  # holds the child mid-write with SQLite's write lock
 def test_a_group_larger_than_the_socket_buffer_is_sent_in_parts(
     cs: Clickstream, database_url: str
@@ -161,6 +163,7 @@ def test_a_failing_write_leaves_its_group_whole(cs: Clickstream) -> None:
     assert cs.storage.count("events") == 20
 
 
+@pytest.mark.slow  # kills a writer child and waits for its successor
 def test_a_child_killed_while_idle_is_replaced_unnoticed(cs: Clickstream) -> None:
     cs.create_session(session_id="s1")
 
@@ -188,6 +191,7 @@ def kill_child_once_replaced(previous: int | None) -> int:
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # kills writer children mid-write
 @sqlite_only  # holds the child mid-write with SQLite's write lock
 @pytest.mark.parametrize("deaths", [1, 2])
 def test_a_write_outlives_one_child_death_mid_write_not_two(
@@ -246,6 +250,7 @@ def test_close_commits_what_was_accepted_then_refuses(database_url: str, closer:
         assert again.storage.count("events") == 30
 
 
+@pytest.mark.slow  # a close racing the end of the loop, with timed waits
 @sqlite_only  # holds the child mid-write with SQLite's write lock
 def test_close_from_another_thread_survives_the_loop_ending_first(database_url: str) -> None:
     """The loop ends (cancelling close's wait on it) while writes are with the child:
@@ -316,6 +321,7 @@ def test_domain_errors_cross_processes_as_raised(error: SearchtrailError) -> Non
     assert again.body() == error.body() and vars(again) == vars(error)
 
 
+@pytest.mark.slow  # starts `searchtrail serve`
 def test_serve_writes_through_a_child_that_dies_with_it(database_url: str, tmp_path: Path) -> None:
     with serve(database_url, tmp_path) as server:
         assert httpx.post(f"{server.url}/session", json={"session_id": "s1"}).status_code == 200

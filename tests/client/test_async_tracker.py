@@ -6,6 +6,8 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import pytest
+
 from searchtrail import AsyncTracker, Clickstream, Client
 from tests.support import Server, free_port, serve
 
@@ -80,6 +82,7 @@ def test_flush_by_count_drops_and_context_manager(server: Server) -> None:
     asyncio.run(main())
 
 
+@pytest.mark.slow  # starts `searchtrail serve`
 def test_server_coming_up_late_loses_nothing(database_url: str, tmp_path: Path) -> None:
     port = free_port()
     s = sid()

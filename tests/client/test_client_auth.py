@@ -10,6 +10,8 @@ from searchtrail import Clickstream, Client, Settings
 from searchtrail.errors import Forbidden, RateLimited, Unauthorized
 from tests.support import serve
 
+pytestmark = pytest.mark.slow  # starts its own `searchtrail serve` with keys
+
 
 def test_no_key_wrong_scope_and_rate_limit_raise_typed_errors(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'keys.db'}"

@@ -94,6 +94,7 @@ def test_ids_are_generated_once_and_explicit_ones_kept(server: Server) -> None:
         assert len(c.get_session(s, events_limit=10_000).events) == 101
 
 
+@pytest.mark.slow  # starts `searchtrail serve` twice
 def test_server_restarted_mid_stream_loses_and_duplicates_nothing(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -12,6 +12,10 @@ from fastapi.testclient import TestClient
 from searchtrail import Clickstream, Settings
 from searchtrail.http import create_app
 from searchtrail.keys import Scope
+from tests.support import sqlite_only
+
+# The HTTP layer's keys, scopes, CORS and limits; the keys' storage: tests/test_keys.py.
+pytestmark = sqlite_only
 
 INTERNAL = "/api/v1/clickstream/internal"
 PUBLIC = {"/health", "/st.js", "/api/v1/clickstream/st.js", "/t/st.js"}

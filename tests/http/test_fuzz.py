@@ -14,9 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from searchtrail import Clickstream, Settings
 from searchtrail.keys import Scope
 from tests.support import clean_env, serve
+
+pytestmark = pytest.mark.slow  # schemathesis against a real `searchtrail serve`, per dialect
 
 CHECKS = [
     "not_a_server_error",

@@ -13,6 +13,7 @@ from searchtrail import Settings
 from searchtrail._heap import YOUNG_GENERATION
 from searchtrail.http import create_app
 from searchtrail.http.app import create_app_from_env
+from tests.support import sqlite_only
 
 
 @pytest.fixture
@@ -27,6 +28,7 @@ def untouched_gc() -> Iterator[tuple[int, int, int]]:
         gc.set_threshold(*before)
 
 
+@pytest.mark.slow  # freezes the whole startup heap of a served app
 def test_serve_factory_freezes_the_startup_heap(
     untouched_gc: tuple[int, int, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -39,6 +41,7 @@ def test_serve_factory_freezes_the_startup_heap(
         assert gc.get_threshold() == (YOUNG_GENERATION, *untouched_gc[1:])
 
 
+@sqlite_only  # the collector's settings, whatever the database
 def test_an_embedded_app_leaves_the_collector_alone(
     untouched_gc: tuple[int, int, int], settings: Settings
 ) -> None:

@@ -11,6 +11,10 @@ from searchtrail import Clickstream, Settings
 from searchtrail.http import create_app
 from searchtrail.http.errors import ErrorBody
 from searchtrail.keys import Scope
+from tests.support import sqlite_only
+
+pytestmark = sqlite_only  # the document and the error shape, whatever stores the data
+
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 

@@ -10,6 +10,10 @@ from fastapi.testclient import TestClient
 from searchtrail import Clickstream, Settings
 from searchtrail.http import create_app
 from searchtrail.timestamps import now_ms
+from tests.support import sqlite_only
+
+pytestmark = sqlite_only  # paths, statuses and body parsing; their storage: tests/test_service.py
+
 
 PREFIXES = ["", "/api/v1/clickstream"]
 
