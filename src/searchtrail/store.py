@@ -124,6 +124,7 @@ from searchtrail.keys import ApiKeyInfo, scopes_of
 from searchtrail.limits import DEFAULT_MAX_EVENTS_PER_SESSION, DEFAULT_SESSION_EVENTS_LIMIT
 from searchtrail.loopreads import PgLoopReader, Rows, SqliteLoopReader
 from searchtrail.models import (
+    INT64_MAX,
     INT64_MIN,
     BatchInfo,
     BatchSessionsPage,
@@ -1742,17 +1743,15 @@ class _ImportInsert:
                     list(columns), select(*(rows.c[c] for c in columns)).order_by(rows.c.position)
                 )
                 .on_conflict_do_nothing()
-                .returning(*key)
             )
-            self._pg_sql = str(statement.compile(dialect=dialect))
+            compiled = statement.returning(*key) if key else statement
+            self._pg_sql = str(compiled.compile(dialect=dialect))
         else:
             # 32,766 bound parameters at most per statement (SQLite >= 3.32).
             chunk = max(1, min(500, 30_000 // len(columns)))
+            insert = sqlite.insert(table).on_conflict_do_nothing()
             self._many = _DriverMany(
-                sqlite.insert(table).on_conflict_do_nothing().returning(*key),
-                dialect,
-                list(columns),
-                chunk=chunk,
+                insert.returning(*key) if key else insert, dialect, list(columns), chunk=chunk
             )
 
     def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -1765,9 +1764,51 @@ class _ImportInsert:
             found = conn.exec_driver_sql(self._pg_sql, {"rows": _json_dumps(document)})
             return [tuple(r) for r in found]
         assert self._many is not None
-        if self._json:
-            rows = [{**r, **{c: _json_or_none(r[c]) for c in self._json}} for r in rows]
-        return self._many.fetch(conn, rows)
+        return self._many.fetch(conn, self._json_as_text(rows))
+
+    def count(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert ``rows`` with the statement built without ``returning``: how many the
+        database inserted (the others' keys were taken)."""
+        if not rows:
+            return 0
+        if self._pg_sql is not None:
+            document = [{**r, "position": i} for i, r in enumerate(rows)]
+            return int(conn.exec_driver_sql(self._pg_sql, {"rows": _json_dumps(document)}).rowcount)
+        assert self._many is not None
+        return self._many.execute(conn, self._json_as_text(rows))
+
+    def _json_as_text(self, rows: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
+        """SQLite's rows: JSON columns as text (copies; the caller's rows are left as given)."""
+        if not self._json:
+            return rows
+        names = tuple(self._json)
+        out: list[dict[str, Any]] = []
+        for r in rows:
+            text = {c: _json_dumps(r[c]) for c in names if r[c] is not None}
+            out.append({**r, **text} if text else r)  # a row of NULLs only: as it is
+        return out
+
+
+def _import_numbered(conn: Connection, low: int, top: int) -> list[tuple[str, int]]:
+    """``(session_id, session_number)`` of the sessions numbered ``low`` to ``top``.
+
+    Straight through the driver's cursor, in the connection's transaction: tens of
+    thousands of rows through SQLAlchemy's result cost more than reading them.
+    """
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"SELECT {sessions.c.session_id.name}, {sessions.c.session_number.name} "
+        f"FROM {sessions.name} WHERE {sessions.c.session_number.name} BETWEEN {mark} AND {mark}"
+    )
+    dbapi = conn.connection.driver_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(sql, (low, top))
+        found: list[tuple[str, int]] = cursor.fetchall()
+        return found
+    finally:
+        cursor.close()
 
 
 class ImportWriter:
@@ -1795,6 +1836,29 @@ class ImportWriter:
             out.update(insert.execute(self.conn, part))
         return out
 
+    def insert_new(self, table: Table, rows: Sequence[dict[str, Any]]) -> bool:
+        """Insert the rows if none of their unique keys is taken: True, every row stored;
+        False, none stored (the caller learns which are there with ``insert``).
+
+        Why: answering which rows were new (RETURNING) cost as much as storing them, and
+        into an empty database every row is. The rows go in a savepoint, without
+        RETURNING; when the database stored fewer than were sent, the savepoint is rolled
+        back, so the transaction is as it was before the call.
+        """
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for r in rows:
+            groups.setdefault(tuple(r), []).append(r)
+        savepoint = self.conn.begin_nested()
+        stored = sum(
+            self._store._import_insert(table, columns, ()).count(self.conn, part)
+            for columns, part in groups.items()
+        )
+        if stored == len(rows):
+            savepoint.commit()
+            return True
+        savepoint.rollback()
+        return False
+
     def rows_where(
         self, table: Table, column_name: str, values: Sequence[Any]
     ) -> list[dict[str, Any]]:
@@ -1808,16 +1872,37 @@ class ImportWriter:
             out.extend(dict(r._mapping) for r in found)
         return out
 
-    def session_numbers(self, session_ids: Sequence[str]) -> dict[str, int]:
-        """``session_id -> session_number`` of the stored sessions among ``session_ids``."""
+    def session_numbers(
+        self, session_ids: Sequence[str], near: Sequence[Any] = ()
+    ) -> dict[str, int]:
+        """``session_id -> session_number`` of the stored sessions among ``session_ids``.
+
+        ``near``: numbers the sessions are likely stored under (a dump's own): when they
+        are dense, the sessions in their range are read by primary key first, and only
+        the ids not found there are looked up one by one. A hint only orders the work:
+        the answer is the stored number of each id either way.
+        """
         out: dict[str, int] = {}
         ids = list(dict.fromkeys(session_ids))
+        numbers = [n for n in near if type(n) is int and 0 < n <= INT64_MAX]
+        if numbers and (top := max(numbers)) - (low := min(numbers)) < 2 * len(ids):
+            stored = dict(_import_numbered(self.conn, low, top))
+            rest: list[str] = []
+            for sid in ids:
+                if (number := stored.get(sid)) is None:
+                    rest.append(sid)
+                else:
+                    out[sid] = number
+            ids = rest
+        if not ids:
+            return out
         query = select(sessions.c.session_id, sessions.c.session_number).where(
             sessions.c.session_id.in_(bindparam("ids", expanding=True))
         )
-        for start in range(0, len(ids), 500):
-            for sid, number in self.conn.execute(query, {"ids": ids[start : start + 500]}):
-                out[sid] = number
+        # 5,000 a statement: under SQLite's 32,766 bound parameters and PostgreSQL's 65,535.
+        for start in range(0, len(ids), 5000):
+            found = self.conn.execute(query, {"ids": ids[start : start + 5000]})
+            out.update(found.all())
         return out
 
     def collecting_batch(self) -> int | None:
