@@ -224,3 +224,73 @@ def test_a_collecting_batch_joins_the_targets_collecting_batch(
     collecting = [b for b in target.list_batches() if b.state == "collecting"]
     assert len(collecting) == 1
     assert target.get_session("open-1").batch_id == collecting[0].batch_id
+
+
+def test_the_fast_path_stores_what_the_records_path_stores(
+    cs: Clickstream,
+    second_url: str,
+    dialect: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    """A JSONL dump's chunks are validated from their lines at once; rows that only the
+    API's own checks accept (ids not ASCII, times in seconds, results' extra) must end up
+    stored exactly as the records' path (Parquet's, any other source's) stores them."""
+    from searchtrail.transfer.dump import DumpSource
+
+    populate(cs)
+    cs.export_all(tmp_path / "dump")
+
+    def edit(name: str, change: Any) -> None:
+        path = tmp_path / "dump" / f"{name}.jsonl"
+        rows = [json.loads(x) for x in path.read_text().splitlines()]
+        change(rows)
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+    def sessions(rows: list[dict[str, Any]]) -> None:
+        rows[0]["user_id"] = "usér-ü"
+        rows[1]["created_at_ms"] //= 1000  # epoch seconds, as a client may send
+        rows[2]["search_results"][0]["extra"] = {"item_info": {"price": 10.5}}
+        rows[3]["search_meta"] = {"nested": [1, {"x": "y"}], "t": "é\\u0000"}
+        rows[4]["search_query"] = "größe 42"
+
+    def events(rows: list[dict[str, Any]]) -> None:
+        rows[0]["object_id"] = "объект-1"
+        rows[1]["created_at_ms"] = "2024-05-01T12:00:00Z"
+        rows[2]["meta"] = {"a": [1, 2.5, None, True]}
+        rows[3]["extra"] = {"item_info": {"k": "v"}}
+
+    edit("sessions", sessions)
+    edit("events", events)
+    fast = Clickstream(settings=Settings(database_url=second_url))
+    with fast:
+        first = fast.import_from(tmp_path / "dump")
+    if dialect == "sqlite":
+        third_url = f"sqlite:///{tmp_path / 'third.db'}"
+    else:
+        third_url = request.getfixturevalue("pg_server").new_database()
+    monkeypatch.setattr(DumpSource, "jsonl_file", lambda self, table: None)
+    with Clickstream(settings=Settings(database_url=third_url)) as slow:
+        second = slow.import_from(tmp_path / "dump")
+    assert first.exit_code == second.exit_code == 0, (first.first_rejects, second.first_rejects)
+    assert first.tables == second.tables
+    assert table_rows(second_url) == table_rows(third_url)
+
+
+def test_a_chunk_with_a_bad_row_is_validated_row_by_row(
+    cs: Clickstream, target: Clickstream, tmp_path: Path
+) -> None:
+    """One bad event refuses its chunk's fast validation; the chunk's other rows are
+    imported all the same, and the bad one is named."""
+    populate(cs)
+    cs.export_all(tmp_path / "dump")
+    path = tmp_path / "dump" / "events.jsonl"
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    rows[5]["event_type"] = "t" * 65
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = target.import_from(tmp_path / "dump")
+    assert summary.tables["events"].rejected == 1
+    assert summary.tables["events"].new == len(rows) - 1
+    assert summary.first_rejects[0]["line"] == 6
+    assert summary.first_rejects[0]["reason"].startswith("event_type: an event type must be")

@@ -145,9 +145,6 @@ def test_each_path_prefix_is_defined_once() -> None:
     assert [p.relative_to(ROOT).as_posix() for p in spelled] == ["src/searchtrail/paths.py"]
 
 
-@pytest.mark.xfail(
-    strict=False, reason="store.py, service.py and transfer/* are being split in other branches"
-)
 def test_no_source_module_is_over_500_lines() -> None:
     sizes = {
         p.relative_to(SRC).as_posix(): len(p.read_text().splitlines())

@@ -26,6 +26,7 @@ from searchtrail.models._validation import Timestamp as Timestamp
 from searchtrail.models._validation import _check_id as _check_id
 from searchtrail.models._validation import _check_json_size as _check_json_size
 from searchtrail.models._validation import _check_no_nul as _check_no_nul
+from searchtrail.models._validation import _epoch_ms_or_none as _epoch_ms_or_none
 from searchtrail.models._validation import _has_nul as _has_nul
 from searchtrail.models._validation import _limits as _limits
 from searchtrail.models._validation import _Open as _Open

@@ -253,7 +253,13 @@ class ImportWriter(Protocol):
         self, table: Any, column_name: str, values: Sequence[Any]
     ) -> list[dict[str, Any]]: ...
 
-    def session_numbers(self, session_ids: Sequence[str]) -> dict[str, int]: ...
+    def insert_new(self, table: Any, rows: Sequence[dict[str, Any]]) -> bool:
+        """Insert the rows if none of their unique keys is taken (True); else store none
+        of them (False) and leave the transaction as it was."""
+
+    def session_numbers(
+        self, session_ids: Sequence[str], near: Sequence[Any] = ()
+    ) -> dict[str, int]: ...
 
     def collecting_batch(self) -> int | None: ...
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -279,14 +279,18 @@ class DumpSource:
         """
         known = set(_columns(table))
         for item in self._read(table):
-            if not isinstance(item, Reject) and (unknown := item[1].keys() - known):
-                line, row = item
-                name = sorted(unknown)[0]
-                yield Reject(
-                    self._name(table), line, f"{name}: not a column of {table.name} here", row
-                )
-            else:
-                yield item
+            yield self._known(table, known, item)
+
+    def _known(
+        self, table: Table, known: set[str], item: tuple[int, dict[str, Any]] | Reject
+    ) -> tuple[int, dict[str, Any]] | Reject:
+        if not isinstance(item, Reject) and (unknown := item[1].keys() - known):
+            line, row = item
+            name = sorted(unknown)[0]
+            return Reject(
+                self._name(table), line, f"{name}: not a column of {table.name} here", row
+            )
+        return item
 
     def _read(self, table: Table) -> Iterator[tuple[int, dict[str, Any]] | Reject]:
         path = self._files.get(table.name)
@@ -311,132 +315,57 @@ class DumpSource:
             return
         with path.open("rb") as f:
             for line, raw in enumerate(f, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    row = pydantic_core.from_json(raw)
-                except ValueError as exc:
-                    yield Reject(
-                        path.name,
-                        line,
-                        f"not JSON: {exc}",
-                        raw.decode(errors="replace").rstrip("\r\n"),
-                    )
-                    continue
-                if not isinstance(row, dict):
-                    yield Reject(path.name, line, "a row must be a JSON object", row)
-                    continue
-                yield line, row
+                if raw.strip():
+                    yield _parse_line(path.name, line, raw)
+
+    # -- the JSONL fast path: lines as read, for the importer to validate a chunk at once --
+
+    def jsonl_file(self, table: Table) -> Path | None:
+        """The table's JSONL file, for the importer's fast path; None for Parquet (records
+        only) or a table the manifest does not list. ``records_of`` turns its lines
+        into exactly what ``batches()``, ``sessions()`` etc. yield for them."""
+        path = self._files.get(table.name)
+        if self.file_format != "jsonl" or path is None:
+            return None
+        if not path.is_file():
+            raise BadRequest(f"{path}: the manifest lists it, but it is missing")
+        return path
+
+    def records_of(self, table: Table, lines: list[tuple[int, bytes]]) -> list[Any]:
+        """The records (or rejects) the record iterators yield for these lines."""
+        name = self._name(table)
+        known = set(_columns(table))
+        build = _RECORDS[table.name]
+        out: list[Any] = []
+        for line, raw in lines:
+            item = self._known(table, known, _parse_line(name, line, raw))
+            out.append(item if isinstance(item, Reject) else build(name, *item))
+        return out
 
     def batches(self) -> Iterator[BatchRecord | Reject]:
         name = self._name(batches)
         for item in self._rows(batches):
-            if isinstance(item, Reject):
-                yield item
-                continue
-            line, r = item
-            yield BatchRecord(
-                key=r.get("batch_id"),  # type: ignore[arg-type]
-                state=r.get("state"),
-                release_id=r.get("release_id"),
-                created_at_ms=r.get("created_at_ms"),
-                released_at_ms=r.get("released_at_ms"),
-                updated_at_ms=r.get("updated_at_ms"),
-                batch_id=r.get("batch_id"),
-                file=name,
-                line=line,
-                raw=r,
-            )
+            yield item if isinstance(item, Reject) else _batches_record(name, *item)
 
     def sessions(self) -> Iterator[SessionRecord | Reject]:
         name = self._name(sessions)
         for item in self._rows(sessions):
-            if isinstance(item, Reject):
-                yield item
-                continue
-            line, r = item
-            yield SessionRecord(
-                session_id=r.get("session_id"),
-                batch_key=r.get("batch_id"),
-                search_query=r.get("search_query"),
-                search_results=r.get("search_results"),
-                search_meta=r.get("search_meta"),
-                payload_filter=r.get("payload_filter"),
-                sort_by=r.get("sort_by"),
-                user_id=r.get("user_id"),
-                created_at_ms=r.get("created_at_ms"),
-                created_at_given=r.get("created_at_given", True),
-                is_irrelevant=r.get("is_irrelevant", False),
-                registered_at_ms=r.get("registered_at_ms"),
-                extra=r.get("extra"),
-                session_number=r.get("session_number"),
-                file=name,
-                line=line,
-                raw=r,
-            )
+            yield item if isinstance(item, Reject) else _sessions_record(name, *item)
 
     def events(self) -> Iterator[EventRecord | Reject]:
         name = self._name(events)
         for item in self._rows(events):
-            if isinstance(item, Reject):
-                yield item
-                continue
-            line, r = item
-            yield EventRecord(
-                event_id=r.get("event_id"),
-                event_type=r.get("event_type"),
-                object_id=r.get("object_id"),
-                created_at_ms=r.get("created_at_ms"),
-                meta=r.get("meta"),
-                extra=r.get("extra"),
-                session_id=r.get(EVENT_SESSION_ID),
-                id=r.get("id"),
-                file=name,
-                line=line,
-                raw=r,
-            )
+            yield item if isinstance(item, Reject) else _events_record(name, *item)
 
     def queue(self) -> Iterator[QueueRecord | Reject]:
         name = self._name(improvement_queue)
         for item in self._rows(improvement_queue):
-            if isinstance(item, Reject):
-                yield item
-                continue
-            line, r = item
-            yield QueueRecord(
-                session_id=r.get("session_id"),
-                state=r.get("state"),
-                attempts=r.get("attempts", 0),
-                enqueued_at_ms=r.get("enqueued_at_ms"),
-                claimed_at_ms=r.get("claimed_at_ms"),
-                claimed_by=r.get("claimed_by"),
-                finished_at_ms=r.get("finished_at_ms"),
-                error=r.get("error"),
-                entry_id=r.get("entry_id"),
-                file=name,
-                line=line,
-                raw=r,
-            )
+            yield item if isinstance(item, Reject) else _queue_record(name, *item)
 
     def keys(self) -> Iterator[KeyRecord | Reject]:
         name = self._name(api_keys)
         for item in self._rows(api_keys):
-            if isinstance(item, Reject):
-                yield item
-                continue
-            line, r = item
-            yield KeyRecord(
-                name=r.get("name"),
-                prefix=r.get("prefix"),
-                key_hash=r.get("key_hash"),
-                scopes=r.get("scopes"),
-                created_at_ms=r.get("created_at_ms"),
-                revoked_at_ms=r.get("revoked_at_ms"),
-                key_id=r.get("key_id"),
-                file=name,
-                line=line,
-                raw=r,
-            )
+            yield item if isinstance(item, Reject) else _keys_record(name, *item)
 
     def rejects(self) -> Iterator[Reject]:
         return iter(())
@@ -450,3 +379,107 @@ def open_source(path: Path, options: ImportOptions) -> DumpSource:
     """The ``--format searchtrail`` hook: a directory written by ``export --all``."""
     del options  # a dump's layout is fixed by its manifest
     return DumpSource(Path(path))
+
+
+def _batches_record(name: str, line: int, r: dict[str, Any]) -> BatchRecord:
+    return BatchRecord(
+        key=r.get("batch_id"),  # type: ignore[arg-type]
+        state=r.get("state"),
+        release_id=r.get("release_id"),
+        created_at_ms=r.get("created_at_ms"),
+        released_at_ms=r.get("released_at_ms"),
+        updated_at_ms=r.get("updated_at_ms"),
+        batch_id=r.get("batch_id"),
+        file=name,
+        line=line,
+        raw=r,
+    )
+
+
+def _sessions_record(name: str, line: int, r: dict[str, Any]) -> SessionRecord:
+    return SessionRecord(
+        session_id=r.get("session_id"),
+        batch_key=r.get("batch_id"),
+        search_query=r.get("search_query"),
+        search_results=r.get("search_results"),
+        search_meta=r.get("search_meta"),
+        payload_filter=r.get("payload_filter"),
+        sort_by=r.get("sort_by"),
+        user_id=r.get("user_id"),
+        created_at_ms=r.get("created_at_ms"),
+        created_at_given=r.get("created_at_given", True),
+        is_irrelevant=r.get("is_irrelevant", False),
+        registered_at_ms=r.get("registered_at_ms"),
+        extra=r.get("extra"),
+        session_number=r.get("session_number"),
+        file=name,
+        line=line,
+        raw=r,
+    )
+
+
+def _events_record(name: str, line: int, r: dict[str, Any]) -> EventRecord:
+    return EventRecord(
+        event_id=r.get("event_id"),
+        event_type=r.get("event_type"),
+        object_id=r.get("object_id"),
+        created_at_ms=r.get("created_at_ms"),
+        meta=r.get("meta"),
+        extra=r.get("extra"),
+        session_id=r.get(EVENT_SESSION_ID),
+        id=r.get("id"),
+        file=name,
+        line=line,
+        raw=r,
+    )
+
+
+def _queue_record(name: str, line: int, r: dict[str, Any]) -> QueueRecord:
+    return QueueRecord(
+        session_id=r.get("session_id"),
+        state=r.get("state"),
+        attempts=r.get("attempts", 0),
+        enqueued_at_ms=r.get("enqueued_at_ms"),
+        claimed_at_ms=r.get("claimed_at_ms"),
+        claimed_by=r.get("claimed_by"),
+        finished_at_ms=r.get("finished_at_ms"),
+        error=r.get("error"),
+        entry_id=r.get("entry_id"),
+        file=name,
+        line=line,
+        raw=r,
+    )
+
+
+def _keys_record(name: str, line: int, r: dict[str, Any]) -> KeyRecord:
+    return KeyRecord(
+        name=r.get("name"),
+        prefix=r.get("prefix"),
+        key_hash=r.get("key_hash"),
+        scopes=r.get("scopes"),
+        created_at_ms=r.get("created_at_ms"),
+        revoked_at_ms=r.get("revoked_at_ms"),
+        key_id=r.get("key_id"),
+        file=name,
+        line=line,
+        raw=r,
+    )
+
+
+def _parse_line(name: str, line: int, raw: bytes) -> tuple[int, dict[str, Any]] | Reject:
+    try:
+        row = pydantic_core.from_json(raw)
+    except ValueError as exc:
+        return Reject(name, line, f"not JSON: {exc}", raw.decode(errors="replace").rstrip("\r\n"))
+    if not isinstance(row, dict):
+        return Reject(name, line, "a row must be a JSON object", row)
+    return line, row
+
+
+_RECORDS: dict[str, Callable[[str, int, dict[str, Any]], Any]] = {
+    "batches": _batches_record,
+    "sessions": _sessions_record,
+    "events": _events_record,
+    "improvement_queue": _queue_record,
+    "api_keys": _keys_record,
+}

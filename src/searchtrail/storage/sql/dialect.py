@@ -31,6 +31,10 @@ class ImportInsert(Protocol):
         """Insert ``rows`` (dicts of Python values, JSON columns as values) unless a unique
         key is taken; answers the ``returning`` columns of the rows inserted."""
 
+    def count(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert ``rows`` as ``execute`` does, built without ``returning``: how many the
+        database inserted (the others' keys were taken)."""
+
 
 class LoopReader(Protocol):
     async def rows(self, params: Mapping[str, Any]) -> Rows | None:

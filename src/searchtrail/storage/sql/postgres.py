@@ -161,16 +161,24 @@ class _ImportInsert:
                 list(columns), select(*(rows.c[c] for c in columns)).order_by(rows.c.position)
             )
             .on_conflict_do_nothing()
-            .returning(*(table.c[c] for c in returning))
         )
-        self._sql = str(statement.compile(dialect=dialect))
+        key = [table.c[c] for c in returning]
+        self._sql = str((statement.returning(*key) if key else statement).compile(dialect=dialect))
 
     def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
         if not rows:
             return []
-        document = [{**r, "position": i} for i, r in enumerate(rows)]
-        found = conn.exec_driver_sql(self._sql, {"rows": json_dumps(document)})
+        found = conn.exec_driver_sql(self._sql, self._params(rows))
         return [tuple(r) for r in found]
+
+    def count(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+        if not rows:
+            return 0
+        return int(conn.exec_driver_sql(self._sql, self._params(rows)).rowcount)
+
+    @staticmethod
+    def _params(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+        return {"rows": json_dumps([{**r, "position": i} for i, r in enumerate(rows)])}
 
 
 class PostgresDialect(Dialect):

@@ -168,19 +168,31 @@ class _ImportInsert:
         key = [table.c[c] for c in returning]
         # 32,766 bound parameters at most per statement (SQLite >= 3.32).
         chunk = max(1, min(500, 30_000 // len(columns)))
+        insert = sqlite.insert(table).on_conflict_do_nothing()
         self._many = _DriverMany(
-            sqlite.insert(table).on_conflict_do_nothing().returning(*key),
-            dialect,
-            list(columns),
-            chunk=chunk,
+            insert.returning(*key) if key else insert, dialect, list(columns), chunk=chunk
         )
 
     def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
         if not rows:
             return []
-        if self._json:
-            rows = [{**r, **{c: json_or_none(r[c]) for c in self._json}} for r in rows]
-        return self._many.fetch(conn, rows)
+        return self._many.fetch(conn, self._json_as_text(rows))
+
+    def count(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+        if not rows:
+            return 0
+        return self._many.execute(conn, self._json_as_text(rows))
+
+    def _json_as_text(self, rows: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
+        """The rows with JSON columns as text (copies; the caller's rows stay as given)."""
+        if not self._json:
+            return rows
+        names = tuple(self._json)
+        out: list[dict[str, Any]] = []
+        for r in rows:
+            text = {c: json_or_none(r[c]) for c in names if r[c] is not None}
+            out.append({**r, **text} if text else r)  # a row of NULLs only: as it is
+        return out
 
 
 class SqliteDialect(Dialect):

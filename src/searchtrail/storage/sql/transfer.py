@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Table, bindparam, select
 
+from searchtrail.models import INT64_MAX
 from searchtrail.storage.api import DumpPage
 from searchtrail.storage.sql._database import _Database
 from searchtrail.storage.sql.batches import collecting_batch_id
@@ -26,6 +27,19 @@ class SqlTransfer:
         self._db = db
         self.dialect = db.dialect.name
         self._import_inserts: dict[tuple[str, tuple[str, ...], tuple[str, ...]], ImportInsert] = {}
+        numbered = (
+            select(sessions.c.session_id, sessions.c.session_number)
+            .where(sessions.c.session_number.between(bindparam("low"), bindparam("top")))
+            .compile(dialect=db.engine.dialect)
+        )
+        self._numbered_sql = str(numbered)
+        # The driver's own parameter style: a tuple in the statement's order, or names.
+        order = numbered.positiontup
+        self._numbered_params: Callable[[int, int], Any] = (
+            (lambda low, top: tuple({"low": low, "top": top}[k] for k in order))
+            if order
+            else (lambda low, top: {"low": low, "top": top})
+        )
 
     @contextmanager
     def dump_reader(self) -> Iterator[DumpPage]:
@@ -79,6 +93,20 @@ class SqlTransfer:
     def _reset_sequence(self, conn: Connection, table: Table) -> None:
         self._db.dialect.reset_sequence(conn, table)
 
+    def _numbered(self, conn: Connection, low: int, top: int) -> list[tuple[str, int]]:
+        """``(session_id, session_number)`` of the sessions numbered ``low`` to ``top``,
+        through the driver's cursor: tens of thousands of rows through SQLAlchemy's result
+        cost more than reading them."""
+        dbapi = conn.connection.driver_connection
+        assert dbapi is not None
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute(self._numbered_sql, self._numbered_params(low, top))
+            found: list[tuple[str, int]] = cursor.fetchall()
+            return found
+        finally:
+            cursor.close()
+
 
 class ImportWriter:
     """What one import chunk may do, on its transaction's connection (``import_transaction``).
@@ -118,16 +146,58 @@ class ImportWriter:
             out.extend(dict(r._mapping) for r in found)
         return out
 
-    def session_numbers(self, session_ids: Sequence[str]) -> dict[str, int]:
-        """``session_id -> session_number`` of the stored sessions among ``session_ids``."""
+    def insert_new(self, table: Table, rows: Sequence[dict[str, Any]]) -> bool:
+        """Insert the rows if none of their unique keys is taken: True, every row stored;
+        False, none stored (the caller learns which are there with ``insert``).
+
+        Answering which rows were new (RETURNING) costs as much as storing them, and into
+        an empty database every row is. The rows go in a savepoint without RETURNING; when
+        the database stored fewer than were sent, the savepoint is rolled back, so the
+        transaction is as it was before the call.
+        """
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for r in rows:
+            groups.setdefault(tuple(r), []).append(r)
+        savepoint = self.conn.begin_nested()
+        stored = sum(
+            self._store._import_insert(table, columns, ()).count(self.conn, part)
+            for columns, part in groups.items()
+        )
+        if stored == len(rows):
+            savepoint.commit()
+            return True
+        savepoint.rollback()
+        return False
+
+    def session_numbers(
+        self, session_ids: Sequence[str], near: Sequence[Any] = ()
+    ) -> dict[str, int]:
+        """``session_id -> session_number`` of the stored sessions among ``session_ids``.
+
+        ``near``: numbers the sessions are likely stored under (a dump's own): when they
+        are dense, the sessions in their range are read by primary key first, and only the
+        ids not found there are looked up by id. A hint only orders the work: the answer
+        is the stored number of each id either way.
+        """
         out: dict[str, int] = {}
         ids = list(dict.fromkeys(session_ids))
+        numbers = [n for n in near if type(n) is int and 0 < n <= INT64_MAX]
+        if numbers and (top := max(numbers)) - (low := min(numbers)) < 2 * len(ids):
+            stored = dict(self._store._numbered(self.conn, low, top))
+            rest: list[str] = []
+            for sid in ids:
+                if (number := stored.get(sid)) is None:
+                    rest.append(sid)
+                else:
+                    out[sid] = number
+            ids = rest
         query = select(sessions.c.session_id, sessions.c.session_number).where(
             sessions.c.session_id.in_(bindparam("ids", expanding=True))
         )
-        for start in range(0, len(ids), 500):
-            for sid, number in self.conn.execute(query, {"ids": ids[start : start + 500]}):
-                out[sid] = number
+        # 5,000 a statement: under SQLite's 32,766 bound parameters and PostgreSQL's 65,535.
+        for start in range(0, len(ids), 5000):
+            found = self.conn.execute(query, {"ids": ids[start : start + 5000]})
+            out.update(found.all())
         return out
 
     def collecting_batch(self) -> int | None:

@@ -1,0 +1,131 @@
+"""The own dump's JSONL lines, read and validated ahead of the importer's writes.
+
+``validated_chunks`` answers each chunk of a table's lines (line number, bytes as read)
+with its fast validation (``_validation.FastAdapters``): the valid rows shaped as plain
+tuples (``SESSION_FIELDS``, ``EVENT_FIELDS``), or None when the chunk was refused and
+goes the records' way, line by line.
+
+Why ahead, in a thread: the drivers release the GIL while the database stores a chunk,
+and reading and validating the next one needs it; one after the other, each waited for
+the other. Invariants: at most ``AHEAD`` chunks wait, so memory stays flat; chunks come
+in file order; a failure of the reader is raised in the importer, and the reader stops
+when the importer does.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from operator import attrgetter, itemgetter
+from pathlib import Path
+from typing import Any
+
+from searchtrail.limits import Limits
+from searchtrail.transfer._validation import fast_adapters, fast_validate
+
+__all__ = ["EVENT_FIELDS", "SESSION_FIELDS", "Chunk", "validated_chunks"]
+
+# Chunks read and validated ahead of the one being written.
+AHEAD = 2
+SESSION_FIELDS = (
+    "session_number",
+    "session_id",
+    "batch_id",
+    "search_query",
+    "search_results",
+    "search_meta",
+    "payload_filter",
+    "sort_by",
+    "user_id",
+    "created_at_ms",
+    "created_at_given",
+    "is_irrelevant",
+    "registered_at_ms",
+    "extra",
+)
+EVENT_FIELDS = (
+    "session_id",
+    "id",
+    "event_id",
+    "object_id",
+    "event_type",
+    "created_at_ms",
+    "meta",
+    "extra",
+    "session_number",
+)
+Lines = list[tuple[int, bytes]]
+Chunk = tuple[Lines, list[tuple[Any, ...]] | None]
+
+
+def line_chunks(path: Path, size: int) -> Iterator[Lines]:
+    """The file's non-blank lines (line number, bytes), ``size`` at a time; line 1 is the
+    first (blank lines are skipped, as the records' reader skips them)."""
+    with path.open("rb") as f:
+        chunk: Lines = []
+        for line, raw in enumerate(f, start=1):
+            if raw.strip():
+                chunk.append((line, raw))
+                if len(chunk) == size:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
+
+
+def _validator(table: str, limits: Limits) -> Callable[[Lines], list[tuple[Any, ...]] | None]:
+    adapters = fast_adapters(limits)
+    session_fields = attrgetter(*SESSION_FIELDS)
+    event_fields = itemgetter(*EVENT_FIELDS)
+    if table == "sessions":
+
+        def sessions(part: Lines) -> list[tuple[Any, ...]] | None:
+            valid = fast_validate(adapters.sessions, [raw for _, raw in part])
+            if valid is None:
+                return None
+            return list(map(session_fields, valid))
+
+        return sessions
+
+    def events(part: Lines) -> list[tuple[Any, ...]] | None:
+        valid = fast_validate(adapters.events, [raw for _, raw in part])
+        if valid is None:
+            return None
+        return list(map(event_fields, valid))
+
+    return events
+
+
+def validated_chunks(path: Path, table: str, size: int, limits: Limits) -> Iterator[Chunk]:
+    """``path``'s chunks, each with its validation (see the module docstring)."""
+    out: queue.Queue[Any] = queue.Queue(maxsize=AHEAD)
+    stop = threading.Event()
+    check = _validator(table, limits)
+
+    def produce() -> None:
+        try:
+            for part in line_chunks(path, size):
+                item = (part, check(part))
+                while not stop.is_set():
+                    try:
+                        out.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            out.put(None)
+        except BaseException as exc:  # handed to the importer, raised there
+            out.put(exc)
+
+    thread = threading.Thread(target=produce, name="import-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := out.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
