@@ -100,7 +100,9 @@ class SearchResultItem(_Open):
 
 
 class SessionCreateRequest(_Body):
-    """A registration; keys the contract does not name are kept in ``extra``."""
+    """A registration. Keys the contract does not name (here or on a result) are kept in
+    ``extra`` and listed in the answer's ``unknown_fields``; refused (422) under the
+    ``strict_fields`` setting."""
 
     _items: ClassVar[str] = "search_results"
 
@@ -222,7 +224,8 @@ class NewSessionEvent(_Open):
 
 
 class SessionAddEventsRequest(_Body):
-    """A push; unknown keys of an event are kept in its ``extra``.
+    """A push. An event's keys the contract does not name are kept in its ``extra`` and
+    listed in the answer's ``unknown_fields``; refused (422) under ``strict_fields``.
 
     Unknown keys beside ``session_id`` and ``events`` belong to no event or session: they
     are listed in ``unknown_fields`` and not stored.
