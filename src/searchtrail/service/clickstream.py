@@ -13,6 +13,7 @@ embed the service with no HTTP at all::
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -93,18 +94,12 @@ class _UnknownKeyLog:
             )
 
 
+_INDEX = re.compile(r"\[\d+\]")
+
+
 def _strip_indices(path: str) -> str:
     """``events[2].evnt_type`` -> ``events[].evnt_type``."""
-    out, skipping = [], False
-    for ch in path:
-        if ch == "[":
-            skipping = True
-            out.append("[]")
-        elif ch == "]":
-            skipping = False
-        elif not skipping:
-            out.append(ch)
-    return "".join(out)
+    return _INDEX.sub("[]", path)
 
 
 class Clickstream(BatchOperations, QueueOperations, TrainingOperations):
