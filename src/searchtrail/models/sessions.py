@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -54,6 +55,16 @@ __all__ = [
 ]
 
 
+def _sized(value: JsonObject | None, info: ValidationInfo) -> JsonObject | None:
+    if value is not None:
+        _check_json_size(value, _limits(info).max_meta_bytes, str(info.field_name))
+    return value
+
+
+# An object a client sends (meta, search_meta, ...): at most max_meta_bytes of JSON, no NUL.
+SizedObject = Annotated[JsonObject | None, AfterValidator(_sized)]
+
+
 class _Body(_Open):
     """A request body whose unknown keys, and those of the items of its list ``_items``,
     are collected once per body (``unknown_fields``)."""
@@ -77,7 +88,7 @@ class _Body(_Open):
 class SearchResultItem(_Open):
     object_id: str
     rank: float | None = None
-    meta: JsonObject | None = None
+    meta: SizedObject = None
 
     def as_stored(self) -> dict[str, Any]:
         """The result as stored and answered: unknown keys under ``extra``."""
@@ -90,13 +101,6 @@ class SearchResultItem(_Open):
     @classmethod
     def _object_id(cls, v: str, info: ValidationInfo) -> str:
         return _check_id(v, _limits(info).max_id_chars)
-
-    @field_validator("meta")
-    @classmethod
-    def _meta(cls, v: JsonObject | None, info: ValidationInfo) -> JsonObject | None:
-        if v is not None:
-            _check_json_size(v, _limits(info).max_meta_bytes, "meta")
-        return v
 
 
 class SessionCreateRequest(_Body):
@@ -115,9 +119,9 @@ class SessionCreateRequest(_Body):
     search_results: list[SearchResultItem] = Field(
         default_factory=list, description="Ranked as shown, first = top."
     )
-    search_meta: JsonObject | None = None
-    payload_filter: JsonObject | None = None
-    sort_by: JsonObject | None = None
+    search_meta: SizedObject = None
+    payload_filter: SizedObject = None
+    sort_by: SizedObject = None
     user_id: str | None = None
     created_at: Timestamp
 
@@ -145,13 +149,6 @@ class SessionCreateRequest(_Body):
         limit = _limits(info).max_results_per_session
         if len(v) > limit:
             raise ValueError(f"at most {limit} results per session, got {len(v)}")
-        return v
-
-    @field_validator("search_meta", "payload_filter", "sort_by")
-    @classmethod
-    def _objects(cls, v: JsonObject | None, info: ValidationInfo) -> JsonObject | None:
-        if v is not None:
-            _check_json_size(v, _limits(info).max_meta_bytes, str(info.field_name))
         return v
 
     def results_as_stored(self) -> list[dict[str, Any]]:
@@ -193,7 +190,7 @@ class NewSessionEvent(_Open):
         description='Also accepted as "name".',
     )
     created_at: Timestamp
-    meta: JsonObject | None = None
+    meta: SizedObject = None
 
     @model_validator(mode="before")
     @classmethod
@@ -214,13 +211,6 @@ class NewSessionEvent(_Open):
     @classmethod
     def _type(cls, v: str, info: ValidationInfo) -> str:
         return _check_id(v, _limits(info).max_event_type_chars, "an event type")
-
-    @field_validator("meta")
-    @classmethod
-    def _meta(cls, v: JsonObject | None, info: ValidationInfo) -> JsonObject | None:
-        if v is not None:
-            _check_json_size(v, _limits(info).max_meta_bytes, "meta")
-        return v
 
 
 class SessionAddEventsRequest(_Body):
