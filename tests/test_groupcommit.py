@@ -563,15 +563,20 @@ def test_a_postgresql_release_runs_outside_the_group(cs: Clickstream) -> None:
 def test_two_processes_groups_that_deadlock_are_run_again(
     cs: Clickstream, settings: Settings, savepoints: bool
 ) -> None:
-    """Crossed duplicates in two stores' groups: PostgreSQL ends one, which commits on a rerun.
+    """Crossed pushes in two stores' groups: each holds the row of one session the other's
+    next push locks (a push moves its session's stats version). PostgreSQL ends one,
+    which commits on a rerun.
 
     In savepoints too: there the locks of the group's other pieces take part in the
     deadlock, so only rolling the whole group back breaks it.
     """
     cs.create_session(session_id="s")
+    cs.create_session(session_id="t")
 
-    def push(store: Any, event_id: str) -> Callable[[Connection], Any]:
-        return store.sessions.store_events_write("s", [(event_id, "o", "click", 0, None, None)])
+    def push(store: Any, session_id: str, event_id: str) -> Callable[[Connection], Any]:
+        return store.sessions.store_events_write(
+            session_id, [(event_id, "o", "click", 0, None, None)]
+        )
 
     def first_then_wait(
         fn: Callable[[Connection], Any], reached: threading.Event, go: threading.Event
@@ -595,16 +600,16 @@ def test_two_processes_groups_that_deadlock_are_run_again(
                 cs,
                 [
                     *first,
-                    first_then_wait(push(cs.storage, "x"), reached["a"], go),
-                    push(cs.storage, "y"),
+                    first_then_wait(push(cs.storage, "s", "x"), reached["a"], go),
+                    push(cs.storage, "t", "y"),
                 ],
             ),
             "b": (
                 other,
                 [
                     *first,
-                    first_then_wait(push(other.storage, "y"), reached["b"], go),
-                    push(other.storage, "x"),
+                    first_then_wait(push(other.storage, "t", "y"), reached["b"], go),
+                    push(other.storage, "s", "x"),
                 ],
             ),
         }
@@ -619,10 +624,11 @@ def test_two_processes_groups_that_deadlock_are_run_again(
         for t in threads:
             t.start()
         assert reached["a"].wait(30) and reached["b"].wait(30)
-        go.set()  # each group now inserts the key the other holds uncommitted
+        go.set()  # each group now pushes to the session whose row the other holds
         for t in threads:
             t.join(60)
     outcomes = [a for name in groups for a in answers[name][len(first) :]]
     assert not [a for a in outcomes if isinstance(a, BaseException)], outcomes
     assert sorted(stored for stored, _ in outcomes) == [0, 0, 1, 1]
-    assert sorted(e.event_id for e in cs.get_session("s").events) == ["x", "y"]
+    assert [e.event_id for e in cs.get_session("s").events] == ["x"]
+    assert [e.event_id for e in cs.get_session("t").events] == ["y"]

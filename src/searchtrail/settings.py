@@ -135,6 +135,26 @@ class Settings(BaseSettings):
         "refused whole (409 session_full). GET /session answers them in pages of at most "
         f"{MAX_SESSION_EVENTS_LIMIT:,} (`events_limit`, `events_after`).",
     )
+    metrics_ranker_key: str = Field(
+        "ranker",
+        min_length=1,
+        description="The key of `search_meta` whose value names a session's ranker (a model "
+        "version, say), for metrics by ranker and the ranker comparison. Changing it "
+        "recomputes every session's stats at the next refresh.",
+    )
+    metrics_team_key: str = Field(
+        "team",
+        min_length=1,
+        description="The key of a search result's `meta` naming the ranker that placed it in "
+        "an interleaved list (team draft): the comparison's interleaving preference.",
+    )
+    metrics_refresh_s: float = Field(
+        10.0,
+        ge=0,
+        description="How often `serve` brings the metrics' per-session stats up to date in "
+        "the background (0: only when metrics are asked for). A metrics request refreshes "
+        "what is left first, so answers are exact either way; this keeps them fast.",
+    )
     improvement_lease_sec: int = Field(
         600,
         ge=1,

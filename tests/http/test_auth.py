@@ -36,6 +36,10 @@ EXPECTED_SCOPES = {
     ("POST", "/internal/keys"): "admin",
     ("GET", "/internal/keys"): "admin",
     ("POST", "/internal/keys/revoke"): "admin",
+    ("GET", "/internal/metrics"): "read",
+    ("GET", "/internal/metrics/queries"): "read",
+    ("GET", "/internal/metrics/compare"): "read",
+    ("GET", "/internal/metrics/sessions"): "read",
 }
 
 

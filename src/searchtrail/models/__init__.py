@@ -11,7 +11,7 @@ the answer. ``Limits.strict_fields`` refuses them instead (422 ``extra_forbidden
 
 Every name is importable from ``searchtrail.models``; the submodules are its layout:
 ``_validation`` (limits context, field checks, base classes, ``parse``), ``sessions``,
-``batches`` and ``queue``.
+``batches``, ``queue`` and ``metrics``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,22 @@ from searchtrail.models.batches import (
     BatchStateRequest,
     ReleaseRequest,
     ReleaseResult,
+)
+from searchtrail.models.metrics import (
+    GroupBy,
+    Interleaving,
+    MetricComparison,
+    MetricsGroup,
+    MetricsGroups,
+    MetricsQuery,
+    MetricsSummary,
+    MetricValues,
+    QueryLists,
+    QueryMetrics,
+    QuerySession,
+    RankerComparison,
+    ResultOutcome,
+    TimeToFirstInteraction,
 )
 from searchtrail.models.queue import (
     AckRequest,
@@ -76,15 +92,28 @@ __all__ = [
     "BatchStateRequest",
     "ClaimRequest",
     "ClaimResult",
+    "GroupBy",
+    "Interleaving",
+    "MetricComparison",
+    "MetricValues",
+    "MetricsGroup",
+    "MetricsGroups",
+    "MetricsQuery",
+    "MetricsSummary",
     "NewSessionEvent",
     "NonNegativeInt64",
     "PositiveInt64",
     "PushResult",
+    "QueryLists",
+    "QueryMetrics",
+    "QuerySession",
     "QueueCounts",
     "QueueEntry",
     "QueueStateName",
+    "RankerComparison",
     "ReleaseRequest",
     "ReleaseResult",
+    "ResultOutcome",
     "SearchResultItem",
     "Session",
     "SessionAddEventsRequest",
@@ -93,6 +122,7 @@ __all__ = [
     "SessionIdRequest",
     "ShownResult",
     "StoredEvent",
+    "TimeToFirstInteraction",
     "decode_events_cursor",
     "encode_events_cursor",
     "parse",

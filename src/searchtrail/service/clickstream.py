@@ -38,6 +38,7 @@ from searchtrail.models import (
     parse_json,
 )
 from searchtrail.service.batches import BatchOperations
+from searchtrail.service.metrics import MetricsOperations
 from searchtrail.service.queue import QueueOperations
 from searchtrail.service.training import TrainingOperations
 from searchtrail.settings import Settings
@@ -102,7 +103,7 @@ def _strip_indices(path: str) -> str:
     return _INDEX.sub("[]", path)
 
 
-class Clickstream(BatchOperations, QueueOperations, TrainingOperations):
+class Clickstream(BatchOperations, QueueOperations, TrainingOperations, MetricsOperations):
     """The service: sessions and events here; batches, the improvement queue and training
     data in the operations it inherits (``service/batches.py``, ``queue.py``,
     ``training.py``). It talks to storage only through ``searchtrail.storage``'s protocols.

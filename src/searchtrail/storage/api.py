@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 from searchtrail.keyinfo import ApiKeyInfo
 from searchtrail.limits import DEFAULT_MAX_EVENTS_PER_SESSION, DEFAULT_SESSION_EVENTS_LIMIT
+from searchtrail.metrics.definitions import Counts
 from searchtrail.models import (
     BatchInfo,
     BatchSessionsPage,
@@ -44,6 +45,9 @@ __all__ = [
     "EventRow",
     "ImportWriter",
     "ImprovementQueue",
+    "Metrics",
+    "MetricsScope",
+    "Outcome",
     "QueueState",
     "Reads",
     "Registration",
@@ -241,6 +245,52 @@ class Reads(Protocol):
         with events lie; ``None`` when none is at or above it."""
 
 
+@dataclass(frozen=True, slots=True)
+class MetricsScope:
+    """Which sessions a metric is over: ``created_at`` in ``[since_ms, until_ms)``,
+    irrelevant ones left out unless included, optionally one ranker, query key or batch."""
+
+    since_ms: int | None = None
+    until_ms: int | None = None
+    include_irrelevant: bool = False
+    ranker: str | None = None
+    query: str | None = None
+    batch_id: int | None = None
+
+
+# How many sessions of a ranker had one outcome: (results shown, the first position
+# interacted with or None, purchased, count).
+Outcome = tuple[bool, int | None, bool, int]
+
+
+class Metrics(Protocol):
+    """Search-quality metrics' reads over per-session stats (metrics/definitions.py)."""
+
+    def refresh(self, ranker_key: str, team_key: str, limit: int | None = None) -> int:
+        """Recompute the stats of sessions changed since (at most ``limit``): how many."""
+
+    def stale(self) -> int:
+        """How many sessions' stats wait for a refresh."""
+
+    def counts(self, scope: MetricsScope, by: str | None) -> builtins.list[tuple[Any, Counts]]:
+        """The sums of every metric over ``scope``, by group key (``day``, ``hour``: the
+        number of whole days or hours since the epoch; ``query``; ``ranker``; ``batch``;
+        ``None``: one group), in key order."""
+
+    def top_queries(self, scope: MetricsScope, order: str, limit: int) -> builtins.list[str]:
+        """Query keys by most ``sessions``, ``zero_results`` or ``no_interaction``."""
+
+    def outcomes(
+        self, scope: MetricsScope, rankers: Sequence[str]
+    ) -> dict[str, builtins.list[Outcome]]: ...
+
+    def teams(self, scope: MetricsScope) -> builtins.list[dict[str, int]]:
+        """Interleaved sessions: interactions by the results' team, one dict each."""
+
+    def session_ids(self, scope: MetricsScope, limit: int) -> builtins.list[str]:
+        """The newest sessions of ``scope``, newest first."""
+
+
 class ImportWriter(Protocol):
     """What one import chunk may do in its transaction (``Transfer.import_transaction``).
     Tables are the backend's (``searchtrail.storage.sql.schema``)."""
@@ -302,6 +352,9 @@ class Storage(Protocol):
 
     @property
     def transfer(self) -> Transfer: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
 
     @property
     def dialect(self) -> str:

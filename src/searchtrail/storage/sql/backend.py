@@ -18,6 +18,7 @@ from searchtrail.storage.sql._writerprocess import WriterProcess
 from searchtrail.storage.sql.batches import SqlBatches
 from searchtrail.storage.sql.engine import redacted_url, unavailable_on_db_outage
 from searchtrail.storage.sql.keys import SqlApiKeys
+from searchtrail.storage.sql.metrics import SqlMetrics
 from searchtrail.storage.sql.migrate import ensure_schema
 from searchtrail.storage.sql.queue import SqlQueue
 from searchtrail.storage.sql.reads import SqlReads
@@ -62,6 +63,7 @@ class SqlStorage:
         self.keys = SqlApiKeys(self.db)
         self.reads = SqlReads(self.db)
         self.transfer = SqlTransfer(self.db)
+        self.metrics = SqlMetrics(self.db)
         self.db.write_ops.update(write_ops(self.sessions))
 
     @property

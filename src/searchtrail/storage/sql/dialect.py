@@ -144,6 +144,12 @@ class Dialect(ABC):
         """Before committing a rebuild with foreign keys off: refuse rows that point nowhere."""
         return None
 
+    # The triggers that keep ``session_stats`` beside ``sessions`` (schema.py): a row
+    # inserted with each session, its ``is_irrelevant`` followed, removed with it. Run by
+    # ``ensure_schema`` after the tables and by the revision that added the table.
+    session_stats_triggers: ClassVar[tuple[str, ...]] = ()
+    session_stats_drop: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
     def stored_type_differs(
         cls, inspected: TypeEngine[Any], declared: TypeEngine[Any]

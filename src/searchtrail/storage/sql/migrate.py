@@ -162,6 +162,12 @@ def _locked(engine: Engine, *, rebuilds: bool = False) -> Iterator[Connection]:
                 dialect.foreign_keys(conn, on=True)
 
 
+def create_session_stats_triggers(conn: Connection) -> None:
+    """The triggers that keep ``session_stats`` beside ``sessions`` (the dialect's)."""
+    for ddl in dialect_class(conn.dialect.name).session_stats_triggers:
+        conn.exec_driver_sql(ddl)
+
+
 def ensure_schema(engine: Engine) -> None:
     """Let a process use the database: create it when empty, refuse it when behind or
     when tables are missing (it would start, then fail every request)."""
@@ -171,6 +177,7 @@ def ensure_schema(engine: Engine) -> None:
         status = _status(conn)
         if status.current is None and status.empty:
             metadata.create_all(conn)
+            create_session_stats_triggers(conn)
             MigrationContext.configure(conn).stamp(_scripts(), "head")
             return
     problem = status.problem()

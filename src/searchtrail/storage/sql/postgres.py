@@ -185,6 +185,39 @@ class PostgresDialect(Dialect):
     name = "postgresql"
     release_alone = True
 
+    # Statement triggers over transition tables: an import's many-row insert runs the
+    # function once, not once per row.
+    session_stats_triggers = (
+        "CREATE OR REPLACE FUNCTION session_stats_insert() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN INSERT INTO session_stats (session_number, created_at_ms, batch_id, "
+        "is_irrelevant) SELECT session_number, created_at_ms, batch_id, is_irrelevant "
+        "FROM new_sessions; RETURN NULL; END $$",
+        "CREATE TRIGGER session_stats_insert AFTER INSERT ON sessions "
+        "REFERENCING NEW TABLE AS new_sessions FOR EACH STATEMENT "
+        "EXECUTE FUNCTION session_stats_insert()",
+        "CREATE OR REPLACE FUNCTION session_stats_irrelevant() RETURNS trigger "
+        "LANGUAGE plpgsql AS $$ "
+        "BEGIN UPDATE session_stats SET is_irrelevant = NEW.is_irrelevant "
+        "WHERE session_number = NEW.session_number; RETURN NULL; END $$",
+        "CREATE TRIGGER session_stats_irrelevant AFTER UPDATE OF is_irrelevant ON sessions "
+        "FOR EACH ROW WHEN (OLD.is_irrelevant IS DISTINCT FROM NEW.is_irrelevant) "
+        "EXECUTE FUNCTION session_stats_irrelevant()",
+        "CREATE OR REPLACE FUNCTION session_stats_delete() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN DELETE FROM session_stats s USING old_sessions o "
+        "WHERE s.session_number = o.session_number; RETURN NULL; END $$",
+        "CREATE TRIGGER session_stats_delete AFTER DELETE ON sessions "
+        "REFERENCING OLD TABLE AS old_sessions FOR EACH STATEMENT "
+        "EXECUTE FUNCTION session_stats_delete()",
+    )
+    session_stats_drop = (
+        "DROP TRIGGER session_stats_insert ON sessions",
+        "DROP TRIGGER session_stats_irrelevant ON sessions",
+        "DROP TRIGGER session_stats_delete ON sessions",
+        "DROP FUNCTION session_stats_insert()",
+        "DROP FUNCTION session_stats_irrelevant()",
+        "DROP FUNCTION session_stats_delete()",
+    )
+
     def engine(self) -> Engine:
         engine = create_engine(
             normalize_database_url(self.url),

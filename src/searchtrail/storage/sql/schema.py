@@ -14,6 +14,11 @@ Design choices that matter for speed and correctness:
   column is declared ``JSON TEXT`` (``JsonText``): text affinity keeps a number's JSON as
   written, where a ``JSON`` column's numeric affinity made ``1.0`` into ``1``.
 
+- ``session_stats`` is derived: one row per session, what the search-quality metrics
+  need of it (storage/sql/metrics.py). A trigger inserts the row with its session and
+  follows ``is_irrelevant``; a push bumps ``version``; the metrics' refresh recomputes
+  the rows whose ``computed`` lags ``version``. A dump leaves it out; an import rebuilds it.
+
 A change here needs a new revision in ``migrations/versions``: tests/test_migrations.py
 compares what the revisions build with these tables, on both dialects.
 """
@@ -33,6 +38,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
@@ -45,6 +51,8 @@ __all__ = [
     "events",
     "improvement_queue",
     "metadata",
+    "metrics_state",
+    "session_stats",
     "sessions",
 ]
 
@@ -154,4 +162,49 @@ api_keys = Table(
     Column("scopes", String(256), nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("revoked_at_ms", BigInteger, nullable=True),
+)
+
+# Derived from sessions and events, never sent by a client (storage/sql/metrics.py).
+# Invariant: a row exists for every session (the dialect's trigger inserts it in the
+# session's own statement) and ``version`` moves in every transaction that adds events
+# to its session; a row whose ``computed`` equals ``version`` is exact. Without the
+# bump, a late event would leave its session's metrics stale for ever.
+session_stats = Table(
+    "session_stats",
+    metadata,
+    Column("session_number", Id, primary_key=True, autoincrement=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("batch_id", Id, nullable=False),
+    Column("is_irrelevant", Boolean, nullable=False),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("computed", Integer, nullable=False, server_default="0"),
+    # What the refresh computes (NULL until it has):
+    Column("results", Integer, nullable=True),  # results shown
+    Column("interactions", Integer, nullable=True),  # events on shown results
+    Column("first_position", Integer, nullable=True),  # smallest position interacted with
+    Column("purchased", Boolean, nullable=True),  # an interaction of type purchase
+    Column("clicks", Integer, nullable=True),  # interactions of type click
+    Column("click_positions", BigInteger, nullable=True),  # the sum of their positions
+    Column("positions_mask", Integer, nullable=True),  # bit k-1: interaction at k <= 20
+    Column("first_interaction_ms", BigInteger, nullable=True),  # after created_at
+    Column("unshown_events", Integer, nullable=True),  # events on objects never shown
+    Column("query_key", Text, nullable=True),
+    Column("ranker", Text, nullable=True),
+    Column("teams", Text, nullable=True),  # interleaving: {"team": interactions}, as JSON
+    Index("ix_session_stats_created_at_ms", "created_at_ms"),
+    Index(
+        "ix_session_stats_stale",
+        "session_number",
+        sqlite_where=text("version <> computed"),
+        postgresql_where=text("version <> computed"),
+    ),
+)
+
+# The keys session_stats was computed under (ranker_key, team_key): under other keys,
+# every row is computed again.
+metrics_state = Table(
+    "metrics_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
 )

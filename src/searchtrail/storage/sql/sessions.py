@@ -42,7 +42,7 @@ from searchtrail.storage.sql._rows import (
 from searchtrail.storage.sql._rows import session as _session
 from searchtrail.storage.sql.batches import collecting_batch_id
 from searchtrail.storage.sql.engine import unavailable_on_db_outage
-from searchtrail.storage.sql.schema import batches, events, sessions
+from searchtrail.storage.sql.schema import batches, events, session_stats, sessions
 
 __all__ = ["SqlSessions", "write_ops"]
 
@@ -71,14 +71,26 @@ class SqlSessions:
         )
         # A push's target and the events it holds, in the one statement a push needs
         # anyway: the count bounds the push's new events from above without another
-        # round trip (see store_events_write).
-        self._push_target = select(
-            sessions.c.session_number,
-            select(func.count())
-            .where(events.c.session_number == sessions.c.session_number)
-            .scalar_subquery()
-            .label("held"),
-        ).where(sessions.c.session_id == bindparam("session_id"))
+        # round trip (see store_events_write). It is an UPDATE so that the push moves its
+        # session's stats version in its own transaction (schema.session_stats): the
+        # metrics' refresh then knows the session changed, at no extra statement.
+        self._push_target = (
+            update(session_stats)
+            .where(
+                session_stats.c.session_number
+                == select(sessions.c.session_number)
+                .where(sessions.c.session_id == bindparam("session_id"))
+                .scalar_subquery()
+            )
+            .values(version=session_stats.c.version + 1)
+            .returning(
+                session_stats.c.session_number,
+                select(func.count())
+                .where(events.c.session_number == session_stats.c.session_number)
+                .scalar_subquery()
+                .label("held"),
+            )
+        )
         # One page of a session's events, keyset on (created_at_ms, id). The keyset
         # condition is in the join, not in WHERE, so a session with no events left is
         # still one row (of NULL event fields); it reads one event more than it answers.

@@ -279,6 +279,23 @@ class SqliteDialect(Dialect):
     # Schema changes: the write lock of BEGIN IMMEDIATE keeps other changes out.
     rebuilds_tables = True
 
+    # Row triggers: SQLite has no other kind. A registration inserts one session.
+    session_stats_triggers = (
+        "CREATE TRIGGER session_stats_insert AFTER INSERT ON sessions BEGIN "
+        "INSERT INTO session_stats (session_number, created_at_ms, batch_id, is_irrelevant) "
+        "VALUES (NEW.session_number, NEW.created_at_ms, NEW.batch_id, NEW.is_irrelevant); END",
+        "CREATE TRIGGER session_stats_irrelevant AFTER UPDATE OF is_irrelevant ON sessions "
+        "BEGIN UPDATE session_stats SET is_irrelevant = NEW.is_irrelevant "
+        "WHERE session_number = NEW.session_number; END",
+        "CREATE TRIGGER session_stats_delete AFTER DELETE ON sessions BEGIN "
+        "DELETE FROM session_stats WHERE session_number = OLD.session_number; END",
+    )
+    session_stats_drop = (
+        "DROP TRIGGER session_stats_insert",
+        "DROP TRIGGER session_stats_irrelevant",
+        "DROP TRIGGER session_stats_delete",
+    )
+
     @classmethod
     def foreign_keys(cls, conn: Connection, *, on: bool) -> None:
         # A no-op inside a transaction; on the driver's connection, SQLAlchemy would begin one.

@@ -8,14 +8,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, bindparam, select
+from sqlalchemy import Connection, Table, bindparam, select, update
 
 from searchtrail.models import INT64_MAX
 from searchtrail.storage.api import DumpPage
 from searchtrail.storage.sql._database import _Database
 from searchtrail.storage.sql.batches import collecting_batch_id
 from searchtrail.storage.sql.dialect import ImportInsert
-from searchtrail.storage.sql.schema import batches, events, sessions
+from searchtrail.storage.sql.schema import batches, events, session_stats, sessions
 
 __all__ = ["ImportWriter", "SqlTransfer"]
 
@@ -131,6 +131,11 @@ class ImportWriter:
         for columns, part in groups.items():
             insert = self._store._import_insert(table, columns, returning)
             out.update(insert.execute(self.conn, part))
+        if "session_number" in returning:
+            at = returning.index("session_number")
+            self._stale(table, [{"session_number": r[at]} for r in out])
+        else:
+            self._stale(table, rows)
         return out
 
     def rows_where(
@@ -165,9 +170,23 @@ class ImportWriter:
         )
         if stored == len(rows):
             savepoint.commit()
+            self._stale(table, rows)
             return True
         savepoint.rollback()
         return False
+
+    def _stale(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Events came in: their sessions' stats are stale (schema.session_stats), as a
+        push makes them. A new session's row is stale from its trigger already."""
+        if table is not events or not rows:
+            return
+        numbers = sorted({r["session_number"] for r in rows})
+        for start in range(0, len(numbers), 500):
+            self.conn.execute(
+                update(session_stats)
+                .where(session_stats.c.session_number.in_(numbers[start : start + 500]))
+                .values(version=session_stats.c.version + 1)
+            )
 
     def session_numbers(
         self, session_ids: Sequence[str], near: Sequence[Any] = ()
