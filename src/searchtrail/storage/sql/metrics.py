@@ -49,7 +49,7 @@ class SqlMetrics:
         s = stats.c
         self._stale = (
             select(s.session_number, s.version)
-            .where(s.version != s.computed)
+            .where(s.version != s.computed, s.session_number > bindparam("after"))
             .order_by(s.session_number)
             .limit(bindparam("chunk", type_=Integer))
         )
@@ -65,15 +65,18 @@ class SqlMetrics:
     # -- keeping session_stats fresh ----------------------------------------------------
 
     def refresh(self, ranker_key: str, team_key: str, limit: int | None = None) -> int:
-        """Recompute stale rows (at most ``limit``); how many were written."""
+        """Recompute stale rows (at most ``limit``): how many were computed."""
         self._settle_keys(ranker_key, team_key)
-        done = 0
+        done = after = 0
+        # One pass in session_number order: a row whose version moves while it is
+        # computed stays stale for the next refresh instead of being chased here.
         while limit is None or done < limit:
             chunk = _REFRESH_CHUNK if limit is None else min(_REFRESH_CHUNK, limit - done)
             with self._db.read() as conn:
-                stale = conn.execute(self._stale, {"chunk": chunk}).all()
+                stale = conn.execute(self._stale, {"chunk": chunk, "after": after}).all()
                 if not stale:
                     break
+                after = stale[-1][0]
                 numbers = [n for n, _ in stale]
                 found = conn.execute(
                     select(
