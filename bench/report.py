@@ -13,6 +13,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from bench import targets
+from bench.metricsbench import EVENTS_PER_PUSH, PUSHES_PER_REQUEST
 
 if TYPE_CHECKING:
     from bench.profile import Profile
@@ -83,6 +84,28 @@ def _targets(run: Run) -> list[tuple[str, str, bool]]:
                 targets.get_met(p99),
             )
         )
+    for key, what in (("push", "Push events/s"), ("create", "Create sessions/s")):
+        if key in r and f"{key}_baseline" in r:
+            res, base = r[key], r[f"{key}_baseline"]
+            out.append(
+                (
+                    f"{what} ≥ {targets.WRITE_SHARE_OF_BASELINE:.0%} of --baseline "
+                    f"{run.baseline}'s",
+                    f"{_n(res.rate)} / {_n(base.rate)} = {_share(res, base):.1%}",
+                    targets.baseline_met(res.rate, base.rate),
+                )
+            )
+    m = run.metrics
+    if m is not None:
+        for series in m.series:
+            p95 = series.pct(95)
+            out.append(
+                (
+                    f"Metrics: {series.title}, p95 < {targets.METRICS_P95_MS:g} ms",
+                    f"{p95:.1f} ms",
+                    targets.metrics_met(p95),
+                )
+            )
     for imp in run.imports:
         out.append(
             (
@@ -179,6 +202,7 @@ def _results(run: Run) -> list[str]:
             f"| Raw insert of the same rows ({imp.dialect}, no validation) | "
             f"{_n(imp.raw_per_second)} sessions/s | 1 round | | | | |"
         )
+    lines += _metrics(run)
     stored = [
         f"{res.title}: {res.rows_after:,}"
         for res in run.results.values()
@@ -200,6 +224,33 @@ def _results(run: Run) -> list[str]:
             f"{mib[-1]:,.1f} at end; after the first tenth it rises "
             f"{s.slope_mib_per_min:+.2f} MiB/min: **{'flat' if s.flat else 'growing'}**.",
         ]
+    return lines
+
+
+def _metrics(run: Run) -> list[str]:
+    m = run.metrics
+    if m is None:
+        return []
+    d = m.data
+    lines = [
+        "",
+        f"Metrics over HTTP on {d.sessions:,} sessions and {d.events:,} events "
+        f"({d.events / d.sessions:.1f} per session) spread over 90 days, "
+        f"{m.window_sessions:,} sessions in the 30-day window; loaded in {d.load_s:,.0f} s, "
+        f"then the first refresh of all {d.refreshed:,} sessions took {d.refresh_s:,.0f} s "
+        "(what the upgrade of such a database costs). One request at a time, the summary "
+        f"and the series alternating, {m.requests} of each; with a fresh delta, "
+        f"{PUSHES_PER_REQUEST} pushes of {EVENTS_PER_PUSH} events to sessions of the window "
+        "before each request, so its own refresh has work:",
+        "",
+        "| request | p50 | p95 | p99 | max |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for series in m.series:
+        lines.append(
+            f"| {series.title} | {series.pct(50):.1f} ms | {series.pct(95):.1f} ms | "
+            f"{series.pct(99):.1f} ms | {max(series.ms):.1f} ms |"
+        )
     return lines
 
 

@@ -10,6 +10,7 @@ theirs, but with PostgreSQL's default durability).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from typing import Any
 
 from tests.pg import PgServer, find_bindir, major_version, start_server
 
+from bench.baseline import baseline_env, baseline_schema, baseline_tree
 from bench.data import (
     big_database,
     big_postgres_database,
@@ -33,6 +35,8 @@ from bench.data import (
 )
 from bench.importrate import ImportRate, import_rate, make_dump
 from bench.machine import REPO, cpu_busy, load_average, machine, versions
+from bench.metricsbench import MetricsRun, run_metrics
+from bench.metricsdata import DAYS
 from bench.procs import (
     RssSampler,
     Server,
@@ -51,7 +55,7 @@ from searchtrail.storage.sql import SqlStorage, normalize_database_url
 
 __all__ = ["SCENARIOS", "Options", "Run", "ScenarioResult", "main"]
 
-SCENARIOS = ("push", "create", "get", "raw", "sustain", "import")
+SCENARIOS = ("push", "create", "get", "raw", "sustain", "import", "metrics")
 # On our own PostgreSQL server, the database every scenario but the get writes to.
 PG_WORK_DATABASE = "bench"
 
@@ -82,6 +86,9 @@ class Options:
     synchronous: str
     only: list[str]
     import_sessions: int = 1_000_000
+    metrics_sessions: int = 1_000_000
+    metrics_requests: int = 200
+    baseline: str | None = None
 
 
 @dataclass
@@ -134,6 +141,8 @@ class Run:
     results: dict[str, ScenarioResult] = field(default_factory=dict)
     raw: list[RawInsert] = field(default_factory=list)
     imports: list[ImportRate] = field(default_factory=list)
+    metrics: MetricsRun | None = None
+    baseline: str | None = None
     sustained: Sustained | None = None
     profiles: dict[str, Profile] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -187,6 +196,23 @@ def parse_args(argv: list[str] | None) -> Options:
         "[1000000; quick 2000]",
     )
     p.add_argument("--events-per-push", type=int, default=100, help="events per push [100]")
+    p.add_argument(
+        "--metrics-sessions",
+        type=int,
+        help="sessions in the metrics scenario's database, 10 events each on average over "
+        f"{DAYS} days [1000000; quick 20000]",
+    )
+    p.add_argument(
+        "--metrics-requests",
+        type=int,
+        help="requests of each metrics measurement [200; quick 20]",
+    )
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="push and create also run the code at REV (a git worktree of it, this venv), "
+        "each server on its own fresh database, in the same alternating rounds",
+    )
     p.add_argument("--data-dir", type=Path, default=REPO / "bench" / ".data")
     p.add_argument(
         "--out",
@@ -220,6 +246,8 @@ def parse_args(argv: list[str] | None) -> Options:
             "--dialect postgresql without --database-url starts its own server, but no "
             "PostgreSQL binaries were found (Debian: apt-get install postgresql)"
         )
+    if a.baseline and url is not None:
+        p.error("--baseline needs databases of its own: SQLite files, or --dialect postgresql")
     # On a server that is not ours the get database is loaded on every run.
     get_sessions_full = 100_000 if url is not None and dialect == "postgresql" else 1_000_000
     out = a.out or REPO / "docs" / (
@@ -241,6 +269,9 @@ def parse_args(argv: list[str] | None) -> Options:
         results=a.results,
         push_sessions=pick(a.push_sessions, 10_000, 1_000),
         import_sessions=pick(a.import_sessions, 1_000_000, 2_000),
+        metrics_sessions=pick(a.metrics_sessions, 1_000_000, 20_000),
+        metrics_requests=pick(a.metrics_requests, 200, 20),
+        baseline=a.baseline,
         events_per_push=a.events_per_push,
         data_dir=a.data_dir.resolve(),
         out=out.resolve(),
@@ -276,6 +307,8 @@ class Bench:
         self.run = run
         self.postgres = postgres
         self._tags = 0
+        # --baseline: the worktree's src, where its server imports searchtrail from.
+        self.baseline_src: Path | None = None
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -288,14 +321,30 @@ class Bench:
             return self.o.database_url
         return f"sqlite:///{self.scratch / name}.db"
 
-    def serve(self, url: str) -> Server:
+    def serve(self, url: str, *, baseline: bool = False) -> Server:
         port = free_port()
         args = [
             "-m", "searchtrail.cli", "serve", "--port", str(port), "--database-url", url,
             "--log-level", "warning", "--workers", str(self.o.workers),
         ]  # fmt: skip
         env = {"SEARCHTRAIL_SQLITE_SYNCHRONOUS": self.o.synchronous}
-        return self.servers.start("searchtrail", args, port, env=env)
+        if baseline:
+            assert self.baseline_src is not None
+            env |= baseline_env(self.baseline_src)
+        return self.servers.start("baseline" if baseline else "searchtrail", args, port, env=env)
+
+    def baseline_database(self, name: str) -> str | None:
+        """A fresh database in the baseline's own schema, or None without --baseline."""
+        if self.baseline_src is None:
+            return None
+        if self.postgres is not None:
+            self.postgres.admin(f"DROP DATABASE IF EXISTS {name}")
+            self.postgres.admin(f"CREATE DATABASE {name}")
+            url = self.postgres.url(name)
+        else:
+            url = f"sqlite:///{self.scratch / name}.db"
+        baseline_schema(self.baseline_src, normalize_database_url(url))
+        return url
 
     def wrk(
         self,
@@ -361,6 +410,12 @@ class Bench:
         load_sessions(url, self.o.push_sessions, prefix="bs", results=self.o.results)
         return url
 
+    def baseline_push_database(self) -> str | None:
+        url = self.baseline_database("push_baseline")
+        if url is not None:
+            load_sessions(url, self.o.push_sessions, prefix="bs", results=self.o.results)
+        return url
+
     # -- scenarios ----------------------------------------------------------------
 
     def against_ceiling(
@@ -375,6 +430,7 @@ class Bench:
         missed: Callable[[ScenarioResult, ScenarioResult], bool],
         table: str,
         floor: tuple[str, str] | None = None,
+        baseline_url: str | None = None,
     ) -> None:
         """The ceiling and searchtrail in alternating rounds, so drifting load hits both alike.
 
@@ -395,6 +451,9 @@ class Bench:
         targets = [("ceiling", ceiling, args), (key, server, args)]
         if floor is not None:
             targets.insert(0, ("floor", ceiling, [*args, floor[1]]))
+        base = None if baseline_url is None else self.serve(baseline_url, baseline=True)
+        if base is not None:
+            targets.append(("baseline", base, args))
         measured: dict[str, list[WrkResult]] = {name: [] for name, _, _ in targets}
         peaks = dict.fromkeys(measured, 0)
         try:
@@ -407,6 +466,13 @@ class Bench:
                         measured[name].append(self.wrk(target, key, target_args, per_round))
                     peaks[name] = max(peaks[name], rss.peak)
             self.servers.stop(ceiling)
+            if base is not None:
+                self.servers.stop(base)
+                self.run.results[f"{key}_baseline"] = ScenarioResult(
+                    f"{key}_baseline", f"{titles[1]} at --baseline {self.o.baseline}", unit,
+                    combine(measured["baseline"]), per, peaks["baseline"],
+                    rounds=measured["baseline"],
+                )  # fmt: skip
             if floor is not None:
                 self.run.results[f"{key}_floor"] = ScenarioResult(
                     f"{key}_floor", floor[0], unit, combine(measured["floor"]), per,
@@ -427,6 +493,8 @@ class Bench:
         finally:
             self.servers.stop(ceiling)
             self.servers.stop(server)
+            if base is not None:
+                self.servers.stop(base)
         res.rows_after = self.rows(url, table)
 
     def push(self) -> None:
@@ -436,7 +504,7 @@ class Bench:
             "push", self.push_args(), self.push_database("push"),
             titles=("Ceiling: validate a push, store nothing", f"Push events ({per} per request)"),
             unit="events/s", per=per, missed=lambda res, bare: not push_met(res.rate, bare.rate),
-            table="events",
+            table="events", baseline_url=self.baseline_push_database(),
         )  # fmt: skip
 
     def create(self) -> None:
@@ -453,6 +521,7 @@ class Bench:
             unit="sessions/s", missed=lambda res, _bare: not create_met(res.rate),
             table="sessions",
             floor=("Floor: an empty endpoint that reads the registration and answers {}", "/empty"),
+            baseline_url=self.baseline_database("create_baseline"),
         )  # fmt: skip
 
     def get(self) -> None:
@@ -557,6 +626,13 @@ class Bench:
             wrk=result,
         )
 
+    def metrics(self) -> None:
+        n = self.o.metrics_sessions
+        print(
+            f"metrics: the {n:,}-session database, then the 30-day summary and series", flush=True
+        )
+        self.run.metrics = run_metrics(self, n, self.o.metrics_requests)
+
 
 def _fresh_work_database(server: PgServer) -> None:
     server.admin(f"DROP DATABASE IF EXISTS {PG_WORK_DATABASE}")
@@ -635,10 +711,16 @@ def _run(opts: Options) -> int:
                 "synchronous_commit on), shared_buffers=256MB, on the same machine."
             )
         bench = Bench(opts, servers, Path(tmp), run, postgres)
-        for name in SCENARIOS:
-            if name in opts.only:
-                check_interrupt()
-                getattr(bench, "import_" if name == "import" else name)()
+        trees = contextlib.ExitStack()
+        if opts.baseline and {"push", "create"} & set(opts.only):
+            src, commit = trees.enter_context(baseline_tree(opts.baseline, Path(tmp)))
+            bench.baseline_src = src
+            run.baseline = f"{opts.baseline} ({commit[:10]})"
+        with trees:
+            for name in SCENARIOS:
+                if name in opts.only:
+                    check_interrupt()
+                    getattr(bench, "import_" if name == "import" else name)()
     run.load_end = load_average()
     run.seconds = time.monotonic() - t0
     if opts.dialect == "sqlite":

@@ -317,3 +317,21 @@ def test_the_floor_reads_the_body_and_answers_nothing_more() -> None:
         assert bare.post("/empty", json=_REGISTRATION).json() == {}
         too_big = bare.post("/empty", content=b"x" * (Settings().limits.max_body_bytes + 1))
     assert too_big.status_code == 413
+
+
+def test_quick_metrics_scenario_builds_measures_and_reports(tmp_path: Path) -> None:
+    args = [
+        *_bench_args(tmp_path), "--only", "metrics", "--metrics-sessions", "600",
+        "--metrics-requests", "5",
+    ]  # fmt: skip
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = (tmp_path / "report.md").read_text()
+    assert "Metrics over HTTP on 600 sessions" in report
+    for title in ("30-day summary", "30-day daily series, fresh delta"):
+        line = next(line for line in report.splitlines() if line.startswith(f"| Metrics: {title},"))
+        assert "**met**" in line or "**missed**" in line
+    # The database is kept for the next run, with what its build measured.
+    assert list((tmp_path / "data").glob("metrics-600-*.db"))
+    assert list((tmp_path / "data").glob("metrics-600-*.json"))
+    assert _ours(tmp_path) == []

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
-from sqlalchemy import Connection, Engine, Executable, Table
+from sqlalchemy import ColumnElement, Connection, Engine, Executable, Table, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import TypeEngine
 
@@ -148,6 +148,17 @@ class Dialect(ABC):
     # inserted with each session, its ``is_irrelevant`` followed, removed with it. Run by
     # ``ensure_schema`` after the tables and by the revision that added the table.
     session_stats_triggers: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def text_list(cls, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        """An aggregate: the group's values as one comma-separated text."""
+        return func.group_concat(column, ",")
+
+    @classmethod
+    def serialize_refresh(cls, conn: Connection) -> None:
+        """Make the metrics' refresh writes wait for each other (SQLite: they already do)."""
+        return None
+
     session_stats_drop: ClassVar[tuple[str, ...]] = ()
 
     @classmethod

@@ -27,14 +27,17 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    true,
     update,
 )
 
 from searchtrail.metrics.definitions import MAX_POSITION, Counts, session_stats
 from searchtrail.storage.api import MetricsScope, Outcome
 from searchtrail.storage.sql._database import _Database
+from searchtrail.storage.sql._rollup import ROLLUP_COLUMNS
 from searchtrail.storage.sql.schema import events, metrics_state, sessions
 from searchtrail.storage.sql.schema import session_stats as stats
+from searchtrail.storage.sql.schema import session_stats_hourly as hourly
 
 __all__ = ["SqlMetrics"]
 
@@ -118,7 +121,7 @@ class SqlMetrics:
                     }
                 )
             if params:
-                self._db.write(partial(_execute, self._store, params))
+                self._db.write(partial(_execute, self._db.dialect, self._store, params))
             done += len(stale)
             if len(stale) < chunk:
                 break
@@ -153,64 +156,53 @@ class SqlMetrics:
     # -- sums over a range ------------------------------------------------------------
 
     def counts(self, scope: MetricsScope, by: str | None) -> list[tuple[Any, Counts]]:
-        """The sums of every metric over ``scope``, by group (``None``: one group)."""
+        """The sums of every metric over ``scope``, by group (``None``: one group).
+
+        By day or hour (or as one group) over a range of whole hours, the sums of the
+        computed rows come from ``session_stats_hourly`` (storage/sql/_rollup.py), the rest
+        from ``session_stats``: the same numbers, read from about 720 rows instead of
+        every session of 30 days."""
         key = _group_key(by)
         s = stats.c
-        aggregates: list[ColumnElement[Any]] = [
-            func.count(),
-            func.count().filter(s.results > 0),
-            func.count().filter(s.first_position.is_not(None)),
-            func.count().filter(s.purchased),
-            func.sum(cast(literal(1.0), Float) / s.first_position),
-            func.sum(s.clicks),
-            func.sum(s.click_positions),
-            func.sum(s.interactions),
-            func.sum(s.unshown_events),
-            *(func.count().filter(s.results >= k) for k in range(1, MAX_POSITION + 1)),
-            *(
-                func.count().filter(s.positions_mask.op("&")(1 << (k - 1)) != 0)
-                for k in range(1, MAX_POSITION + 1)
-            ),
-        ]
-        query = _scoped(select(key.label("g"), *aggregates), scope).group_by(key)
-        ttfi = _scoped(
-            select(key.label("g"), s.first_interaction_ms).where(
-                s.first_interaction_ms.is_not(None)
-            ),
-            scope,
-        )
         groups: dict[Any, Counts] = {}
+        hours = _whole_hours(scope) if by in (None, "day", "hour") else None
+        narrowed = (scope.ranker, scope.query, scope.batch_id) != (None, None, None)
         with self._db.read() as conn:
-            for row in conn.execute(query):
-                (
-                    g,
-                    n,
-                    with_results,
-                    interacted,
-                    purchased,
-                    rr,
-                    clicks,
-                    clicked_at,
-                    inter,
-                    unshown,
-                ) = row[:10]
-                rest = row[10:]
-                groups[g] = Counts(
-                    sessions=n,
-                    with_results=with_results,
-                    interacted=interacted,
-                    purchased=purchased,
-                    reciprocal_ranks=float(rr or 0.0),
-                    clicks=int(clicks or 0),
-                    click_positions=int(clicked_at or 0),
-                    interactions=int(inter or 0),
-                    unshown_events=int(unshown or 0),
-                    shown_at=list(rest[:MAX_POSITION]),
-                    interacted_at=list(rest[MAX_POSITION:]),
-                )
-            for g, ms in conn.execute(ttfi):
-                groups[g].first_interaction_ms.append(ms)
-        return sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0]))
+            if hours is None or narrowed:
+                _add_rows(groups, conn.execute(_sums(key, scope)))
+            else:
+                lo, hi = hours
+                irrelevant = scope.include_irrelevant
+                lo_ms, hi_ms = lo * _HOUR_MS, None if hi is None else hi * _HOUR_MS
+                _add_rows(groups, conn.execute(_sums(key, _within(scope.since_ms, lo_ms, scope))))
+                if hi_ms is not None:
+                    edge = _within(hi_ms, scope.until_ms, scope)
+                    _add_rows(groups, conn.execute(_sums(key, edge)))
+                # Rows never computed count in no hour: few, read through the stale index.
+                # (On SQLite "+ 0" keeps the created_at index, which reads every row of
+                # the range, out of the plan.)
+                never = _scoped(
+                    select(key.label("g"), *_aggregates()).where(
+                        s.version != s.computed,
+                        s.computed == 0,
+                        s.created_at_ms + 0 >= lo_ms,
+                        true() if hi_ms is None else s.created_at_ms + 0 < hi_ms,
+                    ),
+                    MetricsScope(include_irrelevant=irrelevant),
+                ).group_by(key)
+                _add_rows(groups, conn.execute(never))
+                _add_rows(groups, conn.execute(_hourly_sums(by, lo, hi, irrelevant)))
+            # The percentiles' values, one text list per group: 100,000 of them travel as
+            # one row each no faster than the SQL takes (a narrow covering index) to read.
+            listed = self._db.dialect.text_list(s.first_interaction_ms)
+            ttfi = _scoped(
+                select(key.label("g"), listed).where(s.first_interaction_ms.is_not(None)), scope
+            ).group_by(key)
+            for g, values in conn.execute(ttfi):
+                groups[g].first_interaction_ms.extend(map(int, values.split(",")))
+        # A group is a group of sessions: an hour whose sessions all left sums to none.
+        kept = ((g, c) for g, c in groups.items() if c.sessions)
+        return sorted(kept, key=lambda kv: (kv[0] is None, kv[0]))
 
     def top_queries(self, scope: MetricsScope, order: str, limit: int) -> list[str]:
         """The query keys with the most sessions (``sessions``), sessions without results
@@ -279,7 +271,80 @@ class SqlMetrics:
             return [r[0] for r in conn.execute(query)]
 
 
-def _execute(statement: Any, params: list[dict[str, Any]], conn: Any) -> None:
+def _aggregates() -> list[ColumnElement[Any]]:
+    s = stats.c
+    return [
+        func.count(),
+        func.count().filter(s.results > 0),
+        func.count().filter(s.first_position.is_not(None)),
+        func.count().filter(s.purchased),
+        func.sum(cast(literal(1.0), Float) / s.first_position),
+        func.sum(s.clicks),
+        func.sum(s.click_positions),
+        func.sum(s.interactions),
+        func.sum(s.unshown_events),
+        *(func.count().filter(s.results >= k) for k in range(1, MAX_POSITION + 1)),
+        *(
+            func.count().filter(s.positions_mask.op("&")(1 << (k - 1)) != 0)
+            for k in range(1, MAX_POSITION + 1)
+        ),
+    ]
+
+
+def _sums(key: ColumnElement[Any], scope: MetricsScope) -> Select[Any]:
+    return _scoped(select(key.label("g"), *_aggregates()), scope).group_by(key)
+
+
+def _hourly_sums(by: str | None, lo: int, hi: int | None, irrelevant: bool) -> Select[Any]:
+    h = hourly.c
+    key: ColumnElement[Any] = {None: literal(None), "day": h.hour // 24, "hour": h.hour}[by]
+    query = select(key.label("g"), *(func.sum(h[c]) for c in ROLLUP_COLUMNS)).where(h.hour >= lo)
+    if hi is not None:
+        query = query.where(h.hour < hi)
+    if not irrelevant:
+        query = query.where(h.is_irrelevant == false())
+    return query.group_by(key)
+
+
+def _whole_hours(scope: MetricsScope) -> tuple[int, int | None] | None:
+    """The whole hours of ``scope`` the hourly sums answer for, from hour 1 (hours before
+    it hold times before 1970, where ``/`` rounds toward zero), or None if there are none."""
+    lo = 1 if scope.since_ms is None else max(1, -(-scope.since_ms // _HOUR_MS))
+    hi = None if scope.until_ms is None else scope.until_ms // _HOUR_MS
+    if hi is not None and hi <= lo:
+        return None
+    return lo, hi
+
+
+def _within(since: int | None, until: int | None, scope: MetricsScope) -> MetricsScope:
+    return MetricsScope(since, until, scope.include_irrelevant)
+
+
+def _add_rows(groups: dict[Any, Counts], rows: Any) -> None:
+    """Add rows of (group, the sums in ``ROLLUP_COLUMNS``' order) to ``groups``."""
+    for row in rows:
+        g = row[0]
+        (n, with_results, interacted, purchased, rr, clicks, clicked_at, inter, unshown) = row[1:10]
+        rest = row[10:]
+        c = groups.get(g)
+        if c is None:
+            c = groups[g] = Counts()
+        c.sessions += int(n or 0)
+        c.with_results += int(with_results or 0)
+        c.interacted += int(interacted or 0)
+        c.purchased += int(purchased or 0)
+        c.reciprocal_ranks += float(rr or 0.0)
+        c.clicks += int(clicks or 0)
+        c.click_positions += int(clicked_at or 0)
+        c.interactions += int(inter or 0)
+        c.unshown_events += int(unshown or 0)
+        for k in range(MAX_POSITION):
+            c.shown_at[k] += int(rest[k] or 0)
+            c.interacted_at[k] += int(rest[MAX_POSITION + k] or 0)
+
+
+def _execute(dialect: Any, statement: Any, params: list[dict[str, Any]], conn: Any) -> None:
+    dialect.serialize_refresh(conn)
     conn.execute(statement, params)
 
 

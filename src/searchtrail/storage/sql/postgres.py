@@ -38,6 +38,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    cast,
     column,
     create_engine,
     event,
@@ -50,10 +51,13 @@ from sqlalchemy.exc import DisconnectionError
 from searchtrail.storage.api import EventRow
 from searchtrail.storage.sql._groupcommit import GroupCommit
 from searchtrail.storage.sql._loopreads import PgLoopReader
+from searchtrail.storage.sql._rollup import postgres_drop, postgres_triggers
 from searchtrail.storage.sql.dialect import Dialect, Transaction
 from searchtrail.storage.sql.engine import json_dumps, normalize_database_url
 
 __all__ = ["PG_PING_IDLE_AFTER_S", "PG_READ_WAIT_S", "PostgresDialect"]
+
+_REFRESH_LOCK = 0x5E55_1075
 
 # How long a get on the event loop waits for a connection of its pool: while the server
 # is down, how long it takes to answer 503.
@@ -185,6 +189,16 @@ class PostgresDialect(Dialect):
     name = "postgresql"
     release_alone = True
 
+    @classmethod
+    def text_list(cls, column: Any) -> Any:
+        return func.string_agg(cast(column, Text), ",")
+
+    @classmethod
+    def serialize_refresh(cls, conn: Connection) -> None:
+        # Each row's write takes the lock of its hour's sums (a trigger): two refreshes
+        # taking them in turn could deadlock.
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_REFRESH_LOCK})")
+
     # Statement triggers over transition tables: an import's many-row insert runs the
     # function once, not once per row.
     session_stats_triggers = (
@@ -208,6 +222,7 @@ class PostgresDialect(Dialect):
         "CREATE TRIGGER session_stats_delete AFTER DELETE ON sessions "
         "REFERENCING OLD TABLE AS old_sessions FOR EACH STATEMENT "
         "EXECUTE FUNCTION session_stats_delete()",
+        *postgres_triggers(),
     )
     session_stats_drop = (
         "DROP TRIGGER session_stats_insert ON sessions",
@@ -216,6 +231,7 @@ class PostgresDialect(Dialect):
         "DROP FUNCTION session_stats_insert()",
         "DROP FUNCTION session_stats_irrelevant()",
         "DROP FUNCTION session_stats_delete()",
+        *postgres_drop(),
     )
 
     def engine(self) -> Engine:

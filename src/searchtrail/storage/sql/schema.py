@@ -30,6 +30,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -44,6 +45,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import TypeCompiler
 
+from searchtrail.storage.sql._rollup import ROLLUP_COLUMNS
+
 __all__ = [
     "JsonText",
     "api_keys",
@@ -53,6 +56,7 @@ __all__ = [
     "metadata",
     "metrics_state",
     "session_stats",
+    "session_stats_hourly",
     "sessions",
 ]
 
@@ -197,6 +201,28 @@ session_stats = Table(
         "session_number",
         sqlite_where=text("version <> computed"),
         postgresql_where=text("version <> computed"),
+    ),
+    # The time-to-first-interaction percentiles read their values from this index alone.
+    Index(
+        "ix_session_stats_first_interaction",
+        "created_at_ms",
+        "is_irrelevant",
+        "first_interaction_ms",
+        sqlite_where=text("first_interaction_ms IS NOT NULL"),
+        postgresql_where=text("first_interaction_ms IS NOT NULL"),
+    ),
+)
+
+# The sums of the computed session_stats rows per hour (storage/sql/_rollup.py): the
+# metrics read whole hours here. Kept by triggers on session_stats (the dialect's).
+session_stats_hourly = Table(
+    "session_stats_hourly",
+    metadata,
+    Column("hour", BigInteger, primary_key=True, autoincrement=False),
+    Column("is_irrelevant", Boolean, primary_key=True),
+    *(
+        Column(name, Float if name == "reciprocal_ranks" else BigInteger, nullable=False)
+        for name in ROLLUP_COLUMNS
     ),
 )
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
+    literal_column,
     select,
     tuple_,
     update,
@@ -73,7 +74,9 @@ class SqlSessions:
         # anyway: the count bounds the push's new events from above without another
         # round trip (see store_events_write). It is an UPDATE so that the push moves its
         # session's stats version in its own transaction (schema.session_stats): the
-        # metrics' refresh then knows the session changed, at no extra statement.
+        # metrics' refresh then knows the session changed, at no extra statement. The
+        # count is written out: SQLAlchemy drops the table names inside a SQLite RETURNING,
+        # and "WHERE session_number = session_number" counted every event of the database.
         self._push_target = (
             update(session_stats)
             .where(
@@ -85,10 +88,11 @@ class SqlSessions:
             .values(version=session_stats.c.version + 1)
             .returning(
                 session_stats.c.session_number,
-                select(func.count())
-                .where(events.c.session_number == session_stats.c.session_number)
-                .scalar_subquery()
-                .label("held"),
+                literal_column(
+                    "(SELECT count(*) FROM events "
+                    "WHERE events.session_number = session_stats.session_number)",
+                    Integer,
+                ).label("held"),
             )
         )
         # One page of a session's events, keyset on (created_at_ms, id). The keyset

@@ -24,6 +24,7 @@ from sqlalchemy.types import TEXT, TypeEngine
 from searchtrail.storage.api import EventRow
 from searchtrail.storage.sql._groupcommit import GroupCommit
 from searchtrail.storage.sql._loopreads import SqliteLoopReader
+from searchtrail.storage.sql._rollup import sqlite_drop, sqlite_triggers
 from searchtrail.storage.sql.dialect import Dialect, EventsInsert, Transaction
 from searchtrail.storage.sql.engine import json_dumps, json_or_none, normalize_database_url
 from searchtrail.storage.sql.schema import JsonText
@@ -289,11 +290,13 @@ class SqliteDialect(Dialect):
         "WHERE session_number = NEW.session_number; END",
         "CREATE TRIGGER session_stats_delete AFTER DELETE ON sessions BEGIN "
         "DELETE FROM session_stats WHERE session_number = OLD.session_number; END",
+        *sqlite_triggers(),
     )
     session_stats_drop = (
         "DROP TRIGGER session_stats_insert",
         "DROP TRIGGER session_stats_irrelevant",
         "DROP TRIGGER session_stats_delete",
+        *sqlite_drop(),
     )
 
     @classmethod

@@ -1,9 +1,9 @@
 """Search-quality metrics: ``session_stats``, one derived row per session.
 
-The table, its triggers (the dialect's), and a row for every existing session, stale
-(``version`` 1, ``computed`` 0): the metrics' first refresh computes them all. The
-insert is one statement; on a large database it takes a while (about a second per
-million sessions on SQLite) but rewrites no existing row.
+The table, its sums per hour (empty), their triggers (the dialect's), and a row for
+every existing session, stale (``version`` 1, ``computed`` 0): the metrics' first
+refresh computes them all. The insert is one statement; on a large database it takes
+a while (about a second per million sessions on SQLite) but rewrites no existing row.
 
 Revision ID: 0005
 Revises: 0004
@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from searchtrail.storage.sql._rollup import ROLLUP_COLUMNS
 from searchtrail.storage.sql.dialects import dialect_class
 
 revision = "0005"
@@ -56,6 +57,24 @@ def upgrade() -> None:
         sqlite_where=sa.text("version <> computed"),
         postgresql_where=sa.text("version <> computed"),
     )
+    op.create_index(
+        "ix_session_stats_first_interaction",
+        "session_stats",
+        ["created_at_ms", "is_irrelevant", "first_interaction_ms"],
+        sqlite_where=sa.text("first_interaction_ms IS NOT NULL"),
+        postgresql_where=sa.text("first_interaction_ms IS NOT NULL"),
+    )
+    # Empty: every row below starts uncomputed, and counts in its hour once computed.
+    op.create_table(
+        "session_stats_hourly",
+        sa.Column("hour", sa.BigInteger, nullable=False),
+        sa.Column("is_irrelevant", sa.Boolean, nullable=False),
+        *(
+            sa.Column(c, sa.Float if c == "reciprocal_ranks" else sa.BigInteger, nullable=False)
+            for c in ROLLUP_COLUMNS
+        ),
+        sa.PrimaryKeyConstraint("hour", "is_irrelevant", name="pk_session_stats_hourly"),
+    )
     op.create_table(
         "metrics_state",
         sa.Column("name", sa.String(64), nullable=False),
@@ -76,4 +95,5 @@ def downgrade() -> None:
     for ddl in dialect_class(conn.dialect.name).session_stats_drop:
         conn.exec_driver_sql(ddl)
     op.drop_table("metrics_state")
+    op.drop_table("session_stats_hourly")
     op.drop_table("session_stats")
