@@ -27,7 +27,6 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    true,
     update,
 )
 
@@ -178,19 +177,6 @@ class SqlMetrics:
                 if hi_ms is not None:
                     edge = _within(hi_ms, scope.until_ms, scope)
                     _add_rows(groups, conn.execute(_sums(key, edge)))
-                # Rows never computed count in no hour: few, read through the stale index.
-                # (On SQLite "+ 0" keeps the created_at index, which reads every row of
-                # the range, out of the plan.)
-                never = _scoped(
-                    select(key.label("g"), *_aggregates()).where(
-                        s.version != s.computed,
-                        s.computed == 0,
-                        s.created_at_ms + 0 >= lo_ms,
-                        true() if hi_ms is None else s.created_at_ms + 0 < hi_ms,
-                    ),
-                    MetricsScope(include_irrelevant=irrelevant),
-                ).group_by(key)
-                _add_rows(groups, conn.execute(never))
                 _add_rows(groups, conn.execute(_hourly_sums(by, lo, hi, irrelevant)))
             # The percentiles' values, one text list per group: 100,000 of them travel as
             # one row each no faster than the SQL takes (a narrow covering index) to read.
@@ -214,7 +200,7 @@ class SqlMetrics:
             "no_interaction": func.count().filter(and_(s.results > 0, s.first_position.is_(None))),
         }[order]
         query = (
-            _scoped(select(s.query_key, measure.label("m")), scope)
+            _scoped(select(s.query_key, measure.label("m")).where(s.computed > 0), scope)
             .group_by(s.query_key)
             .having(measure > 0)
             .order_by(measure.desc(), s.query_key)
@@ -292,7 +278,11 @@ def _aggregates() -> list[ColumnElement[Any]]:
 
 
 def _sums(key: ColumnElement[Any], scope: MetricsScope) -> Select[Any]:
-    return _scoped(select(key.label("g"), *_aggregates()), scope).group_by(key)
+    # A row never computed (a session registered after the refresh began) is left out,
+    # as the hourly sums leave it out: counted before its stats exist, it would count
+    # as a session without results.
+    query = select(key.label("g"), *_aggregates()).where(stats.c.computed > 0)
+    return _scoped(query, scope).group_by(key)
 
 
 def _hourly_sums(by: str | None, lo: int, hi: int | None, irrelevant: bool) -> Select[Any]:
