@@ -13,7 +13,7 @@ from searchtrail._heap import settle_heap
 from searchtrail.http.auth import Limiters
 from searchtrail.http.errors import install_error_handlers
 from searchtrail.http.openapi import install_openapi
-from searchtrail.http.routers import browser, health, internal, keys, metrics, sessions
+from searchtrail.http.routers import browser, dashboard, health, internal, keys, metrics, sessions
 from searchtrail.paths import CLIENT_PREFIX, INTERNAL_PREFIX
 from searchtrail.ratelimit import RateLimiter
 from searchtrail.service import Clickstream
@@ -93,6 +93,7 @@ def create_app(
     app.include_router(internal.router, prefix=INTERNAL_PREFIX)
     app.include_router(keys.router, prefix=INTERNAL_PREFIX)
     app.include_router(metrics.router, prefix=INTERNAL_PREFIX)
+    app.include_router(dashboard.router)
     return app
 
 
