@@ -138,6 +138,8 @@ class MetricsOperations(ServiceBase):
         """Ranker B against ranker A: each compared metric's difference with its 95%
         bootstrap interval and a verdict; the interleaving preference where results carry
         a team label (``metrics_team_key``)."""
+        if a == b:
+            raise InvalidInput([FieldError(("ranker",), "must name two different rankers")])
         if not 100 <= resamples <= 100_000:
             raise InvalidInput([FieldError(("resamples",), "must be between 100 and 100000")])
         q, scope = self._scope(since, until, include_irrelevant)
