@@ -46,6 +46,8 @@ STORAGE = [
     "tests/test_export.py",
     "tests/test_postgres.py",
     "tests/test_writerprocess.py",
+    "tests/test_metrics_exact.py",
+    "tests/test_metrics_exact_changes.py",
 ]
 
 
