@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import JsonValue
 from sqlalchemy import Connection
-from sqlalchemy.exc import ProgrammingError
 
 from searchtrail import Clickstream, Settings
 from searchtrail.storage.sql import SqlStorage
@@ -88,26 +87,7 @@ def test_every_metric_and_grouping_equals_the_reference(cs: Clickstream) -> None
     }  # fmt: skip
 
 
-# SqlMetrics.outcomes (storage/sql/metrics.py) selects and groups by ``results > 0``; each
-# copy of the 0 is a bound parameter of its own ($1 in SELECT, $2 in GROUP BY), so
-# PostgreSQL does not see the two as one expression and refuses the query (GroupingError).
-COMPARE_FAILS_ON_POSTGRES = pytest.mark.xfail(
-    raises=ProgrammingError,
-    strict=True,
-    reason="bug: compare_rankers on PostgreSQL: column session_stats.results must appear in "
-    "the GROUP BY clause (SqlMetrics.outcomes groups by `results > $2`, selects `results > $1`)",
-)
-
-
-def xfail_compare_on_postgres(dialect: str, request: pytest.FixtureRequest) -> None:
-    if dialect == "postgresql":
-        request.applymarker(COMPARE_FAILS_ON_POSTGRES)
-
-
-def test_the_ranker_comparison_reads_the_same_sessions(
-    cs: Clickstream, dialect: str, request: pytest.FixtureRequest
-) -> None:
-    xfail_compare_on_postgres(dialect, request)
+def test_the_ranker_comparison_reads_the_same_sessions(cs: Clickstream) -> None:
     base = day_start(now_ms()) - 3 * DAY_MS
     record_history(cs, base)
     seen = in_scope(read_all(cs), None, None, False)

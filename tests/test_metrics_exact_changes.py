@@ -330,12 +330,6 @@ def test_pushes_from_threads_racing_refreshes_end_exact(
         assert reader.storage.metrics.stale() == 0
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="bug: SqlMetrics.counts (storage/sql/metrics.py) sums session_stats rows never "
-    "computed (results, query_key NULL) of sessions registered after the call's refresh",
-)
 def test_a_session_registered_during_a_metrics_call_is_not_half_counted(
     cs: Clickstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -383,12 +377,6 @@ def test_a_new_ranker_key_regroups_every_session(cs: Clickstream, database_url: 
         check(cs, by=["ranker"])
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="bug: SqlMetrics._settle_keys (storage/sql/metrics.py) marks rows stale through "
-    "`computed` and leaves `version`, so a refresh under the old key still writes them",
-)
 def test_a_key_change_while_an_old_refresh_runs_is_not_lost(
     cs: Clickstream, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

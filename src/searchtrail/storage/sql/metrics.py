@@ -140,7 +140,9 @@ class SqlMetrics:
                 metrics_state.insert(), [{"name": k, "value": v} for k, v in wanted.items()]
             )
             if kept:
-                conn.execute(update(stats).values(computed=stats.c.version - 1))
+                # Moving version (not computed) also fails the version check of a write
+                # that a refresh under the old keys has in flight.
+                conn.execute(update(stats).values(version=stats.c.version + 1))
 
         self._db.write(work)
 
@@ -213,27 +215,20 @@ class SqlMetrics:
         """Per ranker, how many sessions had each outcome: (results shown, the first
         position interacted with or None, purchased), for bootstrap intervals."""
         s = stats.c
+        # Plain columns in GROUP BY: an expression such as ``results > 0`` binds its 0
+        # once in SELECT and once in GROUP BY, which PostgreSQL does not see as one.
+        columns = (s.ranker, s.results, s.first_position, s.purchased)
         query = (
-            _scoped(
-                select(
-                    s.ranker,
-                    s.results > 0,
-                    s.first_position,
-                    func.coalesce(s.purchased, false()),
-                    func.count(),
-                ),
-                scope,
-            )
+            _scoped(select(*columns, func.count()).where(s.computed > 0), scope)
             .where(s.ranker.in_(list(rankers)))
-            .group_by(
-                s.ranker, s.results > 0, s.first_position, func.coalesce(s.purchased, false())
-            )
+            .group_by(*columns)
         )
-        out: dict[str, list[Outcome]] = {r: [] for r in rankers}
+        merged: dict[str, dict[tuple[bool, int | None, bool], int]] = {r: {} for r in rankers}
         with self._db.read() as conn:
-            for ranker, shown, first, bought, n in conn.execute(query):
-                out[ranker].append((bool(shown), first, bool(bought), int(n)))
-        return out
+            for ranker, results, first, bought, n in conn.execute(query):
+                key = (bool(results), first, bool(bought))
+                merged[ranker][key] = merged[ranker].get(key, 0) + int(n)
+        return {r: [(*k, n) for k, n in found.items()] for r, found in merged.items()}
 
     def teams(self, scope: MetricsScope) -> list[dict[str, int]]:
         """The interleaved sessions' interactions by team, one dict per session."""
