@@ -6,7 +6,8 @@ written into the environment so that each uvicorn worker process builds the same
 with the variable's name instead of starting workers that fail.
 
 One module per command group: ``server`` (serve), ``data`` (insert, export, import),
-``apikeys`` (keys), ``database`` (db); ``_common`` holds what they share. Each command
+``apikeys`` (keys), ``database`` (db), ``metrics`` (metrics, its tables and CSV in
+``_metrics_output``); ``_common`` holds what they share. Each command
 imports the service, the store or uvicorn only when it runs, so ``--help`` stays fast.
 """
 
@@ -19,6 +20,7 @@ from searchtrail.cli._common import Group
 from searchtrail.cli.apikeys import keys
 from searchtrail.cli.data import export, import_, insert
 from searchtrail.cli.database import db
+from searchtrail.cli.metrics import metrics
 from searchtrail.cli.server import serve
 
 __all__ = ["main"]
@@ -30,5 +32,5 @@ def main() -> None:
     """searchtrail: clickstream for search, as a service, a library and this command."""
 
 
-for _command in (serve, insert, export, import_, keys, db):
+for _command in (serve, insert, export, import_, keys, db, metrics):
     main.add_command(_command)

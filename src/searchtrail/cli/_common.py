@@ -26,26 +26,36 @@ def load_settings(**overrides: Any) -> Settings:
         sys.exit(2)
 
 
+def _end_domain_errors(invoke: Any, ctx: click.Context) -> Any:
+    """Run ``invoke(ctx)``; a domain error ends the command: one line naming it, exit 1."""
+    from searchtrail.errors import SearchtrailError
+
+    try:
+        return invoke(ctx)
+    except SearchtrailError as exc:
+        names = []
+        while ctx.parent is not None:
+            names.append(ctx.info_name or "")
+            ctx = ctx.parent
+        click.echo(f"searchtrail {' '.join(reversed(names))}: {error_line(exc)}", err=True)
+        sys.exit(1)
+
+
 class Command(click.Command):
     """Every command ends a domain error the same way: one line naming it, exit 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from searchtrail.errors import SearchtrailError
-
-        try:
-            return super().invoke(ctx)
-        except SearchtrailError as exc:
-            names = []
-            while ctx.parent is not None:
-                names.append(ctx.info_name or "")
-                ctx = ctx.parent
-            click.echo(f"searchtrail {' '.join(reversed(names))}: {error_line(exc)}", err=True)
-            sys.exit(1)
+        return _end_domain_errors(super().invoke, ctx)
 
 
 class Group(click.Group):
+    """A group's own callback (``invoke_without_command``) ends domain errors as well."""
+
     command_class = Command
     group_class = type
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return _end_domain_errors(super().invoke, ctx)
 
 
 def error_line(exc: Any) -> str:
