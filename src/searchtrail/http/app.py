@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from searchtrail import __version__
 from searchtrail._heap import settle_heap
+from searchtrail.errors import Unavailable
 from searchtrail.http.auth import Limiters
 from searchtrail.http.errors import install_error_handlers
 from searchtrail.http.openapi import install_openapi
@@ -20,6 +25,48 @@ from searchtrail.service import Clickstream
 from searchtrail.settings import Settings
 
 __all__ = ["CLIENT_PREFIX", "INTERNAL_PREFIX", "create_app", "create_app_from_env"]
+
+log = logging.getLogger("searchtrail")
+
+# Sessions a background refresh recomputes per thread hop: between two, shutdown may
+# cancel it, so a large backlog (the first refresh after an upgrade) never holds it long.
+_REFRESH_STEP = 5_000
+
+
+async def refresh_metrics_forever(cs: Clickstream, every_s: float, stop: asyncio.Event) -> None:
+    """Bring the metrics' per-session stats up to date every ``every_s`` seconds, until
+    ``stop`` is set.
+
+    Every worker process of ``serve`` runs this: a refresh is idempotent and optimistic
+    (storage/sql/metrics.py), so two at once only repeat work, and the first wait is
+    drawn from [0.5, 1.5) times the period so that workers started together drift apart.
+    A failure (the database locked or gone: ``Unavailable``) is logged and retried at
+    the next period. A refresh runs in a thread, ``_REFRESH_STEP`` sessions at a time;
+    ``stop`` is seen between steps, so shutdown waits at most for one step and the
+    storage is never closed under a running one.
+    """
+    delay = every_s * random.uniform(0.5, 1.5)
+    while not await _set_within(stop, delay):
+        delay = every_s
+        try:
+            done = 0
+            while not stop.is_set():
+                step = await anyio.to_thread.run_sync(cs.refresh_metrics, _REFRESH_STEP)
+                done += step
+                if step < _REFRESH_STEP:
+                    break
+            if done:
+                log.debug("metrics: recomputed the stats of %d sessions", done)
+        except Unavailable as exc:
+            log.warning("metrics: background refresh failed, retrying in %g s: %s", every_s, exc)
+        except Exception:
+            log.exception("metrics: background refresh failed, retrying in %g s", every_s)
+
+
+async def _set_within(event: asyncio.Event, seconds: float) -> bool:
+    with anyio.move_on_after(seconds):
+        await event.wait()
+    return event.is_set()
 
 
 def create_app(
@@ -50,10 +97,23 @@ def create_app(
             raise
         if own_process:
             settle_heap()
+        refresher = None
+        stop = asyncio.Event()
+        if settings.metrics_refresh_s > 0:
+            refresher = asyncio.create_task(
+                refresh_metrics_forever(app.state.clickstream, settings.metrics_refresh_s, stop),
+                name="searchtrail metrics refresh",
+            )
+        app.state.metrics_refresh = refresher
         try:
             async with app.state.clickstream.storage.reads_on_loop():
                 yield
         finally:
+            if refresher is not None:
+                # It ends at once when waiting, or after the step running in its thread:
+                # either way before the storage closes.
+                stop.set()
+                await refresher
             if owned:
                 app.state.clickstream.close()
 
