@@ -17,16 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from searchtrail import Clickstream
+from searchtrail.cli import main
 from searchtrail.cli._metrics_output import FLAT_COLUMNS
 from tests import metrics_data
 from tests.metrics_data import cli
 
 RANGED = ("--since", "2026-01-05", "--until", "1767657600000", "--include-irrelevant")
 COMPARE = ("compare", "--ranker", "A", "--ranker", "B", "--resamples", "2000", "--seed", "7")
-# Every run of the dataset's read-only tests, run together by the fixture `printed`
-# (about a second each, mostly imports and opening the database; apart: a minute).
+# The dataset's read-only runs. Those in PROCESSES start the real command, side by side
+# (the fixture `printed`): about a second each, mostly imports and opening the database.
+# The others check only how an answer prints, and run in this process (CliRunner).
 RUNS: dict[str, tuple[str, ...]] = {
     "json": ("--format", "json"),
     "json ranged": (*RANGED, "--format", "json"),
@@ -43,6 +46,7 @@ RUNS: dict[str, tuple[str, ...]] = {
     "sessions json": ("sessions", "--query", "socks", "--format", "json"),
     "sessions csv": ("sessions", "--query", "socks", "--format", "csv"),
 }
+PROCESSES = {"json", "json ranged", "by day json", "csv", "compare table", "queries table"}
 BAD: list[Any] = [
     (("--since", "yesterday"), "Invalid value for '--since': 'yesterday' is not an ISO 8601"),
     (("queries", "--until", "2026-13-01"), "Invalid value for '--until'"),
@@ -70,15 +74,28 @@ def cs(url: str) -> Iterator[Clickstream]:
 @pytest.fixture(scope="module")
 def printed(url: str) -> dict[str, subprocess.CompletedProcess[str]]:
     """Every run of ``RUNS`` and ``BAD``, as many at once as there are cores."""
-    runs = {**RUNS, **{" ".join(args): args for args, _message in BAD}}
+    runs = {name: RUNS[name] for name in PROCESSES}
+    runs.update({" ".join(args): args for args, _message in BAD})
     with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
         done = {name: pool.submit(cli, *args, "--database-url", url) for name, args in runs.items()}
         return {name: future.result() for name, future in done.items()}
 
 
 @pytest.fixture
-def out(printed: dict[str, subprocess.CompletedProcess[str]]) -> Callable[[str], str]:
+def out(
+    printed: dict[str, subprocess.CompletedProcess[str]],
+    url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[str], str]:
+    # The command writes --database-url into the environment (as every command does):
+    # set here first, it is undone after the test.
+    monkeypatch.setenv("SEARCHTRAIL_DATABASE_URL", url)
+
     def output(name: str) -> str:
+        if name not in PROCESSES:
+            result = CliRunner().invoke(main, ["metrics", *RUNS[name], "--database-url", url])
+            assert result.exit_code == 0, result.output
+            return result.stdout
         done = printed[name]
         assert done.returncode == 0, done.stderr
         assert done.stderr == ""
