@@ -50,6 +50,7 @@ PROCESSES = {"json", "json ranged", "by day json", "csv", "compare table", "quer
 BAD: list[Any] = [
     (("--since", "yesterday"), "Invalid value for '--since': 'yesterday' is not an ISO 8601"),
     (("queries", "--until", "2026-13-01"), "Invalid value for '--until'"),
+    (("--until", "\u00b2"), "Invalid value for '--until'"),  # str.isdigit(), not int()
     (("compare", "--ranker", "A"), "Invalid value for --ranker: give it exactly twice"),
     (("--by", "week"), "Invalid value for '--by': 'week' is not one of"),
     (("--by", "day", "queries"), "--by applies to `searchtrail metrics` alone"),

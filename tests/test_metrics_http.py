@@ -113,6 +113,7 @@ def test_the_range_and_irrelevant_sessions(loaded: tuple[Clickstream, TestClient
 BAD = [
     ("", {"by": "week"}, "query.by"),
     ("", {"since": "yesterday"}, "since"),
+    ("", {"since": "\u00b2"}, "since"),  # a digit to str.isdigit(), not to int()
     ("", {"until": "2026-13-01"}, "until"),
     ("/queries", {"since": "soon"}, "since"),
     ("/queries", {"limit": 0}, "query.limit"),

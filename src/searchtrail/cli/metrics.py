@@ -36,12 +36,13 @@ def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     if value is None:
         return None
     text = value.strip()
-    given: str | int = int(text) if text.isdigit() else text
+    given: str | int = int(text) if text.isascii() and text.isdigit() else text
     try:
         to_epoch_ms(given)
     except ValueError as exc:
         raise click.BadParameter(
-            f"{exc}; a time is ISO 8601 (no offset = UTC) or epoch milliseconds",
+            f"{exc}; a time is ISO 8601 (no offset = UTC) or epoch digits (milliseconds; "
+            "below 10^11, seconds)",
             ctx,
             param,
         ) from None

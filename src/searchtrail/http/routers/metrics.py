@@ -28,7 +28,8 @@ __all__ = ["router"]
 router = APIRouter(tags=["metrics"])
 
 _TIME = (
-    "ISO 8601 (no offset = UTC) or epoch milliseconds. Sessions count by their created_at: "
+    "ISO 8601 (no offset = UTC) or epoch digits (milliseconds; a number below 10^11 is "
+    "seconds, as for every timestamp). Sessions count by their created_at: "
     "since included, until excluded."
 )
 Since = Annotated[str | None, Query(description=f"From. {_TIME}")]
@@ -37,8 +38,10 @@ Irrelevant = Annotated[bool, Query(description="Count sessions marked irrelevant
 
 
 def _time(value: str | None) -> str | int | None:
-    """Epoch milliseconds arrive as digits in a query string."""
-    return int(value) if value is not None and value.isdigit() else value
+    """Epoch times arrive as digits in a query string (``Timestamp`` reads a number below
+    10^11 as seconds, from 10^11 on as milliseconds)."""
+    # ASCII only: str.isdigit() holds for "²", which int() refuses (a 500, not a 422).
+    return int(value) if value is not None and value.isascii() and value.isdigit() else value
 
 
 @router.get(
