@@ -57,7 +57,7 @@ def _range_options(f: F) -> F:
                 "--since",
                 metavar="TIME",
                 callback=_time,
-                help="Sessions created at or after this (ISO 8601 or epoch ms).",
+                help="Sessions created at or after this (ISO 8601 or epoch digits).",
             ),
             click.option(
                 "--until", metavar="TIME", callback=_time, help="Sessions created before this."
