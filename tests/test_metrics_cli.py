@@ -52,6 +52,7 @@ BAD: list[Any] = [
     (("queries", "--until", "2026-13-01"), "Invalid value for '--until'"),
     (("--until", "\u00b2"), "Invalid value for '--until'"),  # str.isdigit(), not int()
     (("compare", "--ranker", "A"), "Invalid value for --ranker: give it exactly twice"),
+    (("compare", "--ranker", "A", "--ranker", "B", "--seed", "-1"), "Invalid value for '--seed'"),
     (("--by", "week"), "Invalid value for '--by': 'week' is not one of"),
     (("--by", "day", "queries"), "--by applies to `searchtrail metrics` alone"),
 ]

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from searchtrail import Clickstream
+from searchtrail.errors import InvalidInput
 from searchtrail.http import create_app
 from tests import metrics_data
 from tests.metrics_data import cli
@@ -120,6 +121,7 @@ BAD = [
     ("/compare", {"ranker": "A"}, "query.ranker"),
     ("/compare", {"ranker": ["A", "B", "C"]}, "query.ranker"),
     ("/compare", {"ranker": ["A", "B"], "resamples": 5}, "query.resamples"),
+    ("/compare", {"ranker": ["A", "B"], "seed": -1}, "query.seed"),  # numpy refuses it
     ("/sessions", {}, "query.query"),
 ]
 
@@ -133,6 +135,12 @@ def test_bad_parameters_are_422_naming_the_field(
     assert r.status_code == 422, r.text
     assert r.json()["code"] == "invalid_input"
     assert [e["field"] for e in r.json()["detail"]] == [field]
+
+
+@sqlite_only
+def test_the_library_refuses_a_negative_seed(cs: Clickstream) -> None:
+    with pytest.raises(InvalidInput, match="seed"):
+        cs.compare_rankers("A", "B", seed=-1)
 
 
 @sqlite_only

@@ -178,7 +178,13 @@ def queries(ctx: click.Context, /, limit: int, **options: Any) -> None:
     show_default=True,
     help="Bootstrap resamples.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="The bootstrap's seed.")
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**63 - 1),
+    default=0,
+    show_default=True,
+    help="The bootstrap's seed.",
+)
 @_range_options
 @click.pass_context
 def compare(

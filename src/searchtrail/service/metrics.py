@@ -142,6 +142,9 @@ class MetricsOperations(ServiceBase):
             raise InvalidInput([FieldError(("ranker",), "must name two different rankers")])
         if not 100 <= resamples <= 100_000:
             raise InvalidInput([FieldError(("resamples",), "must be between 100 and 100000")])
+        if not 0 <= seed < 2**63:
+            # numpy's generator refuses a negative seed (a ValueError, not a domain error).
+            raise InvalidInput([FieldError(("seed",), "must be between 0 and 2**63 - 1")])
         q, scope = self._scope(since, until, include_irrelevant)
         outcomes = self.storage.metrics.outcomes(scope, [a, b])
         return RankerComparison(

@@ -101,7 +101,7 @@ async def metrics_compare(
     until: Until = None,
     include_irrelevant: Irrelevant = False,
     resamples: Annotated[int, Query(ge=100, le=100_000)] = 10_000,
-    seed: int = 0,
+    seed: Annotated[int, Query(ge=0, le=2**63 - 1, description="The bootstrap's seed.")] = 0,
 ) -> Response:
     a, b = ranker
     answer = await run_in_threadpool(
