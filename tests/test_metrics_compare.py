@@ -124,7 +124,9 @@ def test_the_interleaving_preference_on_a_hand_made_example() -> None:
     assert got["preference_b"] == pytest.approx((2 + 1 / 2) / 4 - 0.5)
     low, high = got["ci95"]
     assert low <= got["preference_b"] <= high
-    assert got["verdict"] == "no significant difference"
+    assert got["verdict"] == "not enough data"  # 4 sessions, under MIN_SESSIONS
+    many = interleaving(teams * 10, "A", "B", resamples=1000, seed=3)
+    assert many is not None and many["verdict"] == "no significant difference"
     assert interleaving(teams, "A", "B", resamples=1000, seed=3) == got
     mirrored = interleaving(teams, "B", "A", resamples=1000, seed=3)
     assert mirrored is not None and mirrored["preference_b"] == pytest.approx(-0.125)

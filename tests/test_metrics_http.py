@@ -74,18 +74,8 @@ def test_the_same_numbers_through_library_http_and_cli(
 
 
 def test_the_same_comparison_through_library_http_and_cli(
-    loaded: tuple[Clickstream, TestClient],
-    database_url: str,
-    dialect: str,
-    request: pytest.FixtureRequest,
+    loaded: tuple[Clickstream, TestClient], database_url: str
 ) -> None:
-    if dialect == "postgresql":
-        # storage/sql/metrics.py, outcomes(): `s.results > 0` is built twice, once for the
-        # SELECT and once for the GROUP BY, each with its own bind parameter, so
-        # PostgreSQL sees two expressions (GroupingError). Strict: it fails once fixed.
-        request.applymarker(
-            pytest.mark.xfail(reason="outcomes() GROUP BY on PostgreSQL", strict=True)
-        )
     cs, client = loaded
     library = cs.compare_rankers("A", "B", resamples=1000, seed=3).model_dump(mode="json")
     assert [m["verdict"] for m in library["metrics"]] == [
@@ -95,6 +85,7 @@ def test_the_same_comparison_through_library_http_and_cli(
         "worse",  # zero_result_rate: B shows no result 5 times in 45
     ]
     assert library["interleaving"]["wins_b"] == 1
+    assert library["interleaving"]["verdict"] == "not enough data"  # one session
     http = _get(client, "/compare", ranker=["A", "B"], resamples=1000, seed=3)
     assert http == library
     args = ("compare", "--ranker", "A", "--ranker", "B", "--resamples", "1000", "--seed", "3")

@@ -116,9 +116,10 @@ def interleaving(
     teams: Sequence[dict[str, int]], a: str, b: str, *, resamples: int, seed: int
 ) -> dict[str, Any] | None:
     """Interleaved sessions (results labelled with their ranker's team): a session is won
-    by the team whose results got more interactions, or tied. The preference for B is
-    (wins of B + ties / 2) / sessions - 0.5 (Chapelle et al., 2012): positive when B's
-    results draw more interactions. ``None`` where no interleaved session involves both."""
+        by the team whose results got more interactions, or tied. The preference for B is
+        (wins of B + ties / 2) / sessions - 0.5 (Chapelle et al., 2012): positive when B's
+        results draw more interactions. ``None`` where no interleaved session involves both; the
+    verdict needs ``MIN_SESSIONS`` of them."""
     wins_a = wins_b = ties = 0
     for t in teams:
         ta, tb = t.get(a, 0), t.get(b, 0)
@@ -145,5 +146,5 @@ def interleaving(
         "ties": ties,
         "preference_b": (wins_b + ties / 2) / n - 0.5,
         "ci95": [low, high],
-        "verdict": _verdict(low, high, True),
+        "verdict": _verdict(low, high, True) if n >= MIN_SESSIONS else "not enough data",
     }

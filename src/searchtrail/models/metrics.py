@@ -129,7 +129,7 @@ class Interleaving(BaseModel):
     ties: int
     preference_b: float = Field(description="(wins_b + ties / 2) / sessions - 0.5")
     ci95: list[float]
-    verdict: Literal["better", "worse", "no significant difference"]
+    verdict: Literal["better", "worse", "no significant difference", "not enough data"]
 
 
 class RankerComparison(BaseModel):

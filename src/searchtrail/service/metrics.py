@@ -7,12 +7,13 @@ for what was committed before it began.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from searchtrail.errors import FieldError, InvalidInput
 from searchtrail.metrics.compare import METHOD, compare_outcomes, interleaving
-from searchtrail.metrics.definitions import Counts, metrics_of
+from searchtrail.metrics.definitions import Counts, metrics_of, query_key
 from searchtrail.models import (
     GroupBy,
     MetricsGroup,
@@ -171,11 +172,16 @@ class MetricsOperations(ServiceBase):
         include_irrelevant: bool = False,
         limit: int = 50,
     ) -> list[QuerySession]:
-        """The newest sessions of a query (its normalized form, as the query lists name
-        it): what each showed and what was done to each result."""
+        """The newest sessions of a query: what each showed and what was done to each
+        result. ``query`` as the query lists name it, or as a client sent it (a string is
+        normalized when its own spelling finds nothing)."""
         _, scope = self._scope(since, until, include_irrelevant, query=query)
+        found = self.storage.metrics.session_ids(scope, limit)
+        if not found and query_key(query) != query:
+            query = query_key(query)
+            found = self.storage.metrics.session_ids(replace(scope, query=query), limit)
         out = []
-        for session_id in self.storage.metrics.session_ids(scope, limit):
+        for session_id in found:
             s = self.storage.sessions.get(session_id, events_limit=10_000)
             positions: dict[str, int] = {}
             results = []
