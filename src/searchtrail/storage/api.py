@@ -41,6 +41,7 @@ __all__ = [
     "ApiKeys",
     "BatchState",
     "Batches",
+    "ClickRow",
     "DumpPage",
     "EventRow",
     "ImportWriter",
@@ -115,6 +116,18 @@ class SessionActions:
     is_irrelevant: bool
     events: int
     actions: list[tuple[str | None, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class ClickRow:
+    """What a click model needs of a session: what it showed, in order, and what was
+    clicked (the objects of its events of the click types)."""
+
+    session_number: int
+    created_at_ms: int
+    search_query: Any
+    result_ids: list[str]
+    clicked: set[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +256,12 @@ class Reads(Protocol):
     def created_at_quantile(self, batch_id: int, fraction: float) -> int | None:
         """The ``created_at_ms`` below which ``fraction`` of the batch's relevant sessions
         with events lie; ``None`` when none is at or above it."""
+
+    def click_rows(
+        self, scope: MetricsScope, click_types: Sequence[str], after_number: int, limit: int
+    ) -> builtins.list[ClickRow]:
+        """A keyset page (``session_number`` after ``after_number``) of the sessions of
+        ``scope``: shown results in order and the clicked objects, for click models."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,12 @@
-"""The read side of training data (and, later, metrics): scans of a batch."""
+"""The read side of training data and click models: scans of a batch or a range."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import exists, false, func, select
 
-from searchtrail.storage.api import SessionActions
+from searchtrail.storage.api import ClickRow, MetricsScope, SessionActions
 from searchtrail.storage.sql._database import _Database
 from searchtrail.storage.sql.schema import events, sessions
 
@@ -88,3 +90,54 @@ class SqlReads:
                 .limit(1)
             ).scalar_one()
         return int(value)
+
+    def click_rows(
+        self, scope: MetricsScope, click_types: Sequence[str], after_number: int, limit: int
+    ) -> list[ClickRow]:
+        """A keyset page of the sessions of ``scope`` (irrelevant ones only if included):
+        what each showed, in order, and the objects clicked (events of ``click_types``)."""
+        where = [sessions.c.session_number > after_number]
+        if scope.since_ms is not None:
+            where.append(sessions.c.created_at_ms >= scope.since_ms)
+        if scope.until_ms is not None:
+            where.append(sessions.c.created_at_ms < scope.until_ms)
+        if not scope.include_irrelevant:
+            where.append(sessions.c.is_irrelevant == false())
+        if scope.batch_id is not None:
+            where.append(sessions.c.batch_id == scope.batch_id)
+        with self._db.read() as conn:
+            rows = conn.execute(
+                select(
+                    sessions.c.session_number,
+                    sessions.c.created_at_ms,
+                    sessions.c.search_query,
+                    sessions.c.search_results,
+                )
+                .where(*where)
+                .order_by(sessions.c.session_number)
+                .limit(limit)
+            ).all()
+            if not rows:
+                return []
+            clicked: dict[int, set[str]] = {}
+            for number, object_id in conn.execute(
+                select(events.c.session_number, events.c.object_id)
+                .where(
+                    events.c.session_number >= rows[0].session_number,
+                    events.c.session_number <= rows[-1].session_number,
+                    events.c.event_type.in_(list(click_types)),
+                    events.c.object_id.is_not(None),
+                )
+                .distinct()
+            ):
+                clicked.setdefault(number, set()).add(object_id)
+        return [
+            ClickRow(
+                session_number=r.session_number,
+                created_at_ms=r.created_at_ms,
+                search_query=r.search_query,
+                result_ids=[item["object_id"] for item in r.search_results],
+                clicked=clicked.get(r.session_number, set()),
+            )
+            for r in rows
+        ]
