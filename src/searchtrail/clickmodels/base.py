@@ -40,6 +40,12 @@ class ClickModel(Protocol):
         """The probability that position k was examined, by position (max_position,),
         averaged over ``log``'s sessions where the model's examination depends on them."""
 
+    def examined(self, log: ClickLog) -> np.ndarray:
+        """For each session and position of ``log``: the probability that the result was
+        examined given the session's clicks as observed (1 where clicked); NaN where
+        nothing was shown. The export's ``--negatives examined`` keeps unclicked results
+        whose probability is high."""
+
     def labels(self) -> dict[str, np.ndarray]:
         """Per pair: ``attractiveness`` and, where the model has it, ``satisfaction``."""
 

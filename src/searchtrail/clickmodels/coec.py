@@ -49,6 +49,13 @@ class COEC:
     def examination(self, log: ClickLog) -> np.ndarray:
         return self.ctr.copy()
 
+    def examined(self, log: ClickLog) -> np.ndarray:
+        """COEC has no examination of its own: the position's CTR relative to position 1
+        stands for it (1 where clicked)."""
+        first = self.ctr[0] if len(self.ctr) and self.ctr[0] > 0 else 1.0
+        e = np.broadcast_to(np.minimum(1.0, self.ctr / first), log.pair.shape)
+        return np.where(log.shown, np.where(log.click, 1.0, e), np.nan)
+
     def labels(self) -> dict[str, np.ndarray]:
         return {"attractiveness": self.coec}
 

@@ -1,0 +1,19 @@
+"""The models ``searchtrail clickmodel`` knows, by name."""
+
+from __future__ import annotations
+
+from searchtrail.clickmodels.base import ClickModel
+from searchtrail.clickmodels.coec import COEC
+
+__all__ = ["MODELS", "make"]
+
+MODELS: dict[str, type[ClickModel]] = {
+    "coec": COEC,
+}
+
+
+def make(name: str) -> ClickModel:
+    try:
+        return MODELS[name]()
+    except KeyError:
+        raise ValueError(f"no click model {name!r}: one of {', '.join(sorted(MODELS))}") from None
