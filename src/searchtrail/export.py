@@ -49,6 +49,7 @@ __all__ = [
     "Format",
     "Judgement",
     "Layout",
+    "SessionJudge",
     "export_batch",
     "judge",
     "query_text",
@@ -140,6 +141,18 @@ def judge(
         positive_weights=[weight[p] for p in positives],
         negatives=[oid for oid in shown[: places[-1]] if oid not in weight],
     )
+
+
+class SessionJudge(Protocol):
+    """Reworks judgements with a click model (``searchtrail.export_clickmodels``)."""
+
+    fields: list[pa.Field]  # what each sessions-layout record gains
+
+    def page(self, sessions: list[SessionActions]) -> None: ...
+
+    def apply(
+        self, s: SessionActions, j: Judgement, *, filter_negatives: bool = True
+    ) -> tuple[Judgement, dict[str, Any]]: ...
 
 
 class _Sink(Protocol):
@@ -284,8 +297,12 @@ def export_batch(
     test_fraction: float | None = None,
     split_at: int | str | None = None,
     progress: bool | None = None,
+    judge_with: SessionJudge | None = None,
 ) -> ExportSummary:
     """Write a released (or later) batch; a collecting batch is refused, it is still changing.
+
+    ``judge_with`` reworks each judgement with a click model (examined negatives,
+    labels); records gain its ``fields`` (layout sessions).
 
     ``test_fraction`` sends the latest sessions by ``created_at`` (that fraction of the
     batch's relevant sessions with events) to a test split; ``split_at`` sends those
@@ -307,6 +324,8 @@ def export_batch(
         splits.append("irrelevant")
     paths = _paths(Path(out), format, splits)
     schema = SESSIONS_SCHEMA if layout == "sessions" else TRIPLETS_SCHEMA
+    if judge_with is not None and layout == "sessions":
+        schema = pa.schema([*SESSIONS_SCHEMA, *judge_with.fields])
     sink_type = _JsonlSink if format == "jsonl" else _ParquetSink
     sinks: dict[str, _Sink] = {}
     summary = ExportSummary(
@@ -327,8 +346,10 @@ def export_batch(
         with tqdm(total=info.sessions, unit="session", disable=not show, file=sys.stderr) as bar:
             after = 0
             while page := storage.reads.session_actions(batch_id, after, PAGE_SIZE):
+                if judge_with is not None:
+                    judge_with.page(page)
                 for s in page:
-                    _export_one(s, weights, layout, split_ms, sinks, summary)
+                    _export_one(s, weights, layout, split_ms, sinks, summary, judge_with)
                 after = page[-1].session_number
                 summary.sessions += len(page)
                 bar.update(len(page))
@@ -349,14 +370,18 @@ def _export_one(
     split_ms: int | None,
     sinks: Mapping[str, _Sink],
     summary: ExportSummary,
+    judge_with: SessionJudge | None = None,
 ) -> None:
     query = query_text(s.search_query)
+    extra: dict[str, Any] = {}
     if s.is_irrelevant:
         summary.left_out["irrelevant"] += 1
         if "irrelevant" in sinks and query is not None:
             shown = list(dict.fromkeys(s.result_ids))
             j = Judgement(results=shown, positives=[], positive_weights=[], negatives=shown)
-            sinks["irrelevant"].write(_record(s, query, j))
+            if judge_with is not None:
+                j, extra = judge_with.apply(s, j, filter_negatives=False)
+            sinks["irrelevant"].write({**_record(s, query, j), **extra})
             summary.written["irrelevant"] += 1
         return
     if s.events == 0:
@@ -369,9 +394,11 @@ def _export_one(
     if not j.positives:
         summary.left_out["no_positives"] += 1
         return
+    if judge_with is not None:
+        j, extra = judge_with.apply(s, j)
     split = "test" if split_ms is not None and s.created_at_ms >= split_ms else "train"
     if layout == "sessions":
-        sinks[split].write(_record(s, query, j))
+        sinks[split].write({**_record(s, query, j), **extra} if extra else _record(s, query, j))
     elif j.negatives:
         for positive in j.positives:
             for negative in j.negatives:

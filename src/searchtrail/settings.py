@@ -172,6 +172,12 @@ class Settings(BaseSettings):
         description="Weight of each event type in training data, as JSON; a result's weight is "
         "the largest of its events'; types not listed (or 0) do not make a positive.",
     )
+    clickmodel_click_types: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: ["click", "add_to_cart", "purchase"],
+        min_length=1,
+        description="The event types that count as a click for the click models (`searchtrail "
+        "clickmodel`, `export --negatives examined`, `--labels`), as JSON.",
+    )
 
     insecure: bool = Field(
         False,

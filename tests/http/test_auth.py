@@ -40,6 +40,8 @@ EXPECTED_SCOPES = {
     ("GET", "/internal/metrics/queries"): "read",
     ("GET", "/internal/metrics/compare"): "read",
     ("GET", "/internal/metrics/sessions"): "read",
+    ("GET", "/internal/clickmodel"): "read",
+    ("GET", "/internal/clickmodel/labels"): "read",
 }
 
 

@@ -7,8 +7,9 @@ with the variable's name instead of starting workers that fail.
 
 One module per command group: ``server`` (serve), ``data`` (insert, export, import),
 ``apikeys`` (keys), ``database`` (db), ``metrics`` (metrics, its tables and CSV in
-``_metrics_output``); ``_common`` holds what they share. Each command
-imports the service, the store or uvicorn only when it runs, so ``--help`` stays fast.
+``_metrics_output``), ``clickmodel`` (fit, compare); ``_common`` holds what they
+share. Each command imports the service, the store or uvicorn only when it runs, so
+``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import click
 from searchtrail import __version__
 from searchtrail.cli._common import Group
 from searchtrail.cli.apikeys import keys
+from searchtrail.cli.clickmodel import clickmodel
 from searchtrail.cli.data import export, import_, insert
 from searchtrail.cli.database import db
 from searchtrail.cli.metrics import metrics
@@ -32,5 +34,5 @@ def main() -> None:
     """searchtrail: clickstream for search, as a service, a library and this command."""
 
 
-for _command in (serve, insert, export, import_, keys, db, metrics):
+for _command in (serve, insert, export, import_, keys, db, metrics, clickmodel):
     main.add_command(_command)

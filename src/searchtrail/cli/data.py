@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from searchtrail.cli._common import Command, load_settings
+from searchtrail.cli.clickmodel import _model
 
 __all__ = ["export", "import_", "insert"]
 
@@ -122,6 +123,33 @@ def _parse_weights(values: tuple[str, ...]) -> dict[str, float]:
     help="Override one event type's weight (repeatable); 0 removes the type.",
 )
 @click.option(
+    "--negatives",
+    type=click.Choice(["skip-above", "examined"]),
+    default="skip-above",
+    show_default=True,
+    help="examined: only the skip-above negatives a click model says were examined "
+    "(docs/clickmodels.md).",
+)
+@click.option(
+    "--labels",
+    metavar="MODEL",
+    callback=_model,
+    help="Add each positive's and negative's relevance and grade from this click model.",
+)
+@click.option(
+    "--clickmodel",
+    metavar="MODEL",
+    callback=_model,
+    help="The model of --negatives examined [default: the --labels model].",
+)
+@click.option(
+    "--examined-threshold",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="With --negatives examined: the least examination probability kept.",
+)
+@click.option(
     "--progress/--no-progress", default=None, help="Progress bar [default: on a terminal]."
 )
 def export(
@@ -135,6 +163,10 @@ def export(
     test_fraction: float | None,
     split_at: str | None,
     weights: tuple[str, ...],
+    negatives: str,
+    labels: str | None,
+    clickmodel: str | None,
+    examined_threshold: float,
     progress: bool | None,
 ) -> None:
     """Write a released batch as training data (JSONL or Parquet), or with --all dump every
@@ -144,10 +176,14 @@ def export(
     if everything == (batch_id is not None):
         raise click.UsageError("give --batch ID (training data) or --all (a full dump)")
     if everything:
+        modelled = negatives != "skip-above" or labels or clickmodel
         if layout != "sessions" or include_irrelevant or test_fraction or split_at or weights:
+            modelled = True
+        if modelled:
             raise click.UsageError(
                 "--all dumps every table as stored: --layout, --include-irrelevant, "
-                "--test-fraction, --split-at and --weight apply to --batch only"
+                "--test-fraction, --split-at, --weight, --negatives, --labels and "
+                "--clickmodel apply to --batch only"
             )
         with Clickstream(settings=load_settings(database_url=database_url)) as cs:
             dumped = cs.export_all(
@@ -170,6 +206,10 @@ def export(
             test_fraction=test_fraction,
             split_at=split_at,
             progress=progress,
+            negatives="examined" if negatives == "examined" else "skip_above",
+            labels=labels,
+            clickmodel=clickmodel,
+            examined_threshold=examined_threshold,
         )
     click.echo(summary.model_dump_json(indent=2))
 

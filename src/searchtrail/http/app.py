@@ -18,7 +18,16 @@ from searchtrail.errors import Unavailable
 from searchtrail.http.auth import Limiters
 from searchtrail.http.errors import install_error_handlers
 from searchtrail.http.openapi import install_openapi
-from searchtrail.http.routers import browser, dashboard, health, internal, keys, metrics, sessions
+from searchtrail.http.routers import (
+    browser,
+    clickmodels,
+    dashboard,
+    health,
+    internal,
+    keys,
+    metrics,
+    sessions,
+)
 from searchtrail.paths import CLIENT_PREFIX, INTERNAL_PREFIX
 from searchtrail.ratelimit import RateLimiter
 from searchtrail.service import Clickstream
@@ -153,6 +162,7 @@ def create_app(
     app.include_router(internal.router, prefix=INTERNAL_PREFIX)
     app.include_router(keys.router, prefix=INTERNAL_PREFIX)
     app.include_router(metrics.router, prefix=INTERNAL_PREFIX)
+    app.include_router(clickmodels.router, prefix=INTERNAL_PREFIX)
     app.include_router(dashboard.router)
     return app
 

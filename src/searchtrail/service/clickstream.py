@@ -38,6 +38,7 @@ from searchtrail.models import (
     parse_json,
 )
 from searchtrail.service.batches import BatchOperations
+from searchtrail.service.clickmodels import ClickModelOperations, FitCache
 from searchtrail.service.metrics import MetricsOperations
 from searchtrail.service.queue import QueueOperations
 from searchtrail.service.training import TrainingOperations
@@ -103,10 +104,13 @@ def _strip_indices(path: str) -> str:
     return _INDEX.sub("[]", path)
 
 
-class Clickstream(BatchOperations, QueueOperations, TrainingOperations, MetricsOperations):
+class Clickstream(
+    BatchOperations, QueueOperations, TrainingOperations, MetricsOperations, ClickModelOperations
+):
     """The service: sessions and events here; batches, the improvement queue and training
-    data in the operations it inherits (``service/batches.py``, ``queue.py``,
-    ``training.py``). It talks to storage only through ``searchtrail.storage``'s protocols.
+    data, metrics and click models in the operations it inherits (``service/batches.py``,
+    ``queue.py``, ``training.py``, ``metrics.py``, ``clickmodels.py``). It talks to
+    storage only through ``searchtrail.storage``'s protocols.
     """
 
     def __init__(
@@ -142,6 +146,7 @@ class Clickstream(BatchOperations, QueueOperations, TrainingOperations, MetricsO
         # API keys: create, list, revoke, verify (searchtrail.keys).
         self.keys = KeyRing(self.storage.keys, cache_sec=settings.auth_cache_sec)
         self._unknown_log = _UnknownKeyLog()
+        self._fit_cache = FitCache()
 
     def close(self) -> None:
         self.storage.close()
