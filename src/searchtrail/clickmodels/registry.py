@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from searchtrail.clickmodels.base import ClickModel
+from searchtrail.clickmodels.cascade import Cascade
 from searchtrail.clickmodels.coec import COEC
+from searchtrail.clickmodels.dbn import DBN
+from searchtrail.clickmodels.sdbn import SDBN
 
 __all__ = ["MODELS", "make"]
 
 MODELS: dict[str, type[ClickModel]] = {
     "coec": COEC,
+    "cascade": Cascade,
+    "dbn": DBN,
+    "sdbn": SDBN,
 }
 
 
