@@ -9,6 +9,7 @@ docs/dashboard-compare.png).
 from __future__ import annotations
 
 import base64
+import json
 import os
 import random
 import re
@@ -30,6 +31,7 @@ from tests.test_browser import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = INTERNAL_PREFIX + "/metrics"
+CLICKMODEL = INTERNAL_PREFIX + "/clickmodel"
 SCREENSHOTS = os.environ.get("SEARCHTRAIL_TESTS_SCREENSHOTS") == "1"
 DAY_MS = 86_400_000
 
@@ -108,6 +110,7 @@ COLOURS = {
     "chart-conversion_rate": (0xE0, 0x7A, 0x1F),
     "chart-zero_result_rate": (0xB5, 0x17, 0x9E),
     "chart-position": (0x33, 0x66, 0xCC),
+    "chart-bias": (0x6A, 0x4C, 0x93),
 }
 
 
@@ -134,10 +137,40 @@ class Dashboard:
         return found
 
     def api(self, path: str, params: Any = None, key: str | None = None) -> Any:
+        return self._get(METRICS + path, params, key)
+
+    def fit(self, model: str, params: dict[str, str], key: str | None = None) -> Any:
+        """The click model API's fit of ``model`` over ``params`` (since, until)."""
+        return self._get(CLICKMODEL, {**params, "model": model}, key)
+
+    def _get(self, path: str, params: Any, key: str | None) -> Any:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        r = httpx.get(f"{self.server.url}{METRICS}{path}", params=params, headers=headers)
+        r = httpx.get(f"{self.server.url}{path}", params=params, headers=headers)
         r.raise_for_status()
         return r.json()
+
+    def wait_bias(self, model: str, since: str, state: str = "ready") -> dict[str, Any]:
+        """Until the position bias panel shows ``model``'s fit from ``since`` on: its
+        data attributes, the values its chart plots (``plotted``) and its caption."""
+        read = (
+            "(() => { const p = document.getElementById('bias');"
+            " const box = document.getElementById('chart-bias');"
+            " return {...p.dataset, plotted: box.dataset.plotted,"
+            " caption: document.getElementById('bias-fit').textContent}; })()"
+        )
+
+        def drawn() -> dict[str, Any] | None:
+            found: dict[str, Any] = self.page.evaluate(read)
+            ok = (found.get("state"), found.get("model"), found.get("since")) == (
+                state,
+                model,
+                since,
+            )
+            return found if ok else None
+
+        found = eventually(drawn, f"the position bias of {model}")
+        found["plotted"] = json.loads(found["plotted"])
+        return found
 
     def visible(self, element_id: str) -> bool:
         shown: bool = self.page.evaluate(

@@ -26,9 +26,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from searchtrail import Clickstream
+from searchtrail.clickmodels.registry import MODELS
 from searchtrail.http.routers.dashboard import CONTENT_TYPES
 from searchtrail.keys import Scope
 from tests.dashboard_page import (
+    CLICKMODEL,
     COLOURS,
     DAY_MS,
     METRICS,
@@ -49,6 +51,10 @@ from tests.test_browser import eventually
 pytestmark = sqlite_only
 
 STATIC = ROOT / "src" / "searchtrail" / "static" / "dashboard"
+# The position bias panel's select: bias.js's order, then any other model by name.
+ORDER = ["pbm", "ubm", "cascade", "dbn", "sdbn", "coec"]
+OFFERED = sorted(MODELS, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+DEFAULT_MODEL = "pbm" if "pbm" in MODELS else "coec"
 
 
 # -- the files ---------------------------------------------------------------------------
@@ -106,7 +112,7 @@ def test_every_asset_the_page_references_is_served_with_its_type(client: TestCli
         "/dashboard/vendor/uPlot.iife.min.js": "text/javascript; charset=utf-8",
         "/dashboard/vendor/LICENSE": "text/plain; charset=utf-8",
     }
-    for module in ("dashboard", "api", "charts", "compare", "format", "queries"):
+    for module in ("dashboard", "api", "bias", "charts", "compare", "format", "queries"):
         expected[f"/dashboard/{module}.js"] = "text/javascript; charset=utf-8"
     assert served == expected
     # Nothing else of the package is reachable, nor anything outside it.
@@ -154,6 +160,25 @@ def test_the_page_is_public_and_its_data_needs_read(cs: Clickstream, client: Tes
     assert client.get(METRICS, headers={"Authorization": f"Bearer {read}"}).status_code == 200
 
 
+def test_the_models_offered_are_those_the_api_fits(cs: Clickstream, client: TestClient) -> None:
+    r = client.get("/dashboard/clickmodels.json")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json"
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+    assert r.json() == {"models": sorted(MODELS)}
+    assert "coec" in MODELS
+    # Every name listed is fitted; a name not listed is refused, and the refusal lists them.
+    for name in MODELS:
+        assert client.get(CLICKMODEL, params={"model": name}).status_code == 200, name
+    refused = client.get(CLICKMODEL, params={"model": "nope"})
+    assert refused.status_code == 422
+    assert ", ".join(sorted(MODELS)) in refused.text
+    # Names of code, not data: public even where the data needs a key.
+    cs.keys.create("dashboard", [Scope.READ])
+    assert client.get(CLICKMODEL, params={"model": "coec"}).status_code == 401
+    assert client.get("/dashboard/clickmodels.json").json() == {"models": sorted(MODELS)}
+
+
 def test_every_served_type_is_one_the_router_knows() -> None:
     suffixes = {p.suffix or p.name for p in STATIC.rglob("*") if p.is_file()}
     assert suffixes - set(CONTENT_TYPES) == {".md"}  # vendor/README.md, for people, not served
@@ -183,6 +208,19 @@ def test_the_page_shows_the_apis_numbers_and_draws_its_charts(
         )
         assert [t["metric"] for t in tiles] == list(UNITS)
         assert now["sessions"] == 112
+        # The position bias: the default model, fitted over the range, as the API fits it.
+        assert d.text("#bias-model option") == OFFERED
+        assert d.page.evaluate("document.getElementById('bias-model').value") == DEFAULT_MODEL
+        bias = d.wait_bias(DEFAULT_MODEL, shown["since"])
+        fit = d.fit(DEFAULT_MODEL, shown)
+        assert fit["counts"]["sessions"] == 112 and bias["until"] == shown["until"]
+        assert bias["plotted"] == fit["examination"] and len(fit["examination"]) == 10
+        q = fit["fit"]
+        assert q["test_sessions"] > 0 and q["log_likelihood"] is not None
+        assert bias["caption"] == (
+            f"{DEFAULT_MODEL}: held-out log-likelihood {q['log_likelihood']:.3f}, "
+            f"perplexity {q['perplexity']:.3f}"
+        )
         for t in tiles:
             name = t["metric"]
             assert same(t["value"], now[name]) and same(t["previous"], before[name]), t
@@ -205,6 +243,18 @@ def test_the_page_shows_the_apis_numbers_and_draws_its_charts(
         sessions = d.api("", d.range())["sessions"]
         assert 0 < sessions < 112
         assert d.text(".tile[data-metric=sessions] .value") == [f"{sessions:,}"]
+        # The panel follows the range, and the select: each model's curve is the API's.
+        for model in [DEFAULT_MODEL, *(m for m in OFFERED if m != DEFAULT_MODEL)]:
+            if model != DEFAULT_MODEL:
+                d.page.evaluate(
+                    f"document.getElementById('bias-model').value = {model!r};"
+                    "document.getElementById('bias-model').dispatchEvent(new Event('change'))"
+                )
+            bias = d.wait_bias(model, d.range()["since"])
+            fit = d.fit(model, d.range())
+            assert 0 < fit["counts"]["sessions"] < 112
+            assert bias["plotted"] == fit["examination"], model
+            assert d.charts()["chart-bias"]["painted"] > 30, model
         assert d.errors() == []
 
 
@@ -314,6 +364,8 @@ def test_with_keys_the_page_asks_for_one_then_shows_data(database_url: str, tmp_
         assert not d.visible("key-form") and d.visible("content") and d.visible("forget-key")
         now = d.api("", d.range(), key=read)
         assert d.text(".tile[data-metric=sessions] .value") == [f"{now['sessions']:,}"]
+        fit = d.fit(DEFAULT_MODEL, d.range(), key=read)
+        assert d.wait_bias(DEFAULT_MODEL, d.range()["since"])["plotted"] == fit["examination"]
         # Kept for this tab only, and sent in a header, never in a URL.
         stored = "Object.values(sessionStorage).concat('|', Object.values(localStorage))"
         assert d.page.evaluate(stored) == [read, "|"]
@@ -341,8 +393,11 @@ def test_an_empty_service_shows_the_page_without_errors(database_url: str, tmp_p
         d.open()
         values = d.text(".tile .value")
         assert values == ["0", "—", "—", "—", "—", "—"]
+        bias = d.wait_bias(DEFAULT_MODEL, d.range()["since"], state="empty")
+        assert bias["caption"] == "No sessions in this range: nothing to fit."
+        assert bias["plotted"] == [None] * 10
         charts = d.charts()
-        assert len(charts) == 5
+        assert len(charts) == 6
         assert all(
             c["width"] > 200 and c["height"] > 100 and c["inked"] > 500 for c in charts.values()
         )

@@ -4,11 +4,16 @@ The files hold no data, so they are public, as ``/st.js`` is; the page reads the
 API (``read`` scope) like any other client, with the key its user gives it. Only the
 files of the package's dashboard directory are served, each with the type of its suffix;
 they are read once and kept in memory (under 100 KB).
+
+One more answer sits beside them: ``clickmodels.json``, the names of the click models the
+click model API accepts (the registry it checks ``model`` against), for the page's model
+select. Names of code, not data: public like the files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -17,6 +22,8 @@ from importlib.resources.abc import Traversable
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.exceptions import HTTPException
+
+from searchtrail.clickmodels.registry import MODELS
 
 __all__ = ["CONTENT_TYPES", "router"]
 
@@ -92,6 +99,12 @@ async def dashboard_redirect() -> RedirectResponse:
 @router.get("/dashboard/")
 async def dashboard(request: Request) -> Response:
     return _answer(request, "index.html")
+
+
+@router.get("/dashboard/clickmodels.json")
+async def dashboard_click_models() -> Response:
+    body = json.dumps({"models": sorted(MODELS)}).encode()
+    return Response(body, media_type="application/json", headers=HEADERS)
 
 
 @router.get("/dashboard/{path:path}")

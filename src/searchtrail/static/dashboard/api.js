@@ -8,7 +8,11 @@
 // Authorization header only, never in a URL.
 
 // Relative to the page, so a proxy serving the service under a path prefix keeps it.
-const BASE = new URL("../api/v1/clickstream/internal/metrics", document.baseURI);
+const INTERNAL = new URL("../api/v1/clickstream/internal/", document.baseURI);
+const BASE = new URL("metrics", INTERNAL);
+const CLICKMODEL = new URL("clickmodel", INTERNAL);
+// The click models this service fits (the page's own file list, no key): see dashboard.py.
+const MODELS = new URL("clickmodels.json", document.baseURI);
 const STORED = "searchtrail.dashboard.readKey";
 
 export class NeedKey extends Error {
@@ -38,8 +42,19 @@ export function setKey(value) {
 }
 
 // GET BASE + path with params (arrays repeat the name); the parsed JSON answer.
-export async function get(path, params = {}) {
-  const url = new URL(BASE.href + path);
+export const get = (path, params = {}) => getUrl(new URL(BASE.href + path), params);
+
+// A click model's fit over a range: GET .../clickmodel?model=NAME&since=&until=.
+export const getClickModel = (model, params) => getUrl(new URL(CLICKMODEL), { ...params, model });
+
+// The names of the click models the API accepts, e.g. ["coec", "pbm"].
+export async function clickModelNames() {
+  const response = await fetch(MODELS, { credentials: "omit", cache: "no-store" });
+  if (!response.ok) throw new Error(`${MODELS.pathname}: HTTP ${response.status}`);
+  return (await response.json()).models;
+}
+
+async function getUrl(url, params) {
   for (const [name, value] of Object.entries(params)) {
     for (const v of [].concat(value)) {
       if (v !== null && v !== undefined) url.searchParams.append(name, String(v));

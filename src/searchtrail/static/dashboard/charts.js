@@ -17,10 +17,16 @@ function add(container, options, data) {
   const size = { width: widthOf(container), height: HEIGHT };
   const chart = new uPlot({ ...size, ...options }, data, container);
   charts.push([chart, container]);
+  return chart;
 }
 
-export function clearCharts() {
-  for (const [chart] of charts.splice(0)) chart.destroy();
+// Every chart, or only those drawn into `container`.
+export function clearCharts(container = null) {
+  for (let i = charts.length - 1; i >= 0; i--) {
+    if (container && charts[i][1] !== container) continue;
+    charts[i][0].destroy();
+    charts.splice(i, 1);
+  }
 }
 
 let pending = null;
@@ -76,4 +82,34 @@ export function positionChart(container, rates, color) {
     },
     [positions, rates],
   );
+}
+
+// A click model's examination at positions 1..n relative to position 1, as a line. The
+// values plotted are kept on the container (data-plotted, JSON) for the browser tests.
+export function examinationChart(container, examination, color) {
+  const positions = examination.map((_e, i) => i + 1);
+  const chart = add(
+    container,
+    {
+      scales: { x: { time: false, range: [0.5, examination.length + 0.5] }, y: { range: fromZero } },
+      axes: [
+        { values: (_u, ticks) => ticks.map((t) => (Number.isInteger(t) ? t : "")) },
+        { size: 56, values: (_u, ticks) => ticks.map((t) => +t.toFixed(2)) },
+      ],
+      series: [
+        { label: "position", value: (_u, v) => v },
+        {
+          label: "examination",
+          stroke: color,
+          fill: `${color}22`,
+          width: 2,
+          points: { show: true, size: 6, fill: color },
+          value: (_u, v) => format.fixed(3)(v),
+        },
+      ],
+    },
+    [positions, examination],
+  );
+  container.dataset.plotted = JSON.stringify(chart.data[1]);
+  return chart;
 }

@@ -1,6 +1,7 @@
 // The dashboard: the date range, the headline tiles, and loading everything in turn.
 
 import { NeedKey, currentKey, get, setKey } from "./api.js";
+import { drawBias, fitBias, watchModelSelect } from "./bias.js";
 import { clearCharts, dailyChart, positionChart } from "./charts.js";
 import { compare, offerRankers } from "./compare.js";
 import { DASH, DAY_MS, el, format, isoDay } from "./format.js";
@@ -87,8 +88,9 @@ function renderTiles(now, before, previous) {
   $("tiles").replaceChildren(...tiles);
 }
 
+// The metrics' charts (the position bias panel draws its own, when its fit comes).
 function renderCharts(days, summary, range) {
-  clearCharts();
+  for (const name of [...SERIES.map(([n]) => n), "position"]) clearCharts($(`chart-${name}`));
   const byDay = new Map(days.groups.map((g) => [g.key, g]));
   const xs = [];
   for (let t = range.since; t < range.until; t += DAY_MS) xs.push(t / 1000);
@@ -134,6 +136,8 @@ async function load() {
   const previous = { since: 2 * range.since - range.until, until: range.since };
   const params = asParams(range);
   status("Loading…");
+  // The click model's fit starts now and is drawn when it comes, holding nothing up.
+  const bias = fitBias(params);
   try {
     const [now, before, days, rankers, lists] = await Promise.all([
       get("", params),
@@ -151,6 +155,7 @@ async function load() {
     renderTiles(now, before, previous);
     renderCharts(days, now, range);
     renderLists(lists, (query) => openQuery(query, current, failed));
+    drawBias(bias);
     document.body.dataset.since = params.since;
     document.body.dataset.until = params.until;
     status(`${format.count(now.sessions)} session(s), ${describe(range)} (UTC)`);
@@ -181,5 +186,6 @@ $("forget-key").addEventListener("click", () => {
   load();
 });
 
+watchModelSelect();
 setDefaultRange();
 load();
