@@ -106,6 +106,20 @@ def _targets(run: Run) -> list[tuple[str, str, bool]]:
                     targets.metrics_met(p95),
                 )
             )
+    c = run.clickmodels
+    if c is not None:
+        for fit in c.fits:
+            if not fit.available or fit.error:
+                continue
+            out.append(
+                (
+                    f"Click model {fit.name}: read and fit {c.data.sessions:,} sessions "
+                    f"< {targets.CLICKMODEL_SECONDS:g} s, peak RSS "
+                    f"< {targets.CLICKMODEL_PEAK_BYTES / 2**30:g} GiB",
+                    f"{fit.seconds:.1f} s, {fit.peak_rss / _MIB:,.0f} MiB",
+                    targets.clickmodel_met(fit.seconds, fit.peak_rss),
+                )
+            )
     for imp in run.imports:
         out.append(
             (
@@ -203,6 +217,7 @@ def _results(run: Run) -> list[str]:
             f"{_n(imp.raw_per_second)} sessions/s | 1 round | | | | |"
         )
     lines += _metrics(run)
+    lines += _clickmodels(run)
     stored = [
         f"{res.title}: {res.rows_after:,}"
         for res in run.results.values()
@@ -251,6 +266,33 @@ def _metrics(run: Run) -> list[str]:
             f"| {series.title} | {series.pct(50):.1f} ms | {series.pct(95):.1f} ms | "
             f"{series.pct(99):.1f} ms | {max(series.ms):.1f} ms |"
         )
+    return lines
+
+
+def _clickmodels(run: Run) -> list[str]:
+    c = run.clickmodels
+    if c is None:
+        return []
+    lines = [
+        "",
+        f"Click models on the metrics database ({c.dialect}, {c.data.sessions:,} sessions, "
+        "10 results kept each), each in a process of its own: reading the log straight from "
+        "the database, then fitting; peak RSS of that process:",
+        "",
+        "| model | sessions read | pairs | read | fit | iterations | total | peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for f in c.fits:
+        if not f.available:
+            lines.append(f"| {f.name} | not available (not in the registry) | | | | | | |")
+        elif f.error:
+            lines.append(f"| {f.name} | failed: {f.error} | | | | | | |")
+        else:
+            lines.append(
+                f"| {f.name} | {f.sessions:,} | {f.pairs:,} | {f.read_s:.1f} s | "
+                f"{f.fit_s:.1f} s | {f.iterations if f.iterations is not None else ''} | "
+                f"{f.seconds:.1f} s | {f.peak_rss / _MIB:,.0f} MiB |"
+            )
     return lines
 
 

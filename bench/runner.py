@@ -26,6 +26,7 @@ from typing import Any
 from tests.pg import PgServer, find_bindir, major_version, start_server
 
 from bench.baseline import baseline_env, baseline_schema, baseline_tree
+from bench.clickmodelbench import ClickModelRun, run_clickmodels
 from bench.data import (
     big_database,
     big_postgres_database,
@@ -55,7 +56,7 @@ from searchtrail.storage.sql import SqlStorage, normalize_database_url
 
 __all__ = ["SCENARIOS", "Options", "Run", "ScenarioResult", "main"]
 
-SCENARIOS = ("push", "create", "get", "raw", "sustain", "import", "metrics")
+SCENARIOS = ("push", "create", "get", "raw", "sustain", "import", "metrics", "clickmodels")
 # On our own PostgreSQL server, the database every scenario but the get writes to.
 PG_WORK_DATABASE = "bench"
 
@@ -89,6 +90,8 @@ class Options:
     metrics_sessions: int = 1_000_000
     metrics_requests: int = 200
     baseline: str | None = None
+    clickmodel_sessions: int = 1_000_000
+    clickmodels: list[str] = field(default_factory=lambda: ["pbm", "dbn"])
 
 
 @dataclass
@@ -142,6 +145,7 @@ class Run:
     raw: list[RawInsert] = field(default_factory=list)
     imports: list[ImportRate] = field(default_factory=list)
     metrics: MetricsRun | None = None
+    clickmodels: ClickModelRun | None = None
     baseline: str | None = None
     sustained: Sustained | None = None
     profiles: dict[str, Profile] = field(default_factory=dict)
@@ -208,6 +212,18 @@ def parse_args(argv: list[str] | None) -> Options:
         help="requests of each metrics measurement [200; quick 20]",
     )
     p.add_argument(
+        "--clickmodel-sessions",
+        type=int,
+        help="sessions of the metrics scenario's database the clickmodels scenario reads "
+        "[1000000; quick 20000]",
+    )
+    p.add_argument(
+        "--clickmodels",
+        default="pbm,dbn",
+        help="comma-separated click models the clickmodels scenario reads and fits, each in "
+        "a process of its own [pbm,dbn]",
+    )
+    p.add_argument(
         "--baseline",
         metavar="REV",
         help="push and create also run the code at REV (a git worktree of it, this venv), "
@@ -272,6 +288,8 @@ def parse_args(argv: list[str] | None) -> Options:
         metrics_sessions=pick(a.metrics_sessions, 1_000_000, 20_000),
         metrics_requests=pick(a.metrics_requests, 200, 20),
         baseline=a.baseline,
+        clickmodel_sessions=pick(a.clickmodel_sessions, 1_000_000, 20_000),
+        clickmodels=[name for name in a.clickmodels.split(",") if name],
         events_per_push=a.events_per_push,
         data_dir=a.data_dir.resolve(),
         out=out.resolve(),
@@ -632,6 +650,13 @@ class Bench:
             f"metrics: the {n:,}-session database, then the 30-day summary and series", flush=True
         )
         self.run.metrics = run_metrics(self, n, self.o.metrics_requests)
+
+    def clickmodels(self) -> None:
+        n = self.o.clickmodel_sessions
+        print(
+            f"clickmodels: read {n:,} sessions and fit {','.join(self.o.clickmodels)}", flush=True
+        )
+        self.run.clickmodels = run_clickmodels(self, n, self.o.clickmodels)
 
 
 def _fresh_work_database(server: PgServer) -> None:

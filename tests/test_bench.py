@@ -335,3 +335,20 @@ def test_quick_metrics_scenario_builds_measures_and_reports(tmp_path: Path) -> N
     assert list((tmp_path / "data").glob("metrics-600-*.db"))
     assert list((tmp_path / "data").glob("metrics-600-*.json"))
     assert _ours(tmp_path) == []
+
+
+def test_quick_clickmodels_scenario_fits_and_reports_what_is_missing(tmp_path: Path) -> None:
+    args = [
+        *_bench_args(tmp_path), "--only", "clickmodels", "--clickmodel-sessions", "600",
+        "--clickmodels", "pbm,no-such-model",
+    ]  # fmt: skip
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = (tmp_path / "report.md").read_text()
+    assert "Click models on the metrics database (sqlite, 600 sessions" in report
+    assert "| no-such-model | not available (not in the registry) |" in report
+    row = next(line for line in report.splitlines() if line.startswith("| pbm | "))
+    assert "failed" not in row
+    line = next(line for line in report.splitlines() if line.startswith("| Click model pbm:"))
+    assert "**met**" in line or "**missed**" in line
+    assert _ours(tmp_path) == []

@@ -10,7 +10,7 @@ later copies are ``-1``. Queries are grouped as the metrics group them
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,45 +70,95 @@ class ClickLog:
         return self.take(np.sort(order[:cut])), self.take(np.sort(order[cut:]))
 
 
+class _Builder:
+    """Sessions added a page at a time; ``log()`` numbers the pairs once at the end.
+
+    Objects are numbered as first seen, each page's results go into an (rows,
+    max_position) array of object numbers at once, and the pairs are the distinct
+    (query, object) numbers over all pages (``np.unique``): numbered by query, then by
+    object, as first seen.
+    """
+
+    def __init__(self, max_position: int) -> None:
+        self.m = max_position
+        self.queries: dict[str, int] = {}
+        self.objects: dict[str, int] = {}
+        self.known: dict[str, int] = {}  # a query as given (a string) to its number
+        self.shown: list[np.ndarray] = []
+        self.clicks: list[np.ndarray] = []
+        self.query: list[int] = []
+        self.time_ms: list[int] = []
+
+    def add(self, rows: Iterable[tuple[int, object, Sequence[str], set[str]]]) -> None:
+        m, objects, queries, known = self.m, self.objects, self.queries, self.known
+        lengths: list[int] = []
+        flat: list[int] = []
+        clicked_at: list[int] = []  # flat indices (into ``flat``) of the clicked results
+        for created, search_query, result_ids, clicked in rows:
+            if isinstance(search_query, str):
+                q = known.get(search_query)
+                if q is None:
+                    q = known[search_query] = queries.setdefault(
+                        query_key(search_query), len(queries)
+                    )
+            else:
+                q = queries.setdefault(query_key(search_query), len(queries))
+            self.query.append(q)
+            self.time_ms.append(created)
+            ids = result_ids[:m]
+            lengths.append(len(ids))
+            if clicked:
+                at = len(flat)
+                clicked_at.extend(at + k for k, o in enumerate(ids) if o in clicked)
+            try:
+                flat.extend([objects[o] for o in ids])
+            except KeyError:
+                flat.extend([objects.setdefault(o, len(objects)) for o in ids])
+        shown = np.arange(m) < np.array(lengths, dtype=np.int64)[:, None]
+        obj = np.full(shown.shape, -1, dtype=np.int32)
+        obj[shown] = flat
+        flat_click = np.zeros(len(flat), dtype=bool)
+        flat_click[clicked_at] = True
+        click = np.zeros(shown.shape, dtype=bool)
+        click[shown] = flat_click
+        # An object shown again counts at its first position only.
+        for k in range(1, m):
+            again = (obj[:, k : k + 1] == obj[:, :k]).any(axis=1) & (obj[:, k] >= 0)
+            obj[again, k] = -1
+            click[again, k] = False
+        self.shown.append(obj)
+        self.clicks.append(click)
+
+    def log(self) -> ClickLog:
+        m = self.m
+        obj = np.concatenate(self.shown) if self.shown else np.zeros((0, m), dtype=np.int32)
+        click = np.concatenate(self.clicks) if self.clicks else np.zeros((0, m), dtype=bool)
+        query = np.array(self.query, dtype=np.int32)
+        shown = obj >= 0
+        n_objects = max(len(self.objects), 1)
+        key = query.astype(np.int64)[:, None] * n_objects + obj
+        keys, inverse = np.unique(key[shown], return_inverse=True)
+        pair = np.full(obj.shape, -1, dtype=np.int32)
+        pair[shown] = inverse.reshape(-1)
+        names = list(self.objects)
+        return ClickLog(
+            pair,
+            click,
+            query,
+            np.array(self.time_ms, dtype=np.int64),
+            list(self.queries),
+            (keys // n_objects).astype(np.int32),
+            [names[i] for i in (keys % n_objects).tolist()],
+        )
+
+
 def build_click_log(
-    rows: Sequence[tuple[int, object, Sequence[str], set[str]]], max_position: int
+    rows: Iterable[tuple[int, object, Sequence[str], set[str]]], max_position: int
 ) -> ClickLog:
     """A log from ``(created_at_ms, search_query, result_ids, clicked)`` per session."""
-    n = len(rows)
-    pair = np.full((n, max_position), -1, dtype=np.int32)
-    click = np.zeros((n, max_position), dtype=bool)
-    query = np.zeros(n, dtype=np.int32)
-    time_ms = np.zeros(n, dtype=np.int64)
-    query_ids: dict[str, int] = {}
-    pair_ids: dict[tuple[int, str], int] = {}
-    pair_query: list[int] = []
-    pair_object: list[str] = []
-    for s, (created, search_query, result_ids, clicked) in enumerate(rows):
-        key = query_key(search_query)
-        q = query_ids.setdefault(key, len(query_ids))
-        query[s] = q
-        time_ms[s] = created
-        seen: set[str] = set()
-        for k, object_id in enumerate(result_ids[:max_position]):
-            if object_id in seen:
-                continue
-            seen.add(object_id)
-            p = pair_ids.get((q, object_id))
-            if p is None:
-                p = pair_ids[(q, object_id)] = len(pair_object)
-                pair_query.append(q)
-                pair_object.append(object_id)
-            pair[s, k] = p
-            click[s, k] = object_id in clicked
-    return ClickLog(
-        pair,
-        click,
-        query,
-        time_ms,
-        list(query_ids),
-        np.array(pair_query, dtype=np.int32),
-        pair_object,
-    )
+    builder = _Builder(max_position)
+    builder.add(rows)
+    return builder.log()
 
 
 def read_click_log(
@@ -118,10 +168,10 @@ def read_click_log(
     click_types: Sequence[str] = DEFAULT_CLICK_TYPES,
     max_position: int = 10,
 ) -> ClickLog:
-    """The sessions of ``scope`` as a ``ClickLog``, read a page at a time."""
-    rows: list[tuple[int, object, Sequence[str], set[str]]] = []
+    """The sessions of ``scope`` as a ``ClickLog``, read and added a page at a time."""
+    builder = _Builder(max_position)
     after = 0
     while page := reads.click_rows(scope, click_types, after, _PAGE):
-        rows.extend((r.created_at_ms, r.search_query, r.result_ids, r.clicked) for r in page)
+        builder.add((r.created_at_ms, r.search_query, r.result_ids, r.clicked) for r in page)
         after = page[-1].session_number
-    return build_click_log(rows, max_position)
+    return builder.log()

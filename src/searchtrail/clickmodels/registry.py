@@ -6,7 +6,9 @@ from searchtrail.clickmodels.base import ClickModel
 from searchtrail.clickmodels.cascade import Cascade
 from searchtrail.clickmodels.coec import COEC
 from searchtrail.clickmodels.dbn import DBN
+from searchtrail.clickmodels.pbm import PBM
 from searchtrail.clickmodels.sdbn import SDBN
+from searchtrail.clickmodels.ubm import UBM
 
 __all__ = ["MODELS", "make"]
 
@@ -15,6 +17,8 @@ MODELS: dict[str, type[ClickModel]] = {
     "cascade": Cascade,
     "dbn": DBN,
     "sdbn": SDBN,
+    "pbm": PBM,
+    "ubm": UBM,
 }
 
 

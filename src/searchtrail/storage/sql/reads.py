@@ -120,7 +120,7 @@ class SqlReads:
             if not rows:
                 return []
             clicked: dict[int, set[str]] = {}
-            for number, object_id in conn.execute(
+            for session, object_id in conn.execute(
                 select(events.c.session_number, events.c.object_id)
                 .where(
                     events.c.session_number >= rows[0].session_number,
@@ -130,14 +130,14 @@ class SqlReads:
                 )
                 .distinct()
             ):
-                clicked.setdefault(number, set()).add(object_id)
+                clicked.setdefault(session, set()).add(object_id)
         return [
             ClickRow(
-                session_number=r.session_number,
-                created_at_ms=r.created_at_ms,
-                search_query=r.search_query,
-                result_ids=[item["object_id"] for item in r.search_results],
-                clicked=clicked.get(r.session_number, set()),
+                session_number=number,
+                created_at_ms=created,
+                search_query=query,
+                result_ids=[item["object_id"] for item in results],
+                clicked=clicked.get(number) or set(),
             )
-            for r in rows
+            for number, created, query, results in rows
         ]
