@@ -149,7 +149,7 @@ class Settings(BaseSettings):
         "an interleaved list (team draft): the comparison's interleaving preference.",
     )
     metrics_refresh_s: float = Field(
-        10.0,
+        60.0,
         ge=0,
         description="How often `serve` brings the metrics' per-session stats up to date in "
         "the background (0: only when metrics are asked for). A metrics request refreshes "
