@@ -278,7 +278,7 @@ GENERATED = settings(
 )
 
 
-@settings(GENERATED, max_examples=25)
+@settings(GENERATED, max_examples=15)
 @given(
     sessions=st.lists(CREATE, min_size=1, max_size=8),
     pushes=st.lists(PUSH, min_size=1, max_size=10),
