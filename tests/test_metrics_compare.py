@@ -141,3 +141,12 @@ def test_an_interleaving_won_by_b_throughout_is_better() -> None:
     assert got["verdict"] == "better"
     against = interleaving(teams, "B", "A", resamples=2000, seed=0)
     assert against is not None and against["verdict"] == "worse"
+
+
+def test_the_outcomes_order_does_not_change_a_seeded_answer() -> None:
+    """A database may group outcomes in any order (PostgreSQL's hash aggregate does)."""
+    a = [(True, 1, False, 30), (True, None, False, 40), (False, None, False, 5), (True, 3, True, 9)]
+    b = [(True, 2, False, 50), (True, None, False, 20), (True, 1, True, 12)]
+    first = compare_outcomes(a, b, resamples=500, seed=7)
+    again = compare_outcomes(a[::-1], b[::-1], resamples=500, seed=7)
+    assert first == again

@@ -48,6 +48,9 @@ def _metrics(counts: np.ndarray, shown: np.ndarray, rr: np.ndarray, bought: np.n
 
 
 def _arrays(outcomes: Sequence[Outcome]) -> tuple[np.ndarray, ...]:
+    # The categories in one fixed order: a seed draws the same resamples only if each
+    # category has the same place, whatever order the database grouped them in.
+    outcomes = sorted(outcomes, key=lambda o: (o[0], o[1] or 0, o[2]))
     n = np.array([o[3] for o in outcomes], dtype=np.int64)
     shown = np.array([o[0] for o in outcomes], dtype=np.float64)
     rr = np.array([0.0 if o[1] is None else 1.0 / o[1] for o in outcomes])
