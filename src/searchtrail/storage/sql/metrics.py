@@ -1,6 +1,6 @@
 """The metrics' storage: ``session_stats`` kept fresh, and sums over a range of it.
 
-``refresh`` recomputes the stale rows (``version <> computed``) a chunk at a time. It
+``refresh`` recomputes the stale rows (``stale``) a chunk at a time. It
 reads a chunk's sessions and events outside any write, computes each session's stats
 (``metrics.definitions.session_stats``), then writes each row only where ``version`` is
 still the one it read: a push that landed meanwhile moved it, so that row stays stale
@@ -51,7 +51,7 @@ class SqlMetrics:
         s = stats.c
         self._stale = (
             select(s.session_number, s.version)
-            .where(s.version != s.computed, s.session_number > bindparam("after"))
+            .where(s.stale, s.session_number > bindparam("after"))
             .order_by(s.session_number)
             .limit(bindparam("chunk", type_=Integer))
         )
@@ -60,6 +60,7 @@ class SqlMetrics:
             .where(s.session_number == bindparam("n"), s.version == bindparam("v"))
             .values(
                 computed=bindparam("v"),
+                stale=False,
                 **{c: bindparam(c) for c in _COMPUTED},
             )
         )
@@ -142,17 +143,13 @@ class SqlMetrics:
             if kept:
                 # Moving version (not computed) also fails the version check of a write
                 # that a refresh under the old keys has in flight.
-                conn.execute(update(stats).values(version=stats.c.version + 1))
+                conn.execute(update(stats).values(version=stats.c.version + 1, stale=True))
 
         self._db.write(work)
 
     def stale(self) -> int:
         with self._db.read() as conn:
-            return int(
-                conn.execute(
-                    select(func.count()).where(stats.c.version != stats.c.computed)
-                ).scalar_one()
-            )
+            return int(conn.execute(select(func.count()).where(stats.c.stale)).scalar_one())
 
     # -- sums over a range ------------------------------------------------------------
 

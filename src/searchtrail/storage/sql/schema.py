@@ -16,8 +16,8 @@ Design choices that matter for speed and correctness:
 
 - ``session_stats`` is derived: one row per session, what the search-quality metrics
   need of it (storage/sql/metrics.py). A trigger inserts the row with its session and
-  follows ``is_irrelevant``; a push bumps ``version``; the metrics' refresh recomputes
-  the rows whose ``computed`` lags ``version``. A dump leaves it out; an import rebuilds it.
+  follows ``is_irrelevant``; a push bumps ``version`` and sets ``stale``; the metrics'
+  refresh recomputes the stale rows. A dump leaves it out; an import rebuilds it.
 
 A change here needs a new revision in ``migrations/versions``: tests/test_migrations.py
 compares what the revisions build with these tables, on both dialects.
@@ -40,6 +40,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
@@ -171,8 +172,11 @@ api_keys = Table(
 # Derived from sessions and events, never sent by a client (storage/sql/metrics.py).
 # Invariant: a row exists for every session (the dialect's trigger inserts it in the
 # session's own statement) and ``version`` moves in every transaction that adds events
-# to its session; a row whose ``computed`` equals ``version`` is exact. Without the
-# bump, a late event would leave its session's metrics stale for ever.
+# to its session, setting ``stale``; a row whose ``computed`` equals ``version`` is exact.
+# Without the bump, a late event would leave its session's metrics stale for ever.
+# No index reads ``version``, and ``stale`` is already true after a session's first push
+# since the last refresh: PostgreSQL then updates the row in place in its page (a HOT
+# update, which the fill factor leaves room for) and writes no index entry per push.
 session_stats = Table(
     "session_stats",
     metadata,
@@ -182,6 +186,7 @@ session_stats = Table(
     Column("is_irrelevant", Boolean, nullable=False),
     Column("version", Integer, nullable=False, server_default="1"),
     Column("computed", Integer, nullable=False, server_default="0"),
+    Column("stale", Boolean, nullable=False, server_default=true()),
     # What the refresh computes (NULL until it has):
     Column("results", Integer, nullable=True),  # results shown
     Column("interactions", Integer, nullable=True),  # events on shown results
@@ -199,8 +204,8 @@ session_stats = Table(
     Index(
         "ix_session_stats_stale",
         "session_number",
-        sqlite_where=text("version <> computed"),
-        postgresql_where=text("version <> computed"),
+        sqlite_where=text("stale"),
+        postgresql_where=text("stale"),
     ),
     # The time-to-first-interaction percentiles read their values from this index alone.
     Index(
@@ -211,6 +216,7 @@ session_stats = Table(
         sqlite_where=text("first_interaction_ms IS NOT NULL"),
         postgresql_where=text("first_interaction_ms IS NOT NULL"),
     ),
+    postgresql_with={"fillfactor": 80},
 )
 
 # The sums of the computed session_stats rows per hour (storage/sql/_rollup.py): the

@@ -85,7 +85,7 @@ class SqlSessions:
                 .where(sessions.c.session_id == bindparam("session_id"))
                 .scalar_subquery()
             )
-            .values(version=session_stats.c.version + 1)
+            .values(version=session_stats.c.version + 1, stale=True)
             .returning(
                 session_stats.c.session_number,
                 literal_column(

@@ -185,7 +185,7 @@ class ImportWriter:
             self.conn.execute(
                 update(session_stats)
                 .where(session_stats.c.session_number.in_(numbers[start : start + 500]))
-                .values(version=session_stats.c.version + 1)
+                .values(version=session_stats.c.version + 1, stale=True)
             )
 
     def session_numbers(
