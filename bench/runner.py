@@ -48,7 +48,7 @@ from bench.procs import (
     interrupts_held,
 )
 from bench.profile import Profile, record
-from bench.rawinsert import RawInsert, raw_insert_rate
+from bench.rawinsert import RawInsert, raw_copy_rate, raw_insert_rate
 from bench.report import render
 from bench.targets import create_met, get_met, push_met
 from bench.wrk import WrkResult, combine, run_wrk
@@ -586,11 +586,19 @@ class Bench:
             self.servers.stop(server)
 
     def raw(self) -> None:
-        if self.o.dialect != "sqlite":
-            self.run.notes.append("Raw insert rate: measured on SQLite only.")
-            return
         for per_txn in (self.o.events_per_push, 100_000):
             print(f"raw insert: {per_txn:,} rows per transaction", flush=True)
+            if self.o.dialect != "sqlite":
+                self.run.raw.append(
+                    raw_copy_rate(
+                        self.db_url(f"raw_{per_txn}"),
+                        seconds=self.o.raw_seconds,
+                        rows_per_transaction=per_txn,
+                        sessions=self.o.push_sessions,
+                        events_per_push=self.o.events_per_push,
+                    )
+                )
+                continue
             self.run.raw.append(
                 raw_insert_rate(
                     self.scratch / f"raw-{per_txn}.db",

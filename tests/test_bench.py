@@ -230,7 +230,7 @@ def test_postgresql_runs_start_their_own_server_and_load_the_get_database_once(
     try:
         outputs = []
         for run in ("first", "second"):
-            args = _bench_args(tmp_path, "--dialect", "postgresql", "--only", "push,create,get")
+            args = _bench_args(tmp_path, "--dialect", "postgresql", "--only", "push,create,get,raw")
             args[args.index("--data-dir") + 1] = str(data)
             args[args.index("--out") + 1] = str(tmp_path / f"{run}.md")
             done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -247,6 +247,9 @@ def test_postgresql_runs_start_their_own_server_and_load_the_get_database_once(
             ):
                 assert scenario in report, scenario
             assert "| Raw SQLite insert" not in report
+            # The raw rate of the push's rows, COPY'd into the same server in the same run.
+            assert "| Raw PostgreSQL COPY, 100 rows per transaction" in report
+            assert "| Push ≥ 80% of a raw COPY of the same rows (100 per transaction) |" in report
             deadline = time.monotonic() + 60  # a hang guard: its last processes may be exiting
             while _postgres_pids(data):
                 assert time.monotonic() < deadline, "the run's PostgreSQL server is still running"
