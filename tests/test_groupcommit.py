@@ -19,7 +19,7 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import ProgrammingError
 
 from searchtrail import Clickstream
-from searchtrail.errors import SessionNotFound, Unavailable
+from searchtrail.errors import SessionFull, SessionNotFound, Unavailable
 from searchtrail.settings import Settings
 from searchtrail.storage.sql._groupcommit import GroupCommit
 from tests.support import postgres_only, sqlite_only
@@ -541,6 +541,27 @@ def test_a_member_that_changed_rows_through_a_cte_is_undone(cs: Clickstream) -> 
     assert isinstance(answers[0], ValueError)
     assert answers[1].session_id == "after"
     assert cs.get_session("before").user_id is None
+
+
+def test_a_push_refused_at_the_cap_leaves_nothing_behind_in_its_group(
+    database_url: str,
+) -> None:
+    """On PostgreSQL a push is one statement that bumps its session's stats before the
+    cap refuses it: its changed rows must be counted, or the group would commit them."""
+    with Clickstream(settings=Settings(database_url=database_url, max_events_per_session=1)) as cs:
+        cs.create_session(session_id="full")
+        cs.push_events("full", [{"event_id": "a"}])
+        cs.refresh_metrics()
+        answers = _run_grouped(
+            cs,
+            [
+                lambda: cs.push_events("full", [{"event_id": "b"}]),
+                lambda: cs.create_session(session_id="new"),
+            ],
+        )
+        assert isinstance(answers[0], SessionFull)
+        assert answers[1].session_id == "new"
+        assert cs.storage.metrics.stale() == 1  # the new session's row, not the full one's
 
 
 @postgres_only

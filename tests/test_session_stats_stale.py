@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from searchtrail import Clickstream
+from searchtrail import Clickstream, Settings
+from searchtrail.errors import SessionFull, SessionNotFound
 from searchtrail.storage.sql import normalize_database_url
 from searchtrail.storage.sql.migrate import upgrade
 from searchtrail.storage.sql.schema import batches, session_stats, sessions
@@ -99,3 +100,20 @@ def test_a_second_push_updates_the_stats_row_in_place_on_postgresql(
                 text("SELECT pg_stat_get_xact_tuples_hot_updated('session_stats'::regclass)")
             ).scalar_one()
         assert after - before == 1
+
+
+def test_a_refused_push_leaves_its_session_fresh(database_url: str) -> None:
+    """A push past the cap writes nothing, its stats bump included. On PostgreSQL the
+    push is one statement that bumps first: the group commit must see that it wrote."""
+    with Clickstream(settings=Settings(database_url=database_url, max_events_per_session=2)) as cs:
+        _register(cs, "s1")
+        _push(cs, "s1", "e1")
+        _push(cs, "s1", "e2")
+        cs.refresh_metrics()
+        with pytest.raises(SessionFull):
+            _push(cs, "s1", "e3")
+        with pytest.raises(SessionNotFound):
+            _push(cs, "nobody", "e4")
+        assert cs.storage.metrics.stale() == 0
+        assert cs.push_events("s1", [{"event_id": "e2"}]).duplicates == 1  # fits: known
+        assert cs.storage.metrics.stale() == 1

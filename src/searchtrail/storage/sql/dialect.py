@@ -18,12 +18,24 @@ from searchtrail.storage.api import EventRow
 from searchtrail.storage.sql._groupcommit import GroupCommit
 from searchtrail.storage.sql._loopreads import Rows
 
-__all__ = ["AppLoopReader", "Dialect", "EventsInsert", "ImportInsert", "LoopReader", "Transaction"]
+__all__ = [
+    "AppLoopReader",
+    "Dialect",
+    "EventsInsert",
+    "ImportInsert",
+    "LoopReader",
+    "Transaction",
+    "WholePush",
+]
 
 # Opens a write transaction (the group commit's ``transaction``).
 Transaction = Callable[[], AbstractContextManager[Connection]]
 # A push's rows inserted on a connection: how many the database inserted.
 EventsInsert = Callable[[Connection, int, Sequence[EventRow]], int]
+# A push in one statement (``Dialect.whole_push``): on (session_id, rows, cap), the
+# session's number, the events it held before, and how many of the rows were inserted
+# (none when held + sent passes cap); None for an unknown session.
+WholePush = Callable[[Connection, str, Sequence[EventRow], int], tuple[int, int, int] | None]
 
 
 class ImportInsert(Protocol):
@@ -113,6 +125,13 @@ class Dialect(ABC):
     def events_insert(self, table: Table, compiler: Any) -> EventsInsert:
         """The insert of a push's rows into ``table`` (events), handed to the driver;
         ``compiler``: the engine's SQLAlchemy dialect, which compiles it once."""
+
+    def whole_push(self, target: Any, table: Table) -> WholePush | None:
+        """A push as one statement where the database allows writes in a WITH: ``target``
+        (the push's UPDATE ... RETURNING session_number, held) then the insert into
+        ``table`` of the rows, skipped when they would pass the cap. None: two statements.
+        """
+        return None
 
     @abstractmethod
     def import_insert(

@@ -43,7 +43,9 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    literal_column,
     select,
+    true,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DisconnectionError
@@ -52,7 +54,7 @@ from searchtrail.storage.api import EventRow
 from searchtrail.storage.sql._groupcommit import GroupCommit
 from searchtrail.storage.sql._loopreads import PgLoopReader
 from searchtrail.storage.sql._rollup import postgres_drop, postgres_triggers
-from searchtrail.storage.sql.dialect import Dialect, Transaction
+from searchtrail.storage.sql.dialect import Dialect, Transaction, WholePush
 from searchtrail.storage.sql.engine import json_dumps, normalize_database_url
 
 __all__ = ["PG_PING_IDLE_AFTER_S", "PG_READ_WAIT_S", "PostgresDialect"]
@@ -76,6 +78,8 @@ _CONNECTION_STATES = ("08", "57P01", "57P02", "57P03")
 # deadlock_detected, serialization_failure
 _RETRY_STATES = ("40P01", "40001")
 _CHANGES = "searchtrail_changes"
+_EVENT_FIELDS = ["event_id", "object_id", "event_type", "created_at_ms", "meta", "extra"]
+_EVENT_KEY = ["session_number", "event_id"]
 _CHANGING = ("INSERT", "UPDATE", "DELETE", "MERGE")
 
 
@@ -312,9 +316,52 @@ class PostgresDialect(Dialect):
             conn.info[_GATE_HOLDER] = holder
 
     def events_insert(self, table: Table, compiler: Any) -> Any:
-        key = ["session_number", "event_id"]
-        fields = ["event_id", "object_id", "event_type", "created_at_ms", "meta", "extra"]
-        return _JsonRowsInsert(table, fields, key, compiler).execute
+        return _JsonRowsInsert(table, _EVENT_FIELDS, _EVENT_KEY, compiler).execute
+
+    def whole_push(self, target: Any, table: Table) -> WholePush:
+        """One round trip instead of two: data-modifying WITHs run on one snapshot, so
+        ``held`` counts the events before this push, as the two statements did."""
+        found = target.cte("target")
+        rows = _rows_document(table, _EVENT_FIELDS)
+        sent = bindparam("sent", type_=Integer)
+        cap = bindparam("cap", type_=Integer)
+        stored = (
+            postgresql.insert(table)
+            .from_select(
+                ["session_number", *_EVENT_FIELDS],
+                select(found.c.session_number, *(rows.c[c] for c in _EVENT_FIELDS))
+                .select_from(found.join(rows, true()))
+                .where(found.c.held + sent <= cap)
+                .order_by(rows.c.position),
+            )
+            .on_conflict_do_nothing(index_elements=_EVENT_KEY)
+            .returning(literal_column("1"))
+            .cte("stored")
+        )
+        statement = select(
+            found.c.session_number,
+            found.c.held,
+            select(func.count()).select_from(stored).scalar_subquery(),
+        )
+
+        def push(
+            conn: Connection, session_id: str, events: Sequence[EventRow], limit: int
+        ) -> tuple[int, int, int] | None:
+            document = [
+                dict(zip(_EVENT_FIELDS, row, strict=True), position=i)
+                for i, row in enumerate(events)
+            ]
+            params = {"session_id": session_id, "rows": document, "sent": len(events)}
+            row = conn.execute(statement, {**params, "cap": limit}).first()
+            if row is None:
+                return None
+            number, held, inserted = row
+            # The command tag is the SELECT's, which _count_changes does not count: the
+            # group commit must still see that a push that fails later changed rows.
+            conn.info[_CHANGES] = _changes(conn) + 1 + inserted
+            return int(number), int(held), int(inserted)
+
+        return push
 
     def import_insert(
         self, table: Table, columns: tuple[str, ...], returning: tuple[str, ...], compiler: Any

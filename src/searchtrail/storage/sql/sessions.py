@@ -95,6 +95,7 @@ class SqlSessions:
                 ).label("held"),
             )
         )
+        self._whole_push = db.dialect.whole_push(self._push_target, events)
         # One page of a session's events, keyset on (created_at_ms, id). The keyset
         # condition is in the join, not in WHERE, so a session with no events left is
         # still one row (of NULL event fields); it reads one event more than it answers.
@@ -237,12 +238,21 @@ class SqlSessions:
         cap = self.max_events_per_session
 
         def work(conn: Connection) -> tuple[int, int]:
-            target = conn.execute(self._push_target, {"session_id": session_id}).first()
-            if target is None:
-                raise SessionNotFound(session_id)
-            number, held = target
-            if not rows:
-                return 0, 0
+            if self._whole_push is not None and rows:
+                whole = self._whole_push(conn, session_id, rows, cap)
+                if whole is None:
+                    raise SessionNotFound(session_id)
+                number, held, stored = whole
+                if held + len(rows) <= cap:
+                    return stored, len(rows) - stored
+                # Not inserted: whether the new ones fit is decided below, as without it.
+            else:
+                target = conn.execute(self._push_target, {"session_id": session_id}).first()
+                if target is None:
+                    raise SessionNotFound(session_id)
+                number, held = target
+                if not rows:
+                    return 0, 0
             # The cap's count is exact where this transaction sees every committed push
             # to the session: on SQLite (one writer at a time) and within one process's
             # group commit. On PostgreSQL two processes' pushes to one session committing
