@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
 
 from searchtrail.settings import Settings, describe_settings_error
 
-__all__ = ["Command", "Group", "error_line", "load_settings", "safe_url"]
+__all__ = ["Command", "Group", "error_line", "load_settings", "safe_url", "scope_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -69,3 +72,50 @@ def safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> str | int | None:
+    """ISO 8601 (no offset = UTC) or epoch digits, as the HTTP routes take them."""
+    from searchtrail.timestamps import to_epoch_ms
+
+    if value is None:
+        return None
+    text = value.strip()
+    given: str | int = int(text) if text.isascii() and text.isdigit() else text
+    try:
+        to_epoch_ms(given)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{exc}; a time is ISO 8601 (no offset = UTC) or epoch digits (milliseconds; "
+            "below 10^11, seconds)",
+            ctx,
+            param,
+        ) from None
+    return given
+
+
+def scope_options(irrelevant: str, *more: Callable[[F], F]) -> Callable[[F], F]:
+    """The options that pick sessions (``--since``, ``--until``, ``--include-irrelevant``,
+    ``irrelevant`` its help), then ``more``, then ``--database-url``, in that order in
+    ``--help``: one definition, so the metrics and click-model commands read times alike."""
+    options: list[Callable[[F], F]] = [
+        click.option(
+            "--since",
+            metavar="TIME",
+            callback=_time,
+            help="Sessions created at or after this (ISO 8601 or epoch digits).",
+        ),
+        click.option(
+            "--until", metavar="TIME", callback=_time, help="Sessions created before this."
+        ),
+        click.option("--include-irrelevant", is_flag=True, help=irrelevant),
+        *more,
+        click.option("--database-url", help="[SEARCHTRAIL_DATABASE_URL]"),
+    ]
+
+    def apply(f: F) -> F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from searchtrail.cli._common import Group, load_settings
-from searchtrail.cli.metrics import _time
+from searchtrail.cli._common import Group, load_settings, scope_options
 
 if TYPE_CHECKING:
     from searchtrail.models.clickmodels import ClickModelComparison
@@ -50,41 +49,28 @@ def _click_types(ctx: click.Context, param: click.Parameter, value: str | None) 
     return types
 
 
+_batch = click.option("--batch", "batch_id", type=int, help="Only this batch's sessions.")
+_sessions = scope_options(
+    "Fit on sessions marked irrelevant too.",
+    click.option(
+        "--click-types",
+        metavar="A,B",
+        callback=_click_types,
+        help="Event types that count as a click [default: the clickmodel_click_types "
+        "setting: click,add_to_cart,purchase].",
+    ),
+    click.option(
+        "--max-position",
+        type=click.IntRange(1, 50),
+        default=10,
+        show_default=True,
+        help="Positions modelled: 1..N.",
+    ),
+)
+
+
 def _scope_options(f: F) -> F:
-    for option in reversed(
-        [
-            click.option("--batch", "batch_id", type=int, help="Only this batch's sessions."),
-            click.option(
-                "--since",
-                metavar="TIME",
-                callback=_time,
-                help="Sessions created at or after this (ISO 8601 or epoch digits).",
-            ),
-            click.option(
-                "--until", metavar="TIME", callback=_time, help="Sessions created before this."
-            ),
-            click.option(
-                "--include-irrelevant", is_flag=True, help="Fit on sessions marked irrelevant too."
-            ),
-            click.option(
-                "--click-types",
-                metavar="A,B",
-                callback=_click_types,
-                help="Event types that count as a click [default: the clickmodel_click_types "
-                "setting: click,add_to_cart,purchase].",
-            ),
-            click.option(
-                "--max-position",
-                type=click.IntRange(1, 50),
-                default=10,
-                show_default=True,
-                help="Positions modelled: 1..N.",
-            ),
-            click.option("--database-url", help="[SEARCHTRAIL_DATABASE_URL]"),
-        ]
-    ):
-        f = option(f)
-    return f
+    return _batch(_sessions(f))
 
 
 @click.group(cls=Group)

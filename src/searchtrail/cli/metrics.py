@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from searchtrail.cli._common import Group, load_settings
-from searchtrail.timestamps import to_epoch_ms
+from searchtrail.cli._common import Group, load_settings, scope_options
 
 if TYPE_CHECKING:
     from searchtrail.service import Clickstream
@@ -31,51 +30,15 @@ _BY = ("day", "hour", "query", "ranker", "batch")
 _FORMATS = ("table", "json", "csv")
 
 
-def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> str | int | None:
-    """ISO 8601 (no offset = UTC) or epoch digits, as the HTTP routes take them."""
-    if value is None:
-        return None
-    text = value.strip()
-    given: str | int = int(text) if text.isascii() and text.isdigit() else text
-    try:
-        to_epoch_ms(given)
-    except ValueError as exc:
-        raise click.BadParameter(
-            f"{exc}; a time is ISO 8601 (no offset = UTC) or epoch digits (milliseconds; "
-            "below 10^11, seconds)",
-            ctx,
-            param,
-        ) from None
-    return given
-
-
-def _range_options(f: F) -> F:
-    """The options every metrics command takes (unset: the group's, then the default)."""
-    for option in reversed(
-        [
-            click.option(
-                "--since",
-                metavar="TIME",
-                callback=_time,
-                help="Sessions created at or after this (ISO 8601 or epoch digits).",
-            ),
-            click.option(
-                "--until", metavar="TIME", callback=_time, help="Sessions created before this."
-            ),
-            click.option(
-                "--include-irrelevant", is_flag=True, help="Count sessions marked irrelevant."
-            ),
-            click.option(
-                "--format",
-                "fmt",
-                type=click.Choice(_FORMATS),
-                help="table (for people, the default), json (as HTTP answers) or csv.",
-            ),
-            click.option("--database-url", help="[SEARCHTRAIL_DATABASE_URL]"),
-        ]
-    ):
-        f = option(f)
-    return f
+_range_options = scope_options(
+    "Count sessions marked irrelevant.",
+    click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(_FORMATS),
+        help="table (for people, the default), json (as HTTP answers) or csv.",
+    ),
+)
 
 
 def _given(ctx: click.Context, **mine: Any) -> dict[str, Any]:
