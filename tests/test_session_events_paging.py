@@ -8,7 +8,6 @@ in the one test of the default.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -200,7 +199,6 @@ def test_the_default_cap_holds_ten_thousand_events(database_url: str) -> None:
     with Clickstream(database_url) as cs:
         assert cs.settings.max_events_per_session == 10_000
         cs.create_session(session_id="big")
-        started = time.monotonic()
         expected = fill(cs, "big", 10_000)
         with pytest.raises(SessionFull, match="holds 10,000 events"):
             cs.push_events("big", [{"event_id": "e0"}, {"event_id": "one-more"}])
@@ -208,7 +206,6 @@ def test_the_default_cap_holds_ten_thousand_events(database_url: str) -> None:
         assert len(first.events) == 100 and first.has_more_events
         read = [e.event_id for e in cs.iter_session_events("big", page_size=3000)]
         assert read == expected
-        assert time.monotonic() - started < 3
 
 
 @pytest.mark.slow  # starts `searchtrail serve`
