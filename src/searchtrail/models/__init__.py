@@ -10,18 +10,21 @@ NUL rules of ``meta``), and ``unknown_fields`` lists their paths so that a typo 
 the answer. ``Limits.strict_fields`` refuses them instead (422 ``extra_forbidden``).
 
 Every name is importable from ``searchtrail.models``; the submodules are its layout:
-``_validation`` (limits context, field checks, base classes, ``parse``), ``sessions``,
+``_validation`` (limits context, field checks, base classes, ``parse``), ``_fast``
+(``parse_json``), ``sessions``,
 ``batches``, ``queue`` and ``metrics``.
 """
 
 from __future__ import annotations
+
+from searchtrail.models._fast import parse_json
 
 # The shared checks and bases are re-exported for models defined elsewhere (the importer's
 # rows), which must validate exactly as the API's requests do.
 from searchtrail.models._validation import INT64_MAX as INT64_MAX
 from searchtrail.models._validation import INT64_MIN as INT64_MIN
 from searchtrail.models._validation import JsonObject as JsonObject
-from searchtrail.models._validation import NonNegativeInt64, PositiveInt64, parse, parse_json
+from searchtrail.models._validation import NonNegativeInt64, PositiveInt64, parse
 from searchtrail.models._validation import Timestamp as Timestamp
 from searchtrail.models._validation import _check_id as _check_id
 from searchtrail.models._validation import _check_json_size as _check_json_size

@@ -7,6 +7,7 @@ context the defaults apply.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import pydantic_core
@@ -32,9 +33,27 @@ __all__ = [
     "NonNegativeInt64",
     "PositiveInt64",
     "Timestamp",
+    "fast",
     "parse",
-    "parse_json",
 ]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+FAST_MARK = "__searchtrail_fast__"
+
+
+def fast(kind: str, limit: str | None = None) -> Callable[[F], F]:
+    """Marks a check with the pydantic-core constraint that can do its work on the HTTP
+    path (``models._fast``): ``id`` (1 to ``limit`` printable characters), ``list`` (at
+    most ``limit`` items), ``query`` (a text of at most ``limit`` characters, or an object
+    under meta's rules), ``sized`` (meta's size and NUL rules), ``timestamp``, ``derived``
+    (an event id derived when missing) or ``body`` (a body's unknown keys)."""
+
+    def mark(fn: F) -> F:
+        setattr(fn, FAST_MARK, (kind, limit))
+        return fn
+
+    return mark
 
 
 def _limits(info: ValidationInfo) -> Limits:
@@ -79,6 +98,7 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+@fast("timestamp")
 def _epoch_ms_or_none(value: object) -> object:
     return None if value is None else to_epoch_ms(value)
 
@@ -203,13 +223,5 @@ def parse(model: type[M], data: Any, limits: Limits = DEFAULT_LIMITS) -> M:
     """Validate a Python value (a dict or a model) against ``model`` under ``limits``."""
     try:
         return model.model_validate(data, context={"limits": limits})
-    except ValidationError as exc:
-        raise _invalid(exc) from None
-
-
-def parse_json(model: type[M], raw: bytes | str, limits: Limits = DEFAULT_LIMITS) -> M:
-    """Validate a JSON document in one pass; malformed JSON is an ``InvalidInput`` too."""
-    try:
-        return model.model_validate_json(raw, context={"limits": limits})
     except ValidationError as exc:
         raise _invalid(exc) from None

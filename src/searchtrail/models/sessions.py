@@ -37,6 +37,7 @@ from searchtrail.models._validation import (
     _nothing,
     _Open,
     _Strict,
+    fast,
 )
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
 ]
 
 
+@fast("sized")
 def _sized(value: JsonObject | None, info: ValidationInfo) -> JsonObject | None:
     if value is not None:
         _check_json_size(value, _limits(info).max_meta_bytes, str(info.field_name))
@@ -73,6 +75,7 @@ class _Body(_Open):
     _unknown: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
+    @fast("body")
     def _unknown_keys(self, info: ValidationInfo) -> Self:
         items: list[tuple[tuple[str | int, ...], _Open]] = [((), self)]
         items += [((self._items, i), item) for i, item in enumerate(getattr(self, self._items))]
@@ -99,6 +102,7 @@ class SearchResultItem(_Open):
 
     @field_validator("object_id")
     @classmethod
+    @fast("id", "max_id_chars")
     def _object_id(cls, v: str, info: ValidationInfo) -> str:
         return _check_id(v, _limits(info).max_id_chars)
 
@@ -127,11 +131,13 @@ class SessionCreateRequest(_Body):
 
     @field_validator("session_id", "user_id")
     @classmethod
+    @fast("id", "max_id_chars")
     def _ids(cls, v: str | None, info: ValidationInfo) -> str | None:
         return None if v is None else _check_id(v, _limits(info).max_id_chars)
 
     @field_validator("search_query")
     @classmethod
+    @fast("query", "max_query_chars")
     def _query(cls, v: JsonValue, info: ValidationInfo) -> JsonValue:
         limits = _limits(info)
         if isinstance(v, str):
@@ -145,6 +151,7 @@ class SessionCreateRequest(_Body):
 
     @field_validator("search_results")
     @classmethod
+    @fast("list", "max_results_per_session")
     def _results(cls, v: list[SearchResultItem], info: ValidationInfo) -> list[SearchResultItem]:
         limit = _limits(info).max_results_per_session
         if len(v) > limit:
@@ -194,6 +201,7 @@ class NewSessionEvent(_Open):
 
     @model_validator(mode="before")
     @classmethod
+    @fast("derived")
     def _derive_event_id(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("event_id") is None:
             content = {k: v for k, v in data.items() if k != "event_id"}
@@ -204,11 +212,13 @@ class NewSessionEvent(_Open):
 
     @field_validator("event_id", "object_id")
     @classmethod
+    @fast("id", "max_id_chars")
     def _ids(cls, v: str | None, info: ValidationInfo) -> str | None:
         return None if v is None else _check_id(v, _limits(info).max_id_chars)
 
     @field_validator("event_type")
     @classmethod
+    @fast("id", "max_event_type_chars")
     def _type(cls, v: str, info: ValidationInfo) -> str:
         return _check_id(v, _limits(info).max_event_type_chars, "an event type")
 
@@ -228,11 +238,13 @@ class SessionAddEventsRequest(_Body):
 
     @field_validator("session_id")
     @classmethod
+    @fast("id", "max_id_chars")
     def _sid(cls, v: str, info: ValidationInfo) -> str:
         return _check_id(v, _limits(info).max_id_chars)
 
     @field_validator("events")
     @classmethod
+    @fast("list", "max_events_per_push")
     def _count(cls, v: list[NewSessionEvent], info: ValidationInfo) -> list[NewSessionEvent]:
         limit = _limits(info).max_events_per_push
         if len(v) > limit:
