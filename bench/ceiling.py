@@ -8,7 +8,10 @@ and the database.
 ``POST /empty`` reads the body and answers ``{}``: the framework's own cost of a request
 on this machine, which no endpoint in it can beat.
 
-``python -m uvicorn bench.ceiling:create_app --factory``
+``create_lean_app`` is the lean ceiling: the same endpoints validating with plain pydantic
+models of the same fields and types (``bench.lean``), none of searchtrail's own checks.
+
+``python -m uvicorn bench.ceiling:create_app --factory`` (or ``create_lean_app``)
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI, Response
 
+from bench.lean import PlainCreate, PlainPush
 from searchtrail.http.deps import RawBody
 from searchtrail.http.errors import install_error_handlers
 from searchtrail.http.openapi import json_response
@@ -31,7 +35,7 @@ from searchtrail.models import (
 from searchtrail.settings import Settings
 from searchtrail.timestamps import now_ms
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_lean_app"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,45 @@ def create_app() -> FastAPI:
                 created_at_ms=now,
                 extra=req.extra,
                 unknown_fields=req.unknown_fields,
+            )
+        )
+
+    return app
+
+
+def create_lean_app() -> FastAPI:
+    app = FastAPI(title="searchtrail lean ceiling")
+    app.state.clickstream = _NoStore(Settings().limits)
+    install_error_handlers(app)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/session/events")
+    async def push_events(body: RawBody) -> Response:
+        req = PlainPush.model_validate_json(body)
+        return json_response(
+            PushResult(session_id=req.session_id, stored=len(req.events), duplicates=0)
+        )
+
+    @app.post("/session")
+    async def create_session(body: RawBody) -> Response:
+        req = PlainCreate.model_validate_json(body)
+        now = now_ms()
+        results = [{"object_id": r.object_id, "rank": r.rank, "meta": r.meta}
+                   for r in req.search_results]  # fmt: skip
+        return json_response(
+            Session(
+                session_id=req.session_id or "generated",
+                search_query=req.search_query,
+                search_results=results,
+                search_meta=req.search_meta,
+                payload_filter=req.payload_filter,
+                sort_by=req.sort_by,
+                user_id=req.user_id,
+                created_at=now // 1000,
+                created_at_ms=now,
             )
         )
 

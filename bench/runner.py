@@ -51,12 +51,23 @@ from bench.profile import Profile, record
 from bench.rawinsert import RawInsert, raw_copy_rate, raw_insert_rate
 from bench.report import render
 from bench.targets import create_met, get_met, push_met
+from bench.validation import Case, measure
 from bench.wrk import WrkResult, combine, run_wrk
 from searchtrail.storage.sql import SqlStorage, normalize_database_url
 
 __all__ = ["SCENARIOS", "Options", "Run", "ScenarioResult", "main"]
 
-SCENARIOS = ("push", "create", "get", "raw", "sustain", "import", "metrics", "clickmodels")
+SCENARIOS = (
+    "validate",
+    "push",
+    "create",
+    "get",
+    "raw",
+    "sustain",
+    "import",
+    "metrics",
+    "clickmodels",
+)
 # On our own PostgreSQL server, the database every scenario but the get writes to.
 PG_WORK_DATABASE = "bench"
 
@@ -146,6 +157,7 @@ class Run:
     imports: list[ImportRate] = field(default_factory=list)
     metrics: MetricsRun | None = None
     clickmodels: ClickModelRun | None = None
+    validation: list[Case] | None = None
     baseline: str | None = None
     sustained: Sustained | None = None
     profiles: dict[str, Profile] = field(default_factory=dict)
@@ -419,8 +431,11 @@ class Bench:
         finally:
             store.close()
 
-    def push_args(self) -> list[str]:
-        return [str(self.o.push_sessions), str(self.o.events_per_push), "bs"]
+    def push_args(self, *, meta: bool = True) -> list[str]:
+        """The push script's: events with meta and epoch-ms times, or the older body
+        without meta."""
+        args = [str(self.o.push_sessions), str(self.o.events_per_push), "bs"]
+        return [*args, "meta"] if meta else args
 
     def push_database(self, name: str) -> str:
         url = self.db_url(name)
@@ -436,37 +451,45 @@ class Bench:
 
     # -- scenarios ----------------------------------------------------------------
 
+    def ceiling(self, factory: str) -> Server:
+        """A ceiling app of bench.ceiling, under the same uvicorn settings as the other."""
+        port = free_port()
+        args = [
+            "-m", "uvicorn", f"bench.ceiling:{factory}", "--factory", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(self.o.workers), "--log-level", "warning",
+            "--no-access-log",
+        ]  # fmt: skip
+        return self.servers.start("ceiling", args, port)
+
     def against_ceiling(
         self,
         key: str,
         args: list[str],
         url: str,
         *,
-        titles: tuple[str, str],
+        titles: tuple[str, str, str],
         unit: str,
         per: int = 1,
-        missed: Callable[[ScenarioResult, ScenarioResult], bool],
+        missed: Callable[[ScenarioResult, ScenarioResult, ScenarioResult], bool],
         table: str,
         floor: tuple[str, str] | None = None,
         baseline_url: str | None = None,
+        script: str | None = None,
     ) -> None:
-        """The ceiling and searchtrail in alternating rounds, so drifting load hits both alike.
+        """The ceilings and searchtrail in alternating rounds, so drifting load hits all alike.
 
-        Both get the same wrk script (``key``) and the same requests; the ceiling's result
-        is ``{key}_ceiling``. Searchtrail is profiled when ``missed(result, ceiling)``, and
-        the rows of ``table`` are counted after. A ``floor`` (its title, and the ceiling
-        app's path given to the script) joins the rounds as ``{key}_floor``.
+        All get the same wrk script (``script``, else ``key``) and the same requests; the
+        ceiling's result is ``{key}_ceiling``, the lean ceiling's (plain pydantic models,
+        ``titles[2]``) ``{key}_lean``. Searchtrail is profiled when ``missed(result,
+        ceiling, lean)``, and the rows of ``table`` are counted after. A ``floor`` (its
+        title, and the ceiling app's path given to the script) joins as ``{key}_floor``.
         """
-        port = free_port()
-        args_ceiling = [
-            "-m", "uvicorn", "bench.ceiling:create_app", "--factory", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(self.o.workers), "--log-level", "warning",
-            "--no-access-log",
-        ]  # fmt: skip
-        ceiling = self.servers.start("ceiling", args_ceiling, port)
+        script = script or key
+        ceiling = self.ceiling("create_app")
+        lean = self.ceiling("create_lean_app")
         server = self.serve(url)
         per_round = max(1.0, self.o.duration / self.o.rounds)
-        targets = [("ceiling", ceiling, args), (key, server, args)]
+        targets = [("ceiling", ceiling, args), ("lean", lean, args), (key, server, args)]
         if floor is not None:
             targets.insert(0, ("floor", ceiling, [*args, floor[1]]))
         base = None if baseline_url is None else self.serve(baseline_url, baseline=True)
@@ -477,13 +500,14 @@ class Bench:
         try:
             for _, target, target_args in targets:
                 if self.o.warmup > 0:
-                    self.wrk(target, key, target_args, self.o.warmup)
+                    self.wrk(target, script, target_args, self.o.warmup)
             for _ in range(self.o.rounds):
                 for name, target, target_args in targets:
                     with RssSampler(target.pid) as rss:
-                        measured[name].append(self.wrk(target, key, target_args, per_round))
+                        measured[name].append(self.wrk(target, script, target_args, per_round))
                     peaks[name] = max(peaks[name], rss.peak)
             self.servers.stop(ceiling)
+            self.servers.stop(lean)
             if base is not None:
                 self.servers.stop(base)
                 self.run.results[f"{key}_baseline"] = ScenarioResult(
@@ -500,30 +524,50 @@ class Bench:
                 f"{key}_ceiling", titles[0], unit, combine(measured["ceiling"]), per,
                 peaks["ceiling"], rounds=measured["ceiling"],
             )  # fmt: skip
+            plain = ScenarioResult(
+                f"{key}_lean", titles[2], unit, combine(measured["lean"]), per,
+                peaks["lean"], rounds=measured["lean"],
+            )  # fmt: skip
             res = ScenarioResult(
                 key, titles[1], unit, combine(measured[key]), per, peaks[key],
                 rounds=measured[key],
             )  # fmt: skip
             self.run.results[bare.name] = bare
+            self.run.results[plain.name] = plain
             self.run.results[key] = res
-            if self.wants_profile(missed(res, bare)):
-                self.profile(key, server, key, args)
+            if self.wants_profile(missed(res, bare, plain)):
+                self.profile(key, server, script, args)
         finally:
             self.servers.stop(ceiling)
+            self.servers.stop(lean)
             self.servers.stop(server)
             if base is not None:
                 self.servers.stop(base)
         res.rows_after = self.rows(url, table)
 
+    def validate(self) -> None:
+        seconds = 2.0 if self.o.quick else 12.0
+        print(f"validate: in-process, searchtrail's models and plain ones, {seconds:g} s")
+        self.run.validation = measure(seconds)
+
     def push(self) -> None:
+        """Events as clients send them (meta, epoch-ms times), then the older body without
+        meta; each against both ceilings."""
         per = self.o.events_per_push
-        print(f"push and ceiling: {per} events per request, {self.o.rounds} round(s)", flush=True)
-        self.against_ceiling(
-            "push", self.push_args(), self.push_database("push"),
-            titles=("Ceiling: validate a push, store nothing", f"Push events ({per} per request)"),
-            unit="events/s", per=per, missed=lambda res, bare: not push_met(res.rate, bare.rate),
-            table="events", baseline_url=self.baseline_push_database(),
-        )  # fmt: skip
+        for key, meta, what in (("push", True, "with meta"), ("push_bare", False, "no meta")):
+            print(f"{key} and ceilings: {per} events {what}, {self.o.rounds} round(s)", flush=True)
+            self.against_ceiling(
+                key, self.push_args(meta=meta), self.push_database(key),
+                titles=(
+                    f"Ceiling: validate a push, store nothing ({what})",
+                    f"Push events ({per} per request) {what}",
+                    f"Lean ceiling: plain pydantic models, a push {what}",
+                ),
+                unit="events/s", per=per,
+                missed=lambda res, _bare, lean: not push_met(res.rate, lean.rate),
+                table="events", script="push",
+                baseline_url=self.baseline_push_database() if meta else None,
+            )  # fmt: skip
 
     def create(self) -> None:
         n = self.o.results
@@ -535,8 +579,10 @@ class Bench:
             titles=(
                 "Ceiling: validate a registration, store nothing",
                 f"Create sessions ({n} results each)",
+                "Lean ceiling: plain pydantic models, a registration",
             ),
-            unit="sessions/s", missed=lambda res, _bare: not create_met(res.rate),
+            unit="sessions/s",
+            missed=lambda res, bare, _lean: not create_met(res.rate, bare.rate, self.o.dialect),
             table="sessions",
             floor=("Floor: an empty endpoint that reads the registration and answers {}", "/empty"),
             baseline_url=self.baseline_database("create_baseline"),
