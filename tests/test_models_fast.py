@@ -19,6 +19,8 @@ from pydantic import BaseModel, ValidationError
 from searchtrail.errors import InvalidInput
 from searchtrail.limits import Limits
 from searchtrail.models import (
+    NewSessionEvent,
+    SearchResultItem,
     SessionAddEventsRequest,
     SessionCreateRequest,
     _validation,
@@ -74,6 +76,12 @@ def _same(model: type[BaseModel], body: Any, limits: Limits) -> str:
     if raw.isascii():  # as str too
         assert _outcome(model, raw.decode(), limits, ours=True) == ours
     return str(ours[0])
+
+
+@pytest.mark.parametrize("model", [NewSessionEvent, SearchResultItem])
+def test_an_item_alone_keeps_metas_rules(model: type[BaseModel]) -> None:
+    for meta in ({"k": "x" * 16_384}, {"k": "x" * 100}):
+        _same(model, {"event_id": "e", "object_id": "o", "meta": meta}, Limits())
 
 
 def _event(j: int, **more: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 from functools import lru_cache
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import pydantic_core
 from pydantic import BaseModel, ValidationError, ValidationInfo
@@ -103,6 +103,11 @@ def derived_validator(
     schema = derive.schema(model.__pydantic_core_schema__)
     if not derive.changed:
         return None
+    covered: set[type] = set()
+    for body in derive.bodies:  # its own fields and its items' are what _body_check sees
+        items = body.model_fields[getattr(body, "_items")].annotation  # noqa: B009
+        covered |= {body, *get_args(items)}
+    assert set(derive.sized) <= covered, f"meta's rules unchecked on {set(derive.sized)}"
     # pydantic-core builds a nested model from its class's own validator when the class
     # is complete ("prebuilt"), which would bring every check back; a class reads as
     # incomplete while the derived schema is built, and only then.
@@ -127,6 +132,10 @@ class _Derive:
         # The fields each model class holds under meta's rules (marked ``sized``).
         self.sized: dict[type, list[str]] = {}
         self.classes: set[type] = set()
+        # Inside a body, whose check (``_body_check``) applies meta's rules to its own
+        # fields and its items': outside one, a ``sized`` check stays as it is.
+        self.depth = 0
+        self.bodies: list[type[BaseModel]] = []
 
     def schema(self, node: Any, cls: type | None = None, field: str | None = None) -> Any:
         if isinstance(node, list):
@@ -150,7 +159,10 @@ class _Derive:
                     out[key] = self.schema(value, cls, field)
             return out
         self.changed = True
-        return self._replace(mark, node, self.schema(node["schema"], cls, field), cls, field)
+        self.depth += mark[0] == "body"
+        inner = self.schema(node["schema"], cls, field)
+        self.depth -= mark[0] == "body"
+        return self._replace(mark, node, inner, cls, field)
 
     def _replace(
         self,
@@ -179,12 +191,16 @@ class _Derive:
             nullable = core_schema.nullable_schema(epoch_ms)
             return core_schema.union_schema([nullable, exact], mode="left_to_right")
         if what == "sized":
+            if not self.depth:
+                return exact
             assert cls is not None and field is not None
             self.sized.setdefault(cls, []).append(field)
             return inner
         if what == "derived":
             return inner  # event_id is required here: one without goes to the model's way
         if what == "body":
+            assert inner["type"] == "model", inner["type"]  # a model validator wraps it
+            self.bodies.append(inner["cls"])
             fn = core_schema.with_info_plain_validator_function(self._body_check)["function"]
             return {**node, "schema": inner, "function": fn}
         raise AssertionError(f"unknown mark {what!r}")
