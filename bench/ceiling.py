@@ -17,6 +17,7 @@ models of the same fields and types (``bench.lean``), none of searchtrail's own 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Response
 
@@ -45,14 +46,53 @@ class _NoStore:
     limits: Limits
 
 
-def create_app() -> FastAPI:
-    app = FastAPI(title="searchtrail ceiling")
+def _app(title: str) -> FastAPI:
+    app = FastAPI(title=title)
     app.state.clickstream = _NoStore(Settings().limits)
     install_error_handlers(app)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    return app
+
+
+def _pushed(req: SessionAddEventsRequest | PlainPush, unknown: list[str]) -> Response:
+    return json_response(
+        PushResult(
+            session_id=req.session_id, stored=len(req.events), duplicates=0, unknown_fields=unknown
+        )
+    )
+
+
+def _registered(
+    req: SessionCreateRequest | PlainCreate,
+    results: list[dict[str, Any]],
+    extra: dict[str, Any] | None = None,
+    unknown: list[str] | None = None,
+) -> Response:
+    now = now_ms()
+    return json_response(
+        Session(
+            session_id=req.session_id or "generated",
+            search_query=req.search_query,
+            search_results=results,
+            search_meta=req.search_meta,
+            payload_filter=req.payload_filter,
+            sort_by=req.sort_by,
+            user_id=req.user_id,
+            created_at=now // 1000,
+            created_at_ms=now,
+            extra=extra,
+            unknown_fields=unknown or [],
+        )
+    )
+
+
+def create_app() -> FastAPI:
+    app = _app("searchtrail ceiling")
+    limits = app.state.clickstream.limits
 
     @app.post("/empty")
     async def empty(body: RawBody) -> Response:
@@ -60,73 +100,28 @@ def create_app() -> FastAPI:
 
     @app.post("/session/events")
     async def push_events(body: RawBody) -> Response:
-        req = parse_json(SessionAddEventsRequest, body, app.state.clickstream.limits)
-        return json_response(
-            PushResult(
-                session_id=req.session_id,
-                stored=len(req.events),
-                duplicates=0,
-                unknown_fields=req.unknown_fields,
-            )
-        )
+        req = parse_json(SessionAddEventsRequest, body, limits)
+        return _pushed(req, req.unknown_fields)
 
     @app.post("/session")
     async def create_session(body: RawBody) -> Response:
-        req = parse_json(SessionCreateRequest, body, app.state.clickstream.limits)
-        now = now_ms()
-        return json_response(
-            Session(
-                session_id=req.session_id or "generated",
-                search_query=req.search_query,
-                search_results=req.results_as_stored(),  # as the service stores them
-                search_meta=req.search_meta,
-                payload_filter=req.payload_filter,
-                sort_by=req.sort_by,
-                user_id=req.user_id,
-                created_at=now // 1000,
-                created_at_ms=now,
-                extra=req.extra,
-                unknown_fields=req.unknown_fields,
-            )
-        )
+        req = parse_json(SessionCreateRequest, body, limits)
+        # The results as the service stores them.
+        return _registered(req, req.results_as_stored(), req.extra, req.unknown_fields)
 
     return app
 
 
 def create_lean_app() -> FastAPI:
-    app = FastAPI(title="searchtrail lean ceiling")
-    app.state.clickstream = _NoStore(Settings().limits)
-    install_error_handlers(app)
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    app = _app("searchtrail lean ceiling")
 
     @app.post("/session/events")
     async def push_events(body: RawBody) -> Response:
-        req = PlainPush.model_validate_json(body)
-        return json_response(
-            PushResult(session_id=req.session_id, stored=len(req.events), duplicates=0)
-        )
+        return _pushed(PlainPush.model_validate_json(body), [])
 
     @app.post("/session")
     async def create_session(body: RawBody) -> Response:
         req = PlainCreate.model_validate_json(body)
-        now = now_ms()
-        results = [{"object_id": r.object_id, "rank": r.rank, "meta": r.meta}
-                   for r in req.search_results]  # fmt: skip
-        return json_response(
-            Session(
-                session_id=req.session_id or "generated",
-                search_query=req.search_query,
-                search_results=results,
-                search_meta=req.search_meta,
-                payload_filter=req.payload_filter,
-                sort_by=req.sort_by,
-                user_id=req.user_id,
-                created_at=now // 1000,
-                created_at_ms=now,
-            )
-        )
+        return _registered(req, [r.model_dump() for r in req.search_results])
 
     return app

@@ -546,7 +546,7 @@ class Bench:
         res.rows_after = self.rows(url, table)
 
     def validate(self) -> None:
-        seconds = 2.0 if self.o.quick else 12.0
+        seconds = 2.0 if self.o.quick else 30.0
         print(f"validate: in-process, searchtrail's models and plain ones, {seconds:g} s")
         self.run.validation = measure(seconds)
 

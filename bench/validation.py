@@ -101,18 +101,22 @@ def _best_us(fn: Callable[[], object], number: int) -> float:
     return timeit.Timer(fn, timer=time.process_time).timeit(number=number) / number * 1e6
 
 
-def measure(seconds: float = 6.0, repeats: int = 15) -> list[Case]:
-    """Each case's best-of-``repeats`` µs per call, ours and plain alternating per repeat,
-    so that load drifting on a shared machine hits both alike."""
+# A run's length: short, so that on a shared machine some runs fall in quiet moments.
+_RUN_SECONDS = 0.003
+
+
+def measure(seconds: float = 12.0) -> list[Case]:
+    """Each case's best µs per call over short runs, ours and plain alternating run by
+    run (so that load drifting on a shared machine hits both alike), ``seconds`` in all."""
     cases = bodies()
     out: list[Case] = []
-    per_case = seconds / len(cases) / repeats / 2
     for case in cases:
         case.ours(), case.plain()  # warm: schemas, caches
-        number = max(10, int(per_case / max(1e-7, _once(case.ours))))
+        number = max(3, int(_RUN_SECONDS / max(1e-7, _once(case.ours))))
         ours: list[float] = []
         plain: list[float] = []
-        for _ in range(repeats):
+        end = time.perf_counter() + seconds / len(cases)
+        while time.perf_counter() < end or len(ours) < 15:
             ours.append(_best_us(case.ours, number))
             plain.append(_best_us(case.plain, number))
         out.append(Case(case.title, case.body, case.ours, case.plain, min(ours), min(plain)))
@@ -129,7 +133,7 @@ def render_table(cases: list[Case]) -> list[str]:
     lines = [
         "In-process validation (`python -m bench.validation`): `parse_json` with searchtrail's "
         "models against plain pydantic models of the same fields (`bench/lean.py`), "
-        "alternating; the best of 15 runs, CPU µs per body:",
+        "alternating in short runs; the best run's CPU µs per body:",
         "",
         "| validating | searchtrail | plain pydantic | ratio |",
         "|---|---:|---:|---:|",
@@ -144,7 +148,7 @@ def render_table(cases: list[Case]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.validation", description=__doc__)
-    p.add_argument("--seconds", type=float, default=6.0, help="total time measured [6]")
+    p.add_argument("--seconds", type=float, default=12.0, help="total time measured [12]")
     a = p.parse_args(argv)
     print("\n".join(render_table(measure(a.seconds))))
     return 0

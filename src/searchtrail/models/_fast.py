@@ -27,7 +27,8 @@ from __future__ import annotations
 import threading
 from functools import lru_cache
 from operator import attrgetter
-from typing import Any, TypeVar, get_args
+from types import SimpleNamespace
+from typing import Any, TypeVar, cast, get_args
 
 import pydantic_core
 from pydantic import BaseModel, ValidationError, ValidationInfo
@@ -136,6 +137,8 @@ class _Derive:
         # fields and its items': outside one, a ``sized`` check stays as it is.
         self.depth = 0
         self.bodies: list[type[BaseModel]] = []
+        # What _collect_unknown reads of a ValidationInfo: the limits, in its context.
+        self.info = cast(ValidationInfo, SimpleNamespace(context={"limits": limits}))
 
     def schema(self, node: Any, cls: type | None = None, field: str | None = None) -> Any:
         if isinstance(node, list):
@@ -200,19 +203,26 @@ class _Derive:
             return inner  # event_id is required here: one without goes to the model's way
         if what == "body":
             assert inner["type"] == "model", inner["type"]  # a model validator wraps it
-            self.bodies.append(inner["cls"])
-            fn = core_schema.with_info_plain_validator_function(self._body_check)["function"]
+            body = inner["cls"]
+            self.bodies.append(body)
+            # pydantic's post-init would only fill _unknown in, which _body_check does.
+            assert body.model_post_init.__name__ == "init_private_attributes"
+            assert set(body.__private_attributes__) == {"_unknown"}
+            inner = {k: v for k, v in inner.items() if k != "post_init"}
+            fn = core_schema.no_info_plain_validator_function(self._body_check)["function"]
             return {**node, "schema": inner, "function": fn}
         raise AssertionError(f"unknown mark {what!r}")
 
-    def _body_check(self, body: _Open, info: ValidationInfo) -> _Open:
+    def _body_check(self, body: _Open) -> _Open:
         """What is left of a body's rules (``sessions._Body``), once per body: its unknown
         keys, and meta's size rule for all its objects at once (under the NUL pre-check)."""
         name: str = getattr(body, "_items")  # noqa: B009 (sessions._Body has it)
         items: list[_Open] = getattr(body, name)
+        unknown: list[str] = []
         if body.__pydantic_extra__ or any(map(_EXTRA, items)):
             located = [((name, n), item) for n, item in enumerate(items)]
-            body._unknown = _collect_unknown([((), body), *located], info)  # type: ignore[attr-defined]
+            unknown = _collect_unknown([((), body), *located], self.info)
+        object.__setattr__(body, "__pydantic_private__", {"_unknown": unknown})
         values = [getattr(body, f) for f in self.sized.get(type(body), ())]
         if items:
             for f in self.sized.get(type(items[0]), ()):
