@@ -19,6 +19,7 @@ class Scope(StrEnum):
     INGEST = "ingest"
     READ = "read"
     ADMIN = "admin"
+    METRICS = "metrics"  # /metrics alone (read and admin keys may scrape it too)
 
 
 class ApiKeyInfo(BaseModel):

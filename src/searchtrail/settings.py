@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="Server log level."
     )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description=(
+            "`json`: one JSON object per line on stderr, a line per request (route, status, "
+            "latency, key prefix, request id) and for every other record (docs/operating.md)."
+        ),
+    )
 
     time_max_delta_minus_sec: int = Field(
         12 * 3600,

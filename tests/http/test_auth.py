@@ -92,6 +92,7 @@ class Keys:
     ingest: str
     read: str
     admin: str
+    metrics: str
     revoked: str
     wrong: str
 
@@ -105,7 +106,14 @@ def keys(cs: Clickstream) -> Keys:
     revoked = cs.keys.create("old", list(Scope))
     cs.keys.revoke(revoked.key_id)
     wrong = made[Scope.ADMIN][:-4] + ("AAAA" if not made[Scope.ADMIN].endswith("AAAA") else "BBBB")
-    return Keys(made[Scope.INGEST], made[Scope.READ], made[Scope.ADMIN], revoked.key, wrong)
+    return Keys(
+        made[Scope.INGEST],
+        made[Scope.READ],
+        made[Scope.ADMIN],
+        made[Scope.METRICS],
+        revoked.key,
+        wrong,
+    )
 
 
 def call(client: TestClient, method: str, path: str, **kw: object) -> object:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 import click
@@ -11,6 +14,10 @@ from searchtrail import __version__
 from searchtrail.cli._common import Command, load_settings, safe_url
 
 __all__ = ["serve"]
+
+# prometheus_client's multiprocess directory (searchtrail.http.telemetry.MULTIPROC_ENV,
+# not imported: that would import prometheus_client before the variable is set).
+_METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @click.command(cls=Command)
@@ -22,6 +29,11 @@ __all__ = ["serve"]
 )
 @click.option("--workers", type=int, help="Worker processes [SEARCHTRAIL_WORKERS, default 1].")
 @click.option("--log-level", help="critical|error|warning|info|debug [SEARCHTRAIL_LOG_LEVEL].")
+@click.option(
+    "--log-format",
+    help="text|json: json logs one JSON object per line, one per request "
+    "[SEARCHTRAIL_LOG_FORMAT, default text].",
+)
 @click.option("--max-events-per-push", type=int, help="[SEARCHTRAIL_MAX_EVENTS_PER_PUSH, 1000]")
 @click.option(
     "--max-results-per-session", type=int, help="[SEARCHTRAIL_MAX_RESULTS_PER_SESSION, 1000]"
@@ -42,7 +54,9 @@ __all__ = ["serve"]
 def serve(**options: Any) -> None:
     """Start the HTTP service (uvicorn)."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
+    from searchtrail.logs import uvicorn_log_config
     from searchtrail.service import Clickstream
 
     settings = load_settings(**options)
@@ -85,15 +99,25 @@ def serve(**options: Any) -> None:
             "lock (docs/settings.md, workers). Use one worker, or PostgreSQL.",
             err=True,
         )
-    uvicorn.run(
-        "searchtrail.http.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        access_log=False,
-    )
+    # Every worker's metrics go to files here, summed by whichever worker is scraped
+    # (http/telemetry.py). Set before any process imports prometheus_client, which picks
+    # its file-backed values on import; fresh, so no count of an earlier run is added.
+    metrics_dir = tempfile.mkdtemp(prefix="searchtrail-metrics-")
+    os.environ[_METRICS_DIR_ENV] = metrics_dir
+    try:
+        uvicorn.run(
+            "searchtrail.http.app:create_app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            log_config=uvicorn_log_config(settings.log_format, settings.log_level)
+            or LOGGING_CONFIG,
+            access_log=False,
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _is_loopback(host: str) -> bool:

@@ -11,12 +11,15 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
+import searchtrail.http.telemetry as telemetry
 from searchtrail import __version__
 from searchtrail._heap import settle_heap
 from searchtrail.errors import Unavailable
 from searchtrail.http.auth import Limiters
 from searchtrail.http.errors import install_error_handlers
+from searchtrail.http.observe import RequestObserver
 from searchtrail.http.openapi import install_openapi
 from searchtrail.http.routers import (
     browser,
@@ -26,6 +29,7 @@ from searchtrail.http.routers import (
     internal,
     keys,
     metrics,
+    prometheus,
     sessions,
 )
 from searchtrail.paths import CLIENT_PREFIX, INTERNAL_PREFIX
@@ -78,6 +82,16 @@ async def _set_within(event: asyncio.Event, seconds: float) -> bool:
     return event.is_set()
 
 
+class _App(FastAPI):
+    """The app, with ``RequestObserver`` around everything, Starlette's own error layer
+    included: a 500 is counted and carries its request id too."""
+
+    log_requests = False
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestObserver(super().build_middleware_stack(), log_requests=self.log_requests)
+
+
 def create_app(
     settings: Settings | None = None,
     clickstream: Clickstream | None = None,
@@ -98,6 +112,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = clickstream is None
         app.state.clickstream = clickstream or Clickstream(settings=settings)
+        telemetry.install(app.state.clickstream)
         try:
             app.state.clickstream.storage.start_writer_process()
         except BaseException:
@@ -125,15 +140,19 @@ def create_app(
                 await refresher
             if owned:
                 app.state.clickstream.close()
+            if own_process:
+                telemetry.forget_process()
 
-    app = FastAPI(
+    app = _App(
         title="searchtrail",
         version=__version__,
         description="Clickstream for search: sessions, events, batches, training data.",
         lifespan=lifespan,
     )
+    app.log_requests = settings.log_format == "json"
     if clickstream is not None:
         app.state.clickstream = clickstream
+        telemetry.install(clickstream)
     app.state.limiters = Limiters(
         per_key=RateLimiter(settings.rate_limit_per_sec, settings.rate_limit_burst),
         per_ip=RateLimiter(
@@ -153,6 +172,7 @@ def create_app(
             max_age=3600,
         )
     app.include_router(health.router)
+    app.include_router(prometheus.router)
     for prefix in ("", CLIENT_PREFIX):
         app.include_router(sessions.router, prefix=prefix)
         app.include_router(browser.router, prefix=prefix)

@@ -14,6 +14,7 @@ can do no more than the page it sits in already does.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -26,7 +27,7 @@ from searchtrail.keys import ApiKeyInfo, Scope
 from searchtrail.ratelimit import RateLimiter
 from searchtrail.service import Clickstream
 
-__all__ = ["IngestGuard", "Limiters", "ScopeGuard"]
+__all__ = ["IngestGuard", "Limiters", "MetricsGuard", "ScopeGuard"]
 
 QUERY_KEY = "key"
 
@@ -57,9 +58,11 @@ def _bearer(request: Request) -> str | None:
 
 class _Guard:
     security_schemes: tuple[SecurityBase, ...] = (BEARER, HEADER)
+    rate_limited = True
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: Scope, *also: Scope) -> None:
         self.scope = scope
+        self.accepted = frozenset((scope, *also))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.scope.value})"
@@ -72,8 +75,9 @@ class _Guard:
         if required is None:
             required = await run_in_threadpool(keys.required)
         if not required:
-            ip = request.client.host if request.client else "unknown"
-            limiters.per_ip.take(f"ip:{ip}", f"client {ip}")
+            if self.rate_limited:
+                ip = request.client.host if request.client else "unknown"
+                limiters.per_ip.take(f"ip:{ip}", f"client {ip}")
             return None
         in_url = False
         bearer = (_bearer(request) or "").strip()
@@ -96,11 +100,14 @@ class _Guard:
                 f"API key {info.prefix} has scopes other than ingest; such a key is accepted "
                 "only in a header, never in the URL"
             )
-        if self.scope not in info.scopes:
+        if self.accepted.isdisjoint(info.scopes):
+            others = "".join(f" or {s.value!r}" for s in sorted(self.accepted - {self.scope}))
             raise Forbidden(
-                f"API key {info.prefix} lacks the {self.scope.value!r} scope this endpoint needs"
+                f"API key {info.prefix} lacks the {self.scope.value!r} scope{others} "
+                "this endpoint needs"
             )
-        limiters.per_key.take(f"key:{info.key_id}", f"API key {info.prefix}")
+        if self.rate_limited:
+            limiters.per_key.take(f"key:{info.key_id}", f"API key {info.prefix}")
         request.state.api_key = info
         return info
 
@@ -122,3 +129,36 @@ class IngestGuard(_Guard):
 
     async def __call__(self, request: Request) -> ApiKeyInfo | None:
         return await self.check(request, request.query_params.get(QUERY_KEY))
+
+
+class MetricsGuard(_Guard):
+    """``/metrics``, off the rate limits: open on a service without keys and to a client
+    on loopback that no proxy forwarded; else a key with the ``metrics`` scope, or one
+    with ``read`` or ``admin`` (which may read more than the metrics already)."""
+
+    rate_limited = False
+
+    def __init__(self) -> None:
+        super().__init__(Scope.METRICS, Scope.READ, Scope.ADMIN)
+
+    async def __call__(self, request: Request) -> ApiKeyInfo | None:
+        if _direct_from_loopback(request):
+            return None
+        return await self.check(request)
+
+
+# A proxy on this host makes every client look local; one that says whom it forwards
+# for (uvicorn then shows that client, or we see the header) is not given the pass.
+_FORWARDING = ("forwarded", "x-forwarded-for", "x-real-ip")
+
+
+def _direct_from_loopback(request: Request) -> bool:
+    if request.client is None or any(h in request.headers for h in _FORWARDING):
+        return False
+    try:
+        ip = ipaddress.ip_address(request.client.host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback

@@ -23,6 +23,7 @@ from searchtrail.errors import (
     SearchtrailError,
     Unavailable,
 )
+from searchtrail.http.telemetry import count_database_error
 
 __all__ = ["ErrorBody", "FieldErrorBody", "install_error_handlers"]
 
@@ -68,6 +69,7 @@ async def _domain(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def _error_response(exc: SearchtrailError) -> JSONResponse:
+    count_database_error(exc)  # /metrics: 503s and 507s, by code
     retry_after = exc.retry_after if isinstance(exc, RateLimited | Unavailable) else None
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)

@@ -18,7 +18,7 @@ from searchtrail.models import (
     parse,
 )
 from searchtrail.service._base import ServiceBase
-from searchtrail.storage import BatchState
+from searchtrail.storage import BatchSizes, BatchState
 from searchtrail.timestamps import now_ms
 
 __all__ = ["BATCH_TRANSITIONS", "BatchOperations"]
@@ -58,6 +58,10 @@ class BatchOperations(ServiceBase):
         data = {"release_id": request} if isinstance(request, str) else request
         req = parse(ReleaseRequest, data, self.limits)
         return self.storage.batches.release(req.release_id, now_ms())
+
+    def batch_sizes(self) -> BatchSizes:
+        """Batches by state and the collecting batch's sessions: cheap, for /metrics."""
+        return self.storage.batches.sizes()
 
     def list_batches(self, state: BatchStateName | None = None) -> list[BatchInfo]:
         """Every batch, oldest first, with its session and event counts."""

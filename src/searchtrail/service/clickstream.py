@@ -16,14 +16,20 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio.to_thread
 from pydantic import BaseModel
 
-from searchtrail.errors import FieldError, InvalidInput, SessionConflict, TimestampOutOfWindow
+from searchtrail.errors import (
+    FieldError,
+    InvalidInput,
+    SearchtrailError,
+    SessionConflict,
+    TimestampOutOfWindow,
+)
 from searchtrail.keys import KeyRing
 from searchtrail.models import (
     NewSessionEvent,
@@ -40,6 +46,7 @@ from searchtrail.models import (
 from searchtrail.service.batches import BatchOperations
 from searchtrail.service.clickmodels import ClickModelOperations, FitCache
 from searchtrail.service.metrics import MetricsOperations
+from searchtrail.service.observer import Observer, events_sent, refusal_reason
 from searchtrail.service.queue import QueueOperations
 from searchtrail.service.training import TrainingOperations
 from searchtrail.settings import Settings
@@ -49,6 +56,7 @@ from searchtrail.timestamps import ms_to_iso, now_ms
 __all__ = ["Clickstream"]
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
 
 log = logging.getLogger("searchtrail")
 
@@ -99,6 +107,14 @@ class _UnknownKeyLog:
 _INDEX = re.compile(r"\[\d+\]")
 
 
+async def _in_loop_or_thread(size: int, fn: Callable[..., R], *args: Any) -> R:
+    """``fn(*args)`` on a body of ``size`` bytes: in the loop, or in a pool thread when
+    the body is large enough to hold the loop for milliseconds."""
+    if size > _PARSE_IN_LOOP_BYTES:
+        return await anyio.to_thread.run_sync(fn, *args)
+    return fn(*args)
+
+
 def _strip_indices(path: str) -> str:
     """``events[2].evnt_type`` -> ``events[].evnt_type``."""
     return _INDEX.sub("[]", path)
@@ -147,6 +163,9 @@ class Clickstream(
         self.keys = KeyRing(self.storage.keys, cache_sec=settings.auth_cache_sec)
         self._unknown_log = _UnknownKeyLog()
         self._fit_cache = FitCache()
+        # Told of every registration and push outcome (service/observer.py); the HTTP
+        # app installs one that counts them for /metrics.
+        self.observer = Observer()
 
     def close(self) -> None:
         self.storage.close()
@@ -193,9 +212,7 @@ class Clickstream(
         A push of 100 events validates in well under a millisecond, less than a hop to a
         thread; a body near the size limit would hold the loop for many milliseconds.
         """
-        if len(raw) > _PARSE_IN_LOOP_BYTES:
-            return await anyio.to_thread.run_sync(parse_json, model, raw, self.limits)
-        return parse_json(model, raw, self.limits)
+        return await _in_loop_or_thread(len(raw), parse_json, model, raw, self.limits)
 
     def _create_session(self, req: SessionCreateRequest) -> Session:
         row, now = self._registration(req)
@@ -232,6 +249,7 @@ class Clickstream(
         if not created:
             self._check_replay(stored, row, given_before)
         unknown = req.unknown_fields
+        self.observer.registered(created, len(unknown))
         if not unknown:
             return stored
         self._unknown_log.note(unknown)
@@ -309,27 +327,54 @@ class Clickstream(
         data = (
             {"session_id": request, "events": events or []} if isinstance(request, str) else request
         )
-        return self._push_events(parse(SessionAddEventsRequest, data, self.limits))
+        try:
+            req = parse(SessionAddEventsRequest, data, self.limits)
+        except InvalidInput:
+            self.observer.refused("invalid", events_sent(data))
+            raise
+        return self._push_events(req)
 
     async def push_events_json_async(self, raw: bytes | str) -> PushResult:
         """``push_events`` from a JSON body (the HTTP path): validated once, in the loop."""
-        req = await self._parse_in_loop(SessionAddEventsRequest, raw)
-        stored, _ = await self.storage.sessions.push_async(req.session_id, self._event_rows(req))
+        try:
+            req = await self._parse_in_loop(SessionAddEventsRequest, raw)
+        except InvalidInput:
+            sent = await _in_loop_or_thread(len(raw), events_sent, raw)
+            self.observer.refused("invalid", sent)
+            raise
+        try:
+            stored, _ = await self.storage.sessions.push_async(
+                req.session_id, self._event_rows(req)
+            )
+        except SearchtrailError as exc:
+            self._refused(exc, req)
+            raise
         return self._pushed(req, stored)
 
     def _push_events(self, req: SessionAddEventsRequest) -> PushResult:
-        stored, _ = self.storage.sessions.push(req.session_id, self._event_rows(req))
+        try:
+            stored, _ = self.storage.sessions.push(req.session_id, self._event_rows(req))
+        except SearchtrailError as exc:
+            self._refused(exc, req)
+            raise
         return self._pushed(req, stored)
+
+    def _refused(self, exc: SearchtrailError, req: SessionAddEventsRequest) -> None:
+        reason = refusal_reason(exc)
+        if reason is not None:
+            self.observer.refused(reason, len(req.events))
 
     def _pushed(self, req: SessionAddEventsRequest, stored: int) -> PushResult:
         """Every event of the push not stored now was stored before: a duplicate."""
         unknown = req.unknown_fields
         if unknown:
             self._unknown_log.note(unknown)
+        duplicates = len(req.events) - stored
+        self.observer.pushed(stored, duplicates, len(unknown))
         return PushResult(
             session_id=req.session_id,
             stored=stored,
-            duplicates=len(req.events) - stored,
+            duplicates=duplicates,
             unknown_fields=unknown,
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from searchtrail.storage.api import (
     ApiKeys,
     Batches,
+    BatchSizes,
     BatchState,
     ClickRow,
     EventRow,
@@ -30,6 +31,7 @@ from searchtrail.storage.api import (
 
 __all__ = [
     "ApiKeys",
+    "BatchSizes",
     "BatchState",
     "Batches",
     "ClickRow",

@@ -39,6 +39,7 @@ from searchtrail.models import (
 
 __all__ = [
     "ApiKeys",
+    "BatchSizes",
     "BatchState",
     "Batches",
     "ClickRow",
@@ -131,6 +132,14 @@ class ClickRow:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchSizes:
+    """Batches by state, and the sessions the collecting batch holds so far."""
+
+    batches: dict[str, int]
+    collecting_sessions: int
+
+
+@dataclass(frozen=True, slots=True)
 class StorageOptions:
     """How to open a storage (``open_storage``); the service derives it from its settings.
 
@@ -206,6 +215,9 @@ class Batches(Protocol):
         self, batch_id: int, after_number: int, limit: int, events_limit: int | None
     ) -> BatchSessionsPage:
         """A keyset page of a batch's sessions after ``after_number``, with their events."""
+
+    def sizes(self) -> BatchSizes:
+        """Counts cheap enough to read on every scrape of /metrics: no scan of events."""
 
 
 class ImprovementQueue(Protocol):

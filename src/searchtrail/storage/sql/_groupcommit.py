@@ -42,9 +42,13 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
+from searchtrail.storage.writestats import current as write_observer
+
 __all__ = ["GroupCommit", "GroupCommitClosed", "answer_futures", "running_loop"]
 
 T = TypeVar("T")
+
+_PATH = "group_commit"  # this write path's name in writestats' reports
 
 
 @dataclass(eq=False)
@@ -229,12 +233,19 @@ class GroupCommit:
         with self._queue_lock:
             group = self._queue[: self._max_group]
             del self._queue[: self._max_group]
+            waiting = len(self._queue)
         if not group:
             return
+        observer = write_observer()
+        if observer is not None:
+            observer.group(_PATH, len(group))
+            observer.depth(_PATH, waiting + len(group))
         try:
             self._commit(group)
         finally:
             self._answer(group)
+            if observer is not None:
+                observer.depth(_PATH, len(self._queue))
 
     @staticmethod
     def _answer(group: list[_Job[Any]]) -> None:

@@ -45,6 +45,7 @@ from searchtrail._heap import settle_heap
 from searchtrail.errors import SearchtrailError, Unavailable
 from searchtrail.storage.sql._groupcommit import answer_futures, running_loop
 from searchtrail.storage.sql.engine import DB_OUTAGES, unavailable
+from searchtrail.storage.writestats import current as write_observer
 
 __all__ = ["WriteTarget", "WriterProcess", "open_target"]
 _START_TIMEOUT_SEC = 120
@@ -54,6 +55,7 @@ _FRAME = struct.Struct("!Q")  # each message: its length, then its pickle
 _READY = b""  # the child's first message: its storage is open
 _RECV = 1 << 18
 _CLOSE_POLL_SEC = 0.2
+_PATH = "writer_process"  # this write path's name in writestats' reports
 
 
 class WriteTarget(Protocol):
@@ -281,6 +283,10 @@ class WriterProcess:
             answer_futures((w.future, refusal, None) for w in group)
             return
         self._sent.append(group)
+        observer = write_observer()
+        if observer is not None:
+            observer.group(_PATH, len(group))
+            observer.depth(_PATH, self._unanswered())
         child.outbox += _FRAME.pack(len(message))
         child.outbox += message
         self._writable(child)
@@ -338,6 +344,13 @@ class WriterProcess:
             for w, (ok, value) in zip(group, outcomes, strict=True)
         )
         self._next()
+        observer = write_observer()
+        if observer is not None:
+            observer.depth(_PATH, self._unanswered())
+
+    def _unanswered(self) -> int:
+        """Writes accepted and not answered yet: waiting here, or with the child."""
+        return len(self._waiting) + sum(len(group) for group in self._sent)
 
     def _died(self, child: _Child) -> None:
         """``child`` is gone: its writes go once more to a new one, or are refused."""

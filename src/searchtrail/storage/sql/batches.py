@@ -14,7 +14,7 @@ from sqlalchemy import Connection, func, select, update
 
 from searchtrail.errors import BatchNotFound, NoCollectingBatch
 from searchtrail.models import BatchInfo, BatchSessionsPage, ReleaseResult
-from searchtrail.storage.api import BatchState
+from searchtrail.storage.api import BatchSizes, BatchState
 from searchtrail.storage.sql._database import _Database
 from searchtrail.storage.sql._rows import events_of, session
 from searchtrail.storage.sql.dialect import Dialect
@@ -204,3 +204,15 @@ class SqlBatches:
                 for r in rows
             ],
         )
+
+    def sizes(self) -> BatchSizes:
+        """Two small reads: the batches table grouped, and the collecting batch's sessions
+        counted on the (batch_id, session_number) index."""
+        collecting = select(batches.c.batch_id).where(batches.c.collecting == 1).scalar_subquery()
+        with self._db.read() as conn:
+            states = conn.execute(select(batches.c.state, func.count()).group_by(batches.c.state))
+            by_state = {str(state): int(n) for state, n in states}
+            held = conn.execute(
+                select(func.count()).select_from(sessions).where(sessions.c.batch_id == collecting)
+            ).scalar()
+        return BatchSizes(batches=by_state, collecting_sessions=int(held or 0))
