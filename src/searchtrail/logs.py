@@ -24,7 +24,7 @@ REQUEST_FIELDS = ("method", "route", "status", "latency_ms", "key_prefix", "requ
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"time", "level", "logger", "message", ...}``; a request's fields when the record
+    """``{"time", "level", "logger", "pid", "message", ...}``; a request's fields when the record
     has them, its id whenever one is set; ``exception`` with the traceback if any."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -32,6 +32,7 @@ class JsonFormatter(logging.Formatter):
             "time": _utc(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,  # which worker of serve
             "message": record.getMessage(),
         }
         for name in REQUEST_FIELDS:

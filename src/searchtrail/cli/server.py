@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from searchtrail import __version__
 from searchtrail.cli._common import Command, load_settings, safe_url
+from searchtrail.logs import JsonFormatter, uvicorn_log_config
 
 __all__ = ["serve"]
 
@@ -56,28 +59,28 @@ def serve(**options: Any) -> None:
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
-    from searchtrail.logs import uvicorn_log_config
     from searchtrail.service import Clickstream
 
     settings = load_settings(**options)
+    say = _sayer(settings.log_format)
     # Check (or create, when empty) the schema once here, not racing in every worker.
     with Clickstream(settings=settings) as cs:
         has_keys = cs.storage.keys.exist()
         on_sqlite = cs.storage.dialect == "sqlite"
     if has_keys:
-        click.echo("searchtrail: API keys are required (see `searchtrail keys list`).", err=True)
+        say("searchtrail: API keys are required (see `searchtrail keys list`).")
     else:
         if not _is_loopback(settings.host) and not settings.insecure:
-            click.echo(
+            say(
                 f"searchtrail: refusing to listen on {settings.host} with no API key: anyone "
                 "who reaches the port could read and change everything.\n"
                 "Create a key first (searchtrail keys create --name NAME --scope ingest), "
                 "listen on 127.0.0.1, or pass --insecure (SEARCHTRAIL_INSECURE=1) if "
                 "something in front of the service guards it.",
-                err=True,
+                level=logging.ERROR,
             )
             sys.exit(2)
-        click.echo(
+        say(
             "searchtrail: no API key exists, so authentication is OFF"
             + (
                 f" and --insecure exposes the service on {settings.host}"
@@ -85,19 +88,18 @@ def serve(**options: Any) -> None:
                 else "; listening on loopback only"
             )
             + " (create one with `searchtrail keys create`).",
-            err=True,
+            level=logging.WARNING,
         )
-    click.echo(
+    say(
         f"searchtrail {__version__} on http://{settings.host}:{settings.port} "
-        f"({settings.workers} worker(s), database {safe_url(settings.database_url)})",
-        err=True,
+        f"({settings.workers} worker(s), database {safe_url(settings.database_url)})"
     )
     if settings.workers > 1 and on_sqlite:
-        click.echo(
+        say(
             "searchtrail: on SQLite more workers make writes slower, not faster: each "
             "worker writes on its own and waits its turn for the database's one write "
             "lock (docs/settings.md, workers). Use one worker, or PostgreSQL.",
-            err=True,
+            level=logging.WARNING,
         )
     # Every worker's metrics go to files here, summed by whichever worker is scraped
     # (http/telemetry.py). Set before any process imports prometheus_client, which picks
@@ -118,6 +120,20 @@ def serve(**options: Any) -> None:
         )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _sayer(log_format: str) -> Callable[..., None]:
+    """What serve says before uvicorn starts, to stderr: plain lines, or in the JSON
+    format the logs that follow have (each stderr line a JSON object)."""
+    formatter = JsonFormatter() if log_format == "json" else None
+
+    def say(message: str, level: int = logging.INFO) -> None:
+        if formatter is not None:
+            record = logging.LogRecord("searchtrail.serve", level, __file__, 0, message, (), None)
+            message = formatter.format(record)
+        click.echo(message, err=True)
+
+    return say
 
 
 def _is_loopback(host: str) -> bool:
