@@ -31,3 +31,17 @@ def test_every_cli_command_is_documented() -> None:
     text = (DOCS / "cli.md").read_text()
     missing = [c for c in _commands(main) if f"`{c}" not in text]
     assert missing == [], f"add these to docs/cli.md: {missing}"
+
+
+def test_every_serve_flag_is_documented_and_is_a_setting() -> None:
+    """Each flag of `serve` is in its row of docs/cli.md and sets the setting of its name
+    (docs/settings.md), as `--log-format` sets `log_format`."""
+    from searchtrail.cli.server import serve
+    from searchtrail.settings import Settings
+
+    row = next(
+        line for line in (DOCS / "cli.md").read_text().splitlines() if "`searchtrail serve`" in line
+    )
+    flags = [o for p in serve.params if isinstance(p, click.Option) for o in p.opts]
+    assert [f for f in flags if f"`{f}`" not in row] == []
+    assert [f for f in flags if f[2:].replace("-", "_") not in Settings.model_fields] == []

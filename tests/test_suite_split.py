@@ -29,6 +29,7 @@ OUTSIDE = {
     "tests/test_serve_process.py",
     "tests/test_concurrency.py",
     "tests/test_keys_cli.py",
+    "tests/test_prometheus_serve.py",
 }
 # Storage is their subject: in the fast set, on SQLite and on PostgreSQL.
 STORAGE = [
@@ -132,6 +133,6 @@ def test_storage_runs_on_both_dialects_in_the_fast_set(fast: set[str]) -> None:
 
 def test_http_layer_tests_run_once() -> None:
     """The HTTP layer's own tests are marked for SQLite alone, the whole module."""
-    for module in ("test_auth.py", "test_sessions.py", "test_openapi.py"):
+    for module in ("test_auth.py", "test_sessions.py", "test_openapi.py", "test_prometheus.py"):
         tree = ast.parse((TESTS / "http" / module).read_text())
         assert all(_sqlite_only(tree, f) for n, t, f in _test_functions() if n.endswith(module))
