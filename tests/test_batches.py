@@ -358,3 +358,17 @@ def test_batches_are_listed_with_their_session_and_event_counts(
     assert [b.batch_id for b in cs.list_batches("collecting")] == [second]
     one = client.get(f"{INTERNAL_PREFIX}/batch", params={"batch_id": first}).json()
     assert one == listed[0]
+
+
+def test_batch_sizes_count_states_and_the_collecting_batchs_sessions(cs: Clickstream) -> None:
+    """What /metrics reads on every scrape (http/telemetry.py)."""
+    assert (cs.batch_sizes().batches, cs.batch_sizes().collecting_sessions) == ({}, 0)
+    for sid in ("s1", "s2", "s3"):
+        register(cs, sid)
+    cs.release_batch("r1")
+    register(cs, "s4")
+    sizes = cs.batch_sizes()
+    assert sizes.batches == {"released": 1, "collecting": 1}
+    assert sizes.collecting_sessions == 1
+    cs.release_batch("r2")
+    assert (cs.batch_sizes().batches, cs.batch_sizes().collecting_sessions) == ({"released": 2}, 0)

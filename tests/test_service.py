@@ -18,7 +18,8 @@ from searchtrail import (
     Settings,
     TimestampOutOfWindow,
 )
-from searchtrail.errors import Unavailable
+from searchtrail.errors import SearchtrailError, Unavailable
+from searchtrail.service.observer import Observer, RefusalReason
 from searchtrail.storage.sql._loopreads import SqliteLoopReader
 from searchtrail.timestamps import now_ms
 from tests.support import sqlite_only
@@ -332,3 +333,48 @@ def test_a_closed_clickstream_refuses_reads_and_writes(database_url: str) -> Non
         cs.get_session("s1")
     with Clickstream(database_url) as again:
         assert again.storage.count("sessions") == 1
+
+
+class _Recorder(Observer):
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, ...]] = []
+
+    def registered(self, created: bool, unknown_fields: int) -> None:
+        self.seen.append(("registered", created, unknown_fields))
+
+    def pushed(self, stored: int, duplicates: int, unknown_fields: int) -> None:
+        self.seen.append(("pushed", stored, duplicates, unknown_fields))
+
+    def refused(self, reason: RefusalReason, events: int) -> None:
+        self.seen.append(("refused", reason, events))
+
+
+def test_the_library_reports_each_outcome_to_its_observer(database_url: str) -> None:
+    """The library's calls report as the HTTP path's do (tests/http/test_prometheus.py)."""
+    with Clickstream(settings=Settings(database_url=database_url, max_events_per_session=3)) as cs:
+        cs.observer = recorder = _Recorder()
+        cs.create_session(session_id="s1")
+        cs.create_session(session_id="s1")
+        cs.create_session({"session_id": "s2", "typo": 1})
+        cs.push_events("s1", [{"event_id": "a", "x_y": 1}, {"event_id": "b"}])
+        cs.push_events("s1", [{"event_id": "a"}])
+        failing: list[tuple[Any, ...]] = [
+            ("nobody", [{"event_id": "a"}]),
+            ("s1", [{"event_id": "c", "created_at": 1}, {"event_id": "d"}]),
+            ("s1", [{"event_id": "c"}, {"event_id": "d"}]),
+            ({"session_id": "s1", "events": [{"event_id": ""}, {}, {}]}, None),
+        ]
+        for request, events in failing:
+            with pytest.raises(SearchtrailError):
+                cs.push_events(request, events)
+    assert recorder.seen == [
+        ("registered", True, 0),
+        ("registered", False, 0),
+        ("registered", True, 1),
+        ("pushed", 2, 0, 1),
+        ("pushed", 0, 1, 0),
+        ("refused", "unknown_session", 1),
+        ("refused", "timestamp_window", 2),
+        ("refused", "over_cap", 2),
+        ("refused", "invalid", 3),
+    ]
