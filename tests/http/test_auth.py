@@ -296,7 +296,7 @@ def test_cors_preflight_and_browser_prefix(database_url: str) -> None:
     )
     with TestClient(create_app(settings)) as client:
         ask = {"Access-Control-Request-Method": "POST",
-               "Access-Control-Request-Headers": "content-type,x-api-key"}  # fmt: skip
+               "Access-Control-Request-Headers": "content-type,x-api-key,x-request-id"}  # fmt: skip
         ok = client.options("/session", headers={"Origin": "https://shop.example", **ask})
         assert ok.status_code == 200
         assert ok.headers["access-control-allow-origin"] == "https://shop.example"
@@ -311,6 +311,8 @@ def test_cors_preflight_and_browser_prefix(database_url: str) -> None:
         )
         assert simple.status_code == 200
         assert simple.headers["access-control-allow-origin"] == "https://shop.example"
+        # The page's script may read the request id to report it.
+        assert simple.headers["access-control-expose-headers"].lower() == "x-request-id"
         other = client.post(
             "/t/session/events",
             headers={"Origin": "https://evil.example"},

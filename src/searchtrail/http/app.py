@@ -19,7 +19,7 @@ from searchtrail._heap import settle_heap
 from searchtrail.errors import Unavailable
 from searchtrail.http.auth import Limiters
 from searchtrail.http.errors import install_error_handlers
-from searchtrail.http.observe import RequestObserver
+from searchtrail.http.observe import REQUEST_ID_HEADER, RequestObserver
 from searchtrail.http.openapi import install_openapi
 from searchtrail.http.routers import (
     browser,
@@ -167,7 +167,8 @@ def create_app(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER],
             allow_credentials=False,
             max_age=3600,
         )
