@@ -37,17 +37,17 @@ class Observer:
         """A push refused whole, for ``reason``: none of its ``events`` was stored."""
 
 
+_REFUSALS: tuple[tuple[type[SearchtrailError], RefusalReason], ...] = (
+    (TimestampOutOfWindow, "timestamp_window"),
+    (SessionFull, "over_cap"),
+    (SessionNotFound, "unknown_session"),
+    (InvalidInput, "invalid"),
+)
+
+
 def refusal_reason(exc: SearchtrailError) -> RefusalReason | None:
     """Why a push was refused, or None for an error that is no refusal (a 503)."""
-    if isinstance(exc, TimestampOutOfWindow):
-        return "timestamp_window"
-    if isinstance(exc, SessionFull):
-        return "over_cap"
-    if isinstance(exc, SessionNotFound):
-        return "unknown_session"
-    if isinstance(exc, InvalidInput):
-        return "invalid"
-    return None
+    return next((reason for cls, reason in _REFUSALS if isinstance(exc, cls)), None)
 
 
 def events_sent(body: Any) -> int:
