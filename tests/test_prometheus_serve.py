@@ -123,13 +123,19 @@ def test_json_logs_one_object_per_line_with_the_requests_fields(
         missing = http.post("/session/events", json={"session_id": "x", "events": []})
         assert missing.status_code == 401
         generated = missing.headers["X-Request-ID"]
-        time.sleep(0.5)  # the lines reach the file
-        lines = _log_lines(server)  # each line parses: every record is one object
-    assert any("authentication" not in line["message"] for line in lines)
+        # A request's line is written once its answer is sent: wait for both.
+        deadline = time.monotonic() + 30
+        while True:
+            lines = _log_lines(server)  # each line parses: every record is one object
+            requests = {
+                line["request_id"]: line
+                for line in lines
+                if line["logger"] == "searchtrail.request"
+            }
+            if {"req-42", generated} <= set(requests) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
     assert {line["level"] for line in lines} <= {"debug", "info", "warning", "error", "critical"}
-    requests = {
-        line["request_id"]: line for line in lines if line["logger"] == "searchtrail.request"
-    }
     ok, refused = requests["req-42"], requests[generated]
     assert ok["route"] == "/session" and ok["status"] == 200 and ok["method"] == "POST"
     assert ok["key_prefix"] == key.prefix and ok["latency_ms"] > 0

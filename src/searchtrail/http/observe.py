@@ -64,11 +64,13 @@ os.register_at_fork(after_in_child=_ids.renew)
 
 
 def route_template(scope: Scope) -> str:
-    """The template of the route that answered (``/api/v1/clickstream/session/events``,
+    """The template of the route that answered, prefix included (``/session/events``,
     ``/dashboard/{path}``), never the raw path; ``unmatched`` when no route did.
 
-    FastAPI keeps one route object for each place a router is included; the template
-    with its prefix is on the route context it selected.
+    FastAPI shares one route object among the places a router is included; the template
+    with its prefix is on the route context it selected (a scope key of FastAPI's own,
+    tests/http/test_prometheus.py holds it to that; without it, the route's template,
+    unprefixed, so that the prefixed and plain paths of an operation would merge).
     """
     context = scope.get("fastapi", {}).get("effective_route_context")
     template = getattr(context, "path_format", None)
