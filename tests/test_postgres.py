@@ -104,7 +104,7 @@ def test_a_lock_held_too_long_is_503_and_writes_nothing(database_url: str) -> No
             push = {"session_id": "s1", "events": [{"event_id": "e"}]}
             r = client.post("/session/events", json=push)
             assert r.status_code == 503
-            assert r.json()["code"] == "unavailable" and r.headers["retry-after"] == "1"
+            assert r.json()["code"] == "database_locked" and r.headers["retry-after"] == "1"
         finally:
             holder.rollback()
             holder.close()
@@ -170,7 +170,7 @@ def test_a_connection_ended_in_steady_use_fails_one_request_with_503_then_all_ar
             client.post("/session/events", json=_PUSH),
         ):
             assert r.status_code == 503, r.text
-            assert r.json()["code"] == "unavailable" and r.headers["retry-after"] == "1"
+            assert r.json()["code"] == "database_unavailable" and r.headers["retry-after"] == "1"
         # Each pool replaced every connection made before the failure, not only that one.
         for _ in range(3):
             assert client.get("/session", params={"session_id": "s1"}).status_code == 200
@@ -290,9 +290,11 @@ def test_a_get_on_the_loop_while_the_database_refuses_connections_is_503_then_re
             for _ in range(2):  # the broken connection, then the wait for a new one
                 r = client.get("/session", params=get)
                 assert r.status_code == 503, r.text
-                assert r.json()["code"] == "unavailable"
-            health = client.get("/health")  # its ping is a read like any other: not a 500
-            assert (health.status_code, health.json()["code"]) == (503, "unavailable")
+                assert r.json()["code"] == "database_unavailable"
+            ready = client.get("/health/ready")  # its ping is a read like any other: not a 500
+            assert (ready.status_code, ready.json()["code"]) == (503, "not_ready")
+            assert "(database_unavailable)" in ready.json()["detail"]
+            assert client.get("/health").status_code == 200  # liveness asks no database
         finally:
             pg_server.admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
         deadline = time.monotonic() + 60

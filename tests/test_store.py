@@ -28,7 +28,7 @@ def test_locked_database_is_503_and_writes_nothing(tmp_path: Path) -> None:
                 "/session/events", json={"session_id": "s1", "events": [{"event_id": "e"}]}
             )
             assert r.status_code == 503
-            assert r.json()["code"] == "unavailable" and r.headers["retry-after"] == "1"
+            assert r.json()["code"] == "database_locked" and r.headers["retry-after"] == "1"
         finally:
             holder.execute("ROLLBACK")
             holder.close()

@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from searchtrail import Clickstream, Settings
 from searchtrail._heap import YOUNG_GENERATION
 from searchtrail.errors import (
+    DatabaseLocked,
     FieldError,
     InvalidInput,
     SearchtrailError,
@@ -297,7 +298,8 @@ def test_a_locked_database_is_a_503_from_the_child(database_url: str) -> None:
 
         async def main() -> None:
             with write_locked(database_url) as blocker:
-                with pytest.raises(Unavailable, match="database is unavailable"):
+                # Classified in the child, pickled as raised: the lock, not a bare outage.
+                with pytest.raises(DatabaseLocked, match="database is locked"):
                     await cs.push_events_json_async(push_body("s1", "e1"))
                 blocker.execute("ROLLBACK")
             assert (await cs.push_events_json_async(push_body("s1", "e1"))).stored == 1

@@ -21,7 +21,17 @@ turns each into one JSON shape (``{"detail": ..., "code": ...}``) in
     ├── Forbidden                       403 forbidden
     ├── RateLimited                     429 rate_limited
     ├── SchemaOutdated                  503 schema_outdated    run `searchtrail db upgrade`
-    └── Unavailable                     503 unavailable        the database is locked or unreachable
+    └── Unavailable                     503 unavailable        the store closed, its writer failed
+        ├── DiskFull                    507 disk_full          the database's disk is full
+        ├── DatabaseLocked              503 database_locked    a lock held past the busy timeout
+        ├── DatabaseUnreachable         503 database_unavailable
+        │                                   cannot connect, the connection broke, out of resources
+        └── NotReady                    503 not_ready          /health/ready; why: in ``detail``
+
+Each ``Unavailable`` carries ``retry_after`` (the ``Retry-After`` header); nothing was
+committed, so a retry is safe. The storage failures have a code each so that an operator
+(and a metric counting answers by code) tells them apart; docs/operating-health.md says
+what to do about each.
 """
 
 from __future__ import annotations
@@ -33,11 +43,15 @@ __all__ = [
     "BadRequest",
     "BatchNotFound",
     "Conflict",
+    "DatabaseLocked",
+    "DatabaseUnreachable",
+    "DiskFull",
     "FieldError",
     "Forbidden",
     "InvalidInput",
     "NoCollectingBatch",
     "NotFound",
+    "NotReady",
     "PayloadTooLarge",
     "QueueEntryNotFound",
     "RateLimited",
@@ -225,3 +239,34 @@ class Unavailable(SearchtrailError):
     status = 503
     code = "unavailable"
     retry_after = 1
+
+
+class DiskFull(Unavailable):
+    """The database's disk (SQLite's file system, PostgreSQL's data or WAL) has no room;
+    the write was rolled back whole. Retry once space is freed."""
+
+    status = 507
+    code = "disk_full"
+    retry_after = 30
+
+    def __init__(self, detail: str = "the database's disk is full") -> None:
+        super().__init__(detail)
+
+
+class DatabaseLocked(Unavailable):
+    """Another writer held the database's lock past the busy timeout (SQLite's
+    ``busy_timeout``, PostgreSQL's ``lock_timeout``); the write was rolled back."""
+
+    code = "database_locked"
+
+
+class DatabaseUnreachable(Unavailable):
+    """The database could not be reached, its connection broke, or it is out of resources."""
+
+    code = "database_unavailable"
+
+
+class NotReady(Unavailable):
+    """``/health/ready``: this process should get no traffic now; ``detail`` says why."""
+
+    code = "not_ready"

@@ -112,6 +112,25 @@ class Settings(BaseSettings):
         "`searchtrail serve`, the thread where the app is embedded in another process. "
         "Also read from SEARCHTRAIL_SQLITE_WRITER, its former name.",
     )
+    ready_min_free_mb: float = Field(
+        64.0,
+        ge=0,
+        description="On SQLite, /health/ready answers 503 while the file system holding the "
+        "database has less room than this (MB, statvfs), before writes start failing 507.",
+    )
+    ready_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="How long /health/ready waits for its write to commit before it "
+        "answers 503 (a load balancer's probe times out too).",
+    )
+    shutdown_grace_s: int = Field(
+        30,
+        ge=0,
+        description="On SIGTERM, how long `serve` lets the requests in flight finish (each "
+        "connection's next request is answered with Connection: close) before it cancels "
+        "the rest; then it commits what it answered and exits.",
+    )
     pool_size: int = Field(
         10,
         ge=1,

@@ -15,9 +15,13 @@ from searchtrail.client._calls import Call, error_from_response, model, nothing
 from searchtrail.errors import (
     BadRequest,
     BatchNotFound,
+    DatabaseLocked,
+    DatabaseUnreachable,
+    DiskFull,
     Forbidden,
     InvalidInput,
     NotFound,
+    NotReady,
     PayloadTooLarge,
     QueueEntryNotFound,
     RateLimited,
@@ -238,6 +242,11 @@ def test_api_key_goes_in_the_authorization_header(server: Server) -> None:
         (429, {"detail": "slow down", "code": "rate_limited"}, {"Retry-After": "7"}, RateLimited),
         (503, {"detail": "run upgrade", "code": "schema_outdated"}, {}, SchemaOutdated),
         (503, {"detail": "locked", "code": "unavailable"}, {"Retry-After": "3"}, Unavailable),
+        (507, {"detail": "full", "code": "disk_full"}, {"Retry-After": "30"}, DiskFull),
+        (507, {"detail": "full, said a proxy"}, {}, DiskFull),  # by status alone
+        (503, {"detail": "busy", "code": "database_locked"}, {}, DatabaseLocked),
+        (503, {"detail": "gone", "code": "database_unavailable"}, {}, DatabaseUnreachable),
+        (503, {"detail": "not now", "code": "not_ready"}, {}, NotReady),
         (500, {"detail": "Internal server error", "code": "internal"}, {}, ServerError),
     ],
 )
@@ -251,6 +260,8 @@ def test_error_codes_map_to_domain_errors(
         assert exc.retry_after == 7
     if type(exc) is Unavailable:
         assert exc.retry_after == 3
+    if isinstance(exc, Unavailable):  # each of them: the tracker retries after Retry-After
+        assert exc.retry_after == int(headers.get("Retry-After", "1"))
 
 
 def test_an_answer_outside_the_contract_is_a_server_error(server: Server) -> None:

@@ -18,7 +18,7 @@ from tests.support import sqlite_only
 pytestmark = sqlite_only
 
 INTERNAL = "/api/v1/clickstream/internal"
-PUBLIC = {"/health", "/st.js", "/api/v1/clickstream/st.js", "/t/st.js"}
+PUBLIC = {"/health", "/health/ready", "/st.js", "/api/v1/clickstream/st.js", "/t/st.js"}
 EXPECTED_SCOPES = {
     ("POST", "/session"): "ingest",
     ("POST", "/session/events"): "ingest",
@@ -153,6 +153,7 @@ def test_each_route_against_each_credential(
 def test_public_routes_need_no_key(client: TestClient, keys: Keys) -> None:
     for path in ("/health", "/st.js", "/openapi.json", "/docs"):
         assert client.get(path).status_code == 200, path
+    assert client.get("/health/ready").json()["status"] == "ready"
     assert client.get("/session", params={"session_id": "x"}).status_code == 401
 
 
@@ -277,6 +278,7 @@ def test_rate_limit_per_ip_without_keys(limited: tuple[TestClient, Clickstream])
     codes = [client.get(f"{INTERNAL}/batches").status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
     assert client.get("/health").status_code == 200  # never limited
+    assert client.get("/health/ready").status_code == 200
 
 
 def test_text_plain_body_as_sent_by_sendbeacon(client: TestClient, cs: Clickstream) -> None:

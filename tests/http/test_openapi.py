@@ -38,7 +38,7 @@ def documented(op: dict[str, Any], r: Any) -> None:
     assert str(r.status_code) in listed, (r.status_code, sorted(listed))
     assert listed[str(r.status_code)]["content"]["application/json"]["schema"] == ERROR_REF
     ErrorBody.model_validate(r.json())
-    if r.status_code in (429, 503):
+    if r.status_code in (429, 503, 507):
         assert "Retry-After" in listed[str(r.status_code)]["headers"]
 
 
@@ -55,7 +55,7 @@ def test_every_error_status_in_the_document_has_the_one_shape() -> None:
                     status,
                 )
         if op.get("security"):
-            assert {"401", "403", "429", "503"} <= set(op["responses"]), (method, path)
+            assert {"401", "403", "429", "503", "507"} <= set(op["responses"]), (method, path)
         if "requestBody" in op:
             assert {"413", "422"} <= set(op["responses"]), (method, path)
 
@@ -92,7 +92,7 @@ def test_each_route_answers_its_errors_as_documented(cs: Clickstream, client: Te
 def test_a_503_is_documented_where_it_is_answered(cs: Clickstream, client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     cs.close()  # a closed store answers Unavailable, as a database that went away does
-    for path, params in (("/health", {}), ("/session", {"session_id": "s1"})):
+    for path, params in (("/health/ready", {}), ("/session", {"session_id": "s1"})):
         r = client.get(path, params=params)
         assert r.status_code == 503, r.text
         documented(spec["paths"][path]["get"], r)

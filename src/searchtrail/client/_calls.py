@@ -20,11 +20,15 @@ from searchtrail.errors import (
     BadRequest,
     BatchNotFound,
     Conflict,
+    DatabaseLocked,
+    DatabaseUnreachable,
+    DiskFull,
     FieldError,
     Forbidden,
     InvalidInput,
     NoCollectingBatch,
     NotFound,
+    NotReady,
     PayloadTooLarge,
     QueueEntryNotFound,
     RateLimited,
@@ -264,6 +268,10 @@ _BY_CODE: dict[str, type[SearchtrailError]] = {
     "forbidden": Forbidden,
     "schema_outdated": SchemaOutdated,
     "unavailable": Unavailable,
+    "disk_full": DiskFull,
+    "database_locked": DatabaseLocked,
+    "database_unavailable": DatabaseUnreachable,
+    "not_ready": NotReady,
 }
 _BY_STATUS: dict[int, type[SearchtrailError]] = {
     400: BadRequest,
@@ -273,6 +281,7 @@ _BY_STATUS: dict[int, type[SearchtrailError]] = {
     409: Conflict,
     413: PayloadTooLarge,
     503: Unavailable,
+    507: DiskFull,
 }
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from searchtrail.burstlog import BurstLog
 from searchtrail.errors import (
     FieldError,
     InvalidInput,
@@ -28,6 +29,8 @@ from searchtrail.http.telemetry import count_database_error
 __all__ = ["ErrorBody", "FieldErrorBody", "install_error_handlers"]
 
 log = logging.getLogger("searchtrail")
+# Storage failures repeat on every request until someone acts: one line per burst.
+_outages = BurstLog(log)
 
 
 class FieldErrorBody(BaseModel):
@@ -63,8 +66,10 @@ _CODES = {
 # a thread hop on every error answer.
 
 
-async def _domain(_request: Request, exc: Exception) -> JSONResponse:
+async def _domain(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SearchtrailError)
+    if isinstance(exc, Unavailable):
+        _outages.note(exc.code, f"{exc.detail} ({request.method} {request.url.path})")
     return _error_response(exc)
 
 

@@ -96,7 +96,9 @@ _GUARDED_ERRORS = {
     "401": "No API key, or one that is not valid or was revoked",
     "403": "The key lacks this route's scope, or a key that is not ingest-only came in the URL",
     "429": "Over the key's or the client's rate limit",
-    "503": "The database is locked or unreachable, or its schema is older than this version",
+    "503": "The database is locked (database_locked) or unreachable (database_unavailable), "
+    "or its schema is older than this version (schema_outdated); nothing was written",
+    "507": "The database's disk is full (disk_full); nothing was written",
 }
 _BODY_ERRORS = {"413": "The body is larger than max_body_bytes"}
 _INVALID = "A field is malformed or missing; detail lists each, with where it is"
@@ -126,6 +128,6 @@ def _add_error_responses(spec: dict[str, Any]) -> None:
             for status, response in responses.items():
                 if status >= "400":
                     response["content"] = error
-                if status in ("429", "503"):
+                if status in ("429", "503", "507"):
                     response["headers"] = _RETRY_AFTER
             operation["responses"] = dict(sorted(responses.items()))

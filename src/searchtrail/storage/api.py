@@ -45,6 +45,7 @@ __all__ = [
     "ClickRow",
     "DumpPage",
     "EventRow",
+    "Health",
     "ImportWriter",
     "ImprovementQueue",
     "Metrics",
@@ -363,6 +364,19 @@ class Transfer(Protocol):
         """Run ``work`` in one committed transaction of its own; it may run again."""
 
 
+class Health(Protocol):
+    """What ``/health/ready`` asks of the database."""
+
+    def write(self, process: str, now_ms: int) -> None:
+        """Commit a small write of ``process``'s own, by the path every write takes."""
+
+    async def write_async(self, process: str, now_ms: int) -> None:
+        """``write`` from the event loop, by the path the loop's pushes take."""
+
+    def free_bytes(self) -> int | None:
+        """Room left on the database's disk, where this process can see it (SQLite)."""
+
+
 class Storage(Protocol):
     """A database opened for the service: its aggregates and its lifecycle."""
 
@@ -386,6 +400,9 @@ class Storage(Protocol):
 
     @property
     def metrics(self) -> Metrics: ...
+
+    @property
+    def health(self) -> Health: ...
 
     @property
     def dialect(self) -> str:

@@ -1,21 +1,47 @@
-"""Liveness with a real round trip to the database, for load balancers and `serve` scripts."""
+"""Liveness (``/health``) and readiness (``/health/ready``), for load balancers and
+orchestrators; neither takes a key or counts against a rate limit.
+
+Liveness does not touch the database: it answers while the event loop does. An
+orchestrator restarts a process whose liveness fails, and restarting every process
+because the database is down or its disk is full fixes nothing and drops the requests
+in flight. Readiness is the check that tells the truth about the database
+(``service/readiness.py``): route traffic by it.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 
 from searchtrail import __version__
+from searchtrail.errors import NotReady
 from searchtrail.http.deps import ClickstreamDep
+from searchtrail.http.draining import draining
+from searchtrail.service.readiness import check_ready
 
 router = APIRouter(tags=["health"])
 
+_ERROR = {"$ref": "#/components/schemas/ErrorBody"}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+
+
+@router.get("/health", summary="Liveness: the process answers (no database round trip)")
+async def health(cs: ClickstreamDep) -> dict[str, object]:
+    return {"status": "ok", "version": __version__, "database": cs.storage.dialect}
+
 
 @router.get(
-    "/health",
-    summary="Service and database health",
-    responses={503: {"description": "The database did not answer"}},
+    "/health/ready",
+    summary="Readiness: the database answers, commits a write, and has disk room",
+    responses={
+        503: {
+            "description": "Not ready (code not_ready): the database is locked, unreachable "
+            "or its disk full or nearly so, or the server is shutting down; detail says which",
+            "content": {"application/json": {"schema": _ERROR}},
+            "headers": _RETRY_AFTER,
+        }
+    },
 )
-async def health(cs: ClickstreamDep) -> dict[str, object]:
-    await run_in_threadpool(cs.storage.ping)
-    return {"status": "ok", "version": __version__, "database": cs.storage.dialect}
+async def ready(cs: ClickstreamDep) -> dict[str, object]:
+    if draining.is_set():
+        raise NotReady("not ready: the server is shutting down")
+    return await check_ready(cs)

@@ -17,6 +17,7 @@ from searchtrail.storage.sql._database import _Database
 from searchtrail.storage.sql._writerprocess import WriterProcess
 from searchtrail.storage.sql.batches import SqlBatches
 from searchtrail.storage.sql.engine import redacted_url, unavailable_on_db_outage
+from searchtrail.storage.sql.health import SqlHealth
 from searchtrail.storage.sql.keys import SqlApiKeys
 from searchtrail.storage.sql.metrics import SqlMetrics
 from searchtrail.storage.sql.migrate import ensure_schema
@@ -64,7 +65,9 @@ class SqlStorage:
         self.reads = SqlReads(self.db)
         self.transfer = SqlTransfer(self.db)
         self.metrics = SqlMetrics(self.db)
+        self.health = SqlHealth(self.db)
         self.db.write_ops.update(write_ops(self.sessions))
+        self.db.write_ops["health_check"] = self.health.check_write
 
     @property
     def dialect(self) -> str:

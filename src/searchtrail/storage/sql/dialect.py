@@ -8,6 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import ColumnElement, Connection, Engine, Executable, Table, func
@@ -107,6 +108,11 @@ class Dialect(ABC):
 
     def app_loop_reader(self, statement: Any, engine: Engine) -> AppLoopReader | None:
         """A reader on the app's loop, opened and closed by ``reads_on_loop``, if any."""
+        return None
+
+    def database_file(self) -> Path | None:
+        """The file holding the database, where this process writes it itself (SQLite): its
+        file system's room is the database's."""
         return None
 
     # -- statements ---------------------------------------------------------------------

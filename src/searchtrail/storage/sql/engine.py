@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from searchtrail.errors import Unavailable
+from searchtrail.errors import DatabaseLocked, DatabaseUnreachable, DiskFull, Unavailable
 
 __all__ = [
     "DB_OUTAGES",
@@ -55,10 +55,49 @@ def json_or_none(value: Any) -> str | None:
 DB_OUTAGES = (OperationalError, InterfaceError, PoolTimeout)
 
 
+# SQLite's primary result codes (the low byte of an extended code).
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL = 5, 6, 13
+# PostgreSQL: lock_not_available (lock_timeout), and class 53, insufficient resources.
+_PG_LOCKED, _PG_DISK_FULL, _PG_RESOURCES = "55P03", "53100", "53"
+
+
 def unavailable(exc: BaseException) -> Unavailable:
-    """The ``Unavailable`` answered for one of ``DB_OUTAGES``."""
+    """The ``Unavailable`` answered for one of ``DB_OUTAGES``: which kind, and why.
+
+    The driver's own message stays in the server's log: it may name hosts and users.
+    """
     cause = getattr(exc, "orig", None) or exc
-    return Unavailable(f"the database is unavailable ({type(cause).__name__})")
+    name = type(cause).__name__
+    if isinstance(exc, PoolTimeout):
+        return DatabaseUnreachable(
+            f"the database is unavailable: no connection was free in time ({name})"
+        )
+    sqlite_code = getattr(cause, "sqlite_errorcode", None)
+    if isinstance(sqlite_code, int):
+        primary = sqlite_code & 0xFF
+        if primary == _SQLITE_FULL:
+            return DiskFull()
+        if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return DatabaseLocked(
+                "the database is locked: another writer held it longer than sqlite_busy_timeout_ms"
+            )
+        errname = getattr(cause, "sqlite_errorname", name)
+        return DatabaseUnreachable(f"the database is unavailable ({errname})")
+    state = getattr(cause, "sqlstate", None)
+    if isinstance(state, str):
+        if state == _PG_DISK_FULL:
+            return DiskFull()
+        if state == _PG_LOCKED:
+            return DatabaseLocked(
+                "the database is locked: a lock was held longer than lock_timeout "
+                "(sqlite_busy_timeout_ms)"
+            )
+        if state.startswith(_PG_RESOURCES):
+            return DatabaseUnreachable(
+                f"the database is unavailable: the server is out of resources (SQLSTATE {state})"
+            )
+        return DatabaseUnreachable(f"the database is unavailable (SQLSTATE {state})")
+    return DatabaseUnreachable(f"the database is unavailable: it cannot be reached ({name})")
 
 
 @contextmanager

@@ -53,6 +53,7 @@ __all__ = [
     "api_keys",
     "batches",
     "events",
+    "health_checks",
     "improvement_queue",
     "metadata",
     "metrics_state",
@@ -239,4 +240,14 @@ metrics_state = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# /health/ready's write: each serving process upserts its own row through the write path
+# a push takes, so "ready" means a write was committed just now. A row per process keeps
+# two processes' checks off each other's row lock; rows of processes gone a day are pruned.
+health_checks = Table(
+    "health_checks",
+    metadata,
+    Column("process", String(200), primary_key=True),
+    Column("checked_at_ms", BigInteger, nullable=False),
 )

@@ -14,11 +14,13 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from itertools import chain
 from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 import pydantic_core
 from sqlalchemy import JSON, Connection, Engine, Executable, Table, bindparam, create_engine, event
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.types import TEXT, TypeEngine
 
 from searchtrail.storage.api import EventRow
@@ -241,6 +243,12 @@ class SqliteDialect(Dialect):
 
     def engine(self) -> Engine:
         return self._make_engine(writer=False)
+
+    def database_file(self) -> Path | None:
+        database = make_url(self.url).database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return Path(database).resolve()
 
     def writer_engine(self, engine: Engine) -> Engine:
         # Every write on one connection: a pooled one finds its page cache stale (another
