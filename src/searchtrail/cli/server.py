@@ -49,16 +49,21 @@ _METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
     help="Refuse keys the contract does not name with 422 [SEARCHTRAIL_STRICT_FIELDS].",
 )
 @click.option(
+    "--shutdown-grace-s",
+    type=int,
+    help="Seconds SIGTERM lets requests in flight finish [SEARCHTRAIL_SHUTDOWN_GRACE_S, 30].",
+)
+@click.option(
     "--insecure",
     is_flag=True,
     default=None,
     help="Bind a non-loopback --host although no API key exists [SEARCHTRAIL_INSECURE].",
 )
 def serve(**options: Any) -> None:
-    """Start the HTTP service (uvicorn)."""
-    import uvicorn
+    """Start the HTTP service (uvicorn); SIGTERM drains it (docs/operating-health.md)."""
     from uvicorn.config import LOGGING_CONFIG
 
+    from searchtrail.http.serving import run
     from searchtrail.service import Clickstream
 
     settings = load_settings(**options)
@@ -107,16 +112,10 @@ def serve(**options: Any) -> None:
     metrics_dir = tempfile.mkdtemp(prefix="searchtrail-metrics-")
     os.environ[_METRICS_DIR_ENV] = metrics_dir
     try:
-        uvicorn.run(
-            "searchtrail.http.app:create_app_from_env",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            log_level=settings.log_level,
+        run(
+            settings,
             log_config=uvicorn_log_config(settings.log_format, settings.log_level)
             or LOGGING_CONFIG,
-            access_log=False,
         )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
