@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from searchtrail import Clickstream, Settings
 from searchtrail.burstlog import BurstLog
@@ -48,28 +53,67 @@ def stored_ids(client: TestClient, sid: str) -> list[str]:
             return ids
 
 
+@dataclass
+class Room:
+    """Where a database really runs out of space, and how an operator makes room."""
+
+    url: str
+    make_room: Callable[[], None]
+    on_a_disk: bool  # False: capped by SQLite's max_page_count, which statvfs cannot see
+    attach: Callable[[Clickstream], None] = lambda _cs: None
+
+
+@contextmanager
+def limited_room(tmp_path: Path) -> Iterator[Room]:
+    """A 3 MB tmpfs; where mounting is not permitted (not root), the write connections'
+    ``PRAGMA max_page_count`` instead: SQLite answers SQLITE_FULL for both."""
+    try:
+        with small_disk(tmp_path / "disk", "3m") as disk:
+            yield Room(f"sqlite:///{disk / 'st.db'}", lambda: resize(disk, "16m"), True)
+            return
+    except RuntimeError as exc:
+        if "could not mount" not in str(exc):
+            raise
+    cap = {"pages": 0}
+
+    def attach(cs: Clickstream) -> None:
+        with cs.storage.engine.connect() as conn:
+            cap["pages"] = int(conn.exec_driver_sql("PRAGMA page_count").scalar_one()) + 700
+
+        @event.listens_for(cs.storage.db.writer, "connect")
+        def _capped(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.execute(f"PRAGMA max_page_count={cap['pages']}")
+
+    def make_room() -> None:
+        cap["pages"] = 1 << 30  # the next write connection (after the failure) gets it
+
+    yield Room(f"sqlite:///{tmp_path / 'st.db'}", make_room, False, attach)
+
+
 def test_a_full_disk_is_507_readiness_503_and_nothing_acknowledged_is_lost(
     tmp_path: Path,
 ) -> None:
-    with small_disk(tmp_path / "disk", "3m") as disk:
-        settings = Settings(database_url=f"sqlite:///{disk / 'st.db'}", ready_min_free_mb=0.2)
+    with limited_room(tmp_path) as room:
+        settings = Settings(database_url=room.url, ready_min_free_mb=0.2)
         with (
             Clickstream(settings=settings) as cs,
             TestClient(create_app(clickstream=cs)) as client,
         ):
+            room.attach(cs)
             assert client.get("/health/ready").status_code == 200
             assert client.post("/session", json={"session_id": "s1"}).status_code == 200
             acknowledged, refusal = push_until_full(client, "s1")
             assert refusal["status"] == 507, refusal
             assert refusal["body"] == {"detail": "the database's disk is full", "code": "disk_full"}
             assert refusal["headers"]["retry-after"] == "30"  # type: ignore[index]
-            ready = client.get("/health/ready")
-            assert ready.status_code == 503 and ready.json()["code"] == "not_ready"
-            assert "disk" in ready.json()["detail"], ready.json()
+            if room.on_a_disk:
+                ready = client.get("/health/ready")
+                assert ready.status_code == 503 and ready.json()["code"] == "not_ready"
+                assert "disk" in ready.json()["detail"], ready.json()
             assert client.get("/health").status_code == 200  # alive: a restart would not help
             assert sorted(stored_ids(client, "s1")) == sorted(acknowledged)
 
-            resize(disk, "16m")  # the operator makes room
+            room.make_room()  # what the operator does
             r = client.post(
                 "/session/events", json={"session_id": "s1", "events": [{"event_id": "after"}]}
             )

@@ -234,7 +234,9 @@ class SchemaOutdated(SearchtrailError):
 
 
 class Unavailable(SearchtrailError):
-    """The database did not answer in time; nothing was committed, so a retry is safe."""
+    """The store cannot take the request now (closed, its writer process failed; the
+    subclasses below for the database's own failures); nothing was committed, so a retry
+    is safe."""
 
     status = 503
     code = "unavailable"

@@ -20,9 +20,6 @@ from searchtrail.service.readiness import check_ready
 
 router = APIRouter(tags=["health"])
 
-_ERROR = {"$ref": "#/components/schemas/ErrorBody"}
-_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
-
 
 @router.get("/health", summary="Liveness: the process answers (no database round trip)")
 async def health(cs: ClickstreamDep) -> dict[str, object]:
@@ -33,11 +30,10 @@ async def health(cs: ClickstreamDep) -> dict[str, object]:
     "/health/ready",
     summary="Readiness: the database answers, commits a write, and has disk room",
     responses={
+        # The error shape and Retry-After are added with every other error (openapi.py).
         503: {
             "description": "Not ready (code not_ready): the database is locked, unreachable "
             "or its disk full or nearly so, or the server is shutting down; detail says which",
-            "content": {"application/json": {"schema": _ERROR}},
-            "headers": _RETRY_AFTER,
         }
     },
 )
