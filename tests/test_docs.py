@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from searchtrail.cli import main
+from searchtrail.cli.server import serve as serve_command
 from searchtrail.settings import settings_table
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -36,12 +37,11 @@ def test_every_cli_command_is_documented() -> None:
 def test_every_serve_flag_is_documented_and_is_a_setting() -> None:
     """Each flag of `serve` is in its row of docs/cli.md and sets the setting of its name
     (docs/settings.md), as `--log-format` sets `log_format`."""
-    from searchtrail.cli.server import serve
     from searchtrail.settings import Settings
 
     row = next(
         line for line in (DOCS / "cli.md").read_text().splitlines() if "`searchtrail serve`" in line
     )
-    flags = [o for p in serve.params if isinstance(p, click.Option) for o in p.opts]
+    flags = [o for p in serve_command.params if isinstance(p, click.Option) for o in p.opts]
     assert [f for f in flags if f"`{f}`" not in row] == []
     assert [f for f in flags if f[2:].replace("-", "_") not in Settings.model_fields] == []
