@@ -27,10 +27,10 @@ META = {"note": "x" * 900}
 
 
 def push_until_full(client: TestClient, sid: str) -> tuple[list[str], dict[str, object]]:
-    """Push 20-event pushes until one is refused; what was acknowledged, and the refusal."""
+    """Push 50-event pushes until one is refused; what was acknowledged, and the refusal."""
     acknowledged: list[str] = []
     for i in range(10_000):
-        ids = [f"e{i}-{j}" for j in range(20)]
+        ids = [f"e{i}-{j}" for j in range(50)]
         events = [{"event_id": e, "object_id": "o", "meta": META} for e in ids]
         r = client.post("/session/events", json={"session_id": sid, "events": events})
         if r.status_code != 200:
@@ -65,10 +65,10 @@ class Room:
 
 @contextmanager
 def limited_room(tmp_path: Path) -> Iterator[Room]:
-    """A 3 MB tmpfs; where mounting is not permitted (not root), the write connections'
+    """A 1.5 MB tmpfs; where mounting is not permitted (not root), the write connections'
     ``PRAGMA max_page_count`` instead: SQLite answers SQLITE_FULL for both."""
     try:
-        with small_disk(tmp_path / "disk", "3m") as disk:
+        with small_disk(tmp_path / "disk", "1536k") as disk:
             yield Room(f"sqlite:///{disk / 'st.db'}", lambda: resize(disk, "16m"), True)
             return
     except RuntimeError as exc:
