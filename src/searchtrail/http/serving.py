@@ -36,7 +36,7 @@ import sys
 from typing import Any
 
 import uvicorn
-from uvicorn.config import STARTUP_FAILURE
+from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
@@ -101,7 +101,7 @@ def run(settings: Settings, log_config: dict[str, Any] | None = None) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
-        **({"log_config": log_config} if log_config is not None else {}),
+        log_config=LOGGING_CONFIG if log_config is None else log_config,
         access_log=False,
         http=DrainingHttpProtocol,
         timeout_graceful_shutdown=settings.shutdown_grace_s,

@@ -4,9 +4,9 @@ Readiness means the database accepted a write just now: each serving process ups
 its row (the time of its latest check) through the write path a push takes. Nothing
 else reads or writes it; a dump leaves it out.
 
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-09
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-08
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
