@@ -339,6 +339,12 @@ class ImportWriter(Protocol):
         """Insert the rows if none of their unique keys is taken (True); else store none
         of them (False) and leave the transaction as it was."""
 
+    def insert_new_tuples(
+        self, table: Any, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+    ) -> bool:
+        """``insert_new`` of rows given as tuples of ``columns``' values (in the table's
+        column order; every row gives every column)."""
+
     def session_numbers(
         self, session_ids: Sequence[str], near: Sequence[Any] = ()
     ) -> dict[str, int]: ...

@@ -10,11 +10,23 @@ and reading and validating the next one needs it; one after the other, each wait
 the other. Invariants: at most ``AHEAD`` chunks wait, so memory stays flat; chunks come
 in file order; a failure of the reader is raised in the importer, and the reader stops
 when the importer does.
+
+A large file is read and validated in a child process (``python -m
+searchtrail.transfer._pipeline``), which hands the same chunks over a pipe, pickled:
+validation holds the GIL for a whole chunk, and in a thread it kept the importer from
+its next statement while the database stored nothing. The thread then only unpickles.
+The child is started fresh (no fork of a process holding database connections), and is
+killed when the importer stops early. Small files (the tests', an API-sized dump) stay
+in the thread: starting a Python costs more than validating them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import pickle
 import queue
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from operator import attrgetter, itemgetter
@@ -28,6 +40,8 @@ __all__ = ["EVENT_FIELDS", "SESSION_FIELDS", "Chunk", "validated_chunks"]
 
 # Chunks read and validated ahead of the one being written.
 AHEAD = 2
+# Files from this size on are validated in a child process (see the module docstring).
+PROCESS_BYTES = 8 * 2**20
 SESSION_FIELDS = (
     "session_number",
     "session_id",
@@ -97,24 +111,37 @@ def _validator(table: str, limits: Limits) -> Callable[[Lines], list[tuple[Any, 
     return events
 
 
-def validated_chunks(path: Path, table: str, size: int, limits: Limits) -> Iterator[Chunk]:
-    """``path``'s chunks, each with its validation (see the module docstring)."""
+def validated_chunks(
+    path: Path, table: str, size: int, limits: Limits, *, process: bool | None = None
+) -> Iterator[Chunk]:
+    """``path``'s chunks, each with its validation (see the module docstring); in a child
+    process if ``process``, or when None, if the file is large."""
+    if process is None:
+        process = bool(sys.executable) and path.stat().st_size >= PROCESS_BYTES
+    if process:
+        return _ahead(lambda: _from_child(path, table, size, limits))
+    check = _validator(table, limits)
+    return _ahead(lambda: ((part, check(part)) for part in line_chunks(path, size)))
+
+
+def _ahead(source: Callable[[], Iterator[Chunk]]) -> Iterator[Chunk]:
+    """``source()``'s chunks, taken from it in a thread, at most ``AHEAD`` waiting."""
     out: queue.Queue[Any] = queue.Queue(maxsize=AHEAD)
     stop = threading.Event()
-    check = _validator(table, limits)
 
     def produce() -> None:
         try:
-            for part in line_chunks(path, size):
-                item = (part, check(part))
-                while not stop.is_set():
-                    try:
-                        out.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
+            items = source()
+            with contextlib.closing(items):  # type: ignore[type-var]
+                for item in items:
+                    while not stop.is_set():
+                        try:
+                            out.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
             out.put(None)
         except BaseException as exc:  # handed to the importer, raised there
             out.put(exc)
@@ -129,3 +156,49 @@ def validated_chunks(path: Path, table: str, size: int, limits: Limits) -> Itera
     finally:
         stop.set()
         thread.join()
+
+
+def _from_child(path: Path, table: str, size: int, limits: Limits) -> Iterator[Chunk]:
+    """The chunks as the child process validates them (``_child``)."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", __name__],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+    try:
+        child.stdin.write(pickle.dumps((str(path), table, size, limits)))
+        child.stdin.close()
+        while True:
+            try:
+                item = pickle.load(child.stdout)
+            except EOFError:
+                # The traceback's last line: the exception and its message.
+                why = child.stderr.read().decode(errors="replace").strip().rpartition("\n")[2]
+                raise RuntimeError(f"the import's reader of {path.name} failed: {why}") from None
+            if item is None:
+                return
+            yield item
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        for pipe in (child.stdout, child.stderr):
+            pipe.close()
+
+
+def _child() -> None:
+    """The child's side of ``_from_child``: its arguments pickled on stdin, the chunks
+    pickled on stdout, then None; a failure is a traceback on stderr and no None."""
+    path, table, size, limits = pickle.load(sys.stdin.buffer)
+    check = _validator(table, limits)
+    out = sys.stdout.buffer
+    for part in line_chunks(Path(path), size):
+        pickle.dump((part, check(part)), out, protocol=pickle.HIGHEST_PROTOCOL)
+    pickle.dump(None, out)
+    out.flush()
+
+
+if __name__ == "__main__":
+    _child()

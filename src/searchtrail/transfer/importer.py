@@ -36,6 +36,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +226,9 @@ class _Run(OtherTables):
         """Store a chunk's rows; ``record(i)`` is the record of ``rows[i]`` (for a reject)."""
         outcome = self.store.import_transaction(partial(self._session_chunk, rows=rows))
         counts = self.counts["sessions"]
+        if outcome.count(_NEW) == len(outcome):
+            counts.new += len(outcome)
+            return
         for i, (kind, why) in enumerate(outcome):
             if kind == "conflict":
                 self._refuse("sessions", record(i), why, conflict=True)
@@ -238,7 +242,7 @@ class _Run(OtherTables):
         if any(r["batch_id"] is None for r in rows):
             collecting = w.open_collecting(self.now)
             rows = [r if r["batch_id"] is not None else {**r, "batch_id": collecting} for r in rows]
-        out: list[tuple[str, str]] = [("new", "")] * len(rows)
+        out: list[tuple[str, str]] = [_NEW] * len(rows)
         # The first import into an empty database: every row is new, and nothing more is
         # asked of the database than storing them.
         if w.insert_new(sessions, rows):
@@ -339,6 +343,9 @@ class _Run(OtherTables):
                 record = partial(through, kept, record)
         outcome = self.store.import_transaction(partial(self._event_chunk, items=items))
         counts = self.counts["events"]
+        if outcome.count(_NEW) == len(outcome):
+            counts.new += len(outcome)
+            return
         for i, (kind, why) in enumerate(outcome):
             if kind == "new":
                 counts.new += 1
@@ -349,7 +356,9 @@ class _Run(OtherTables):
 
     def _event_chunk(self, w: ImportWriter, items: list[_EventItem]) -> list[tuple[str, str]]:
         numbers = w.session_numbers([item[0] for item in items], [item[8] for item in items])
-        out: list[tuple[str, str]] = [("new", "")] * len(items)
+        out: list[tuple[str, str]] = [_NEW] * len(items)
+        if self._all_new_events(w, items, numbers):
+            return out
         rows: list[dict[str, Any]] = []
         where: list[int] = []
         now = self.now
@@ -384,6 +393,50 @@ class _Run(OtherTables):
         if w.insert_new(events, rows):
             w.reset_sequence(events)
             return out
+        return self._sort_events(w, items, rows, where, out)
+
+    def _all_new_events(
+        self, w: ImportWriter, items: list[_EventItem], numbers: dict[str, int]
+    ) -> bool:
+        """The common chunk: every session stored, ids all given or all not, and no key
+        taken; its rows stored as tuples (True). False: nothing stored, the chunk goes
+        row by row."""
+        ids = [item[1] for item in items]
+        with_ids = ids.count(None) == 0
+        if not with_ids and ids.count(None) != len(ids):
+            return False
+        now = self.now
+        get = numbers.get
+        columns: tuple[str, ...] = _EVENT_COLUMNS
+        rows: list[tuple[Any, ...]]
+        if with_ids:
+            columns = ("id", *columns)
+            rows = [
+                (i, get(s), event_id, object_id, event_type, now if t is None else t, meta, extra)
+                for s, i, event_id, object_id, event_type, t, meta, extra, _ in items
+            ]
+        else:
+            rows = [
+                (get(s), event_id, object_id, event_type, now if t is None else t, meta, extra)
+                for s, _, event_id, object_id, event_type, t, meta, extra, _ in items
+            ]
+        at = columns.index("session_number")
+        if list(map(itemgetter(at), rows)).count(None):
+            return False  # a session not stored: rejected row by row
+        if not w.insert_new_tuples(events, columns, rows):
+            return False
+        w.reset_sequence(events)
+        return True
+
+    def _sort_events(
+        self,
+        w: ImportWriter,
+        items: list[_EventItem],
+        rows: list[dict[str, Any]],
+        where: list[int],
+        out: list[tuple[str, str]],
+    ) -> list[tuple[str, str]]:
+        """A chunk with a key taken: each row new, already there or in conflict."""
         inserted = w.insert(events, rows, ("session_number", "event_id"))
         rest = [
             k for k, r in enumerate(rows) if (r["session_number"], r["event_id"]) not in inserted
@@ -428,6 +481,18 @@ _SESSION_CONTENT = (
     "extra",
 )
 _EVENT_CONTENT = ("object_id", "event_type", "created_at_ms", "meta", "extra")
+# An event row's columns after its id, in the table's order (ImportWriter.insert_new_tuples).
+_EVENT_COLUMNS = (
+    "session_number",
+    "event_id",
+    "object_id",
+    "event_type",
+    "created_at_ms",
+    "meta",
+    "extra",
+)
+# Every row of a chunk stored: one tuple for all, counted at once (``_count``).
+_NEW = ("new", "")
 
 
 def import_source(

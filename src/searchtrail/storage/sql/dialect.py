@@ -48,6 +48,10 @@ class ImportInsert(Protocol):
         """Insert ``rows`` as ``execute`` does, built without ``returning``: how many the
         database inserted (the others' keys were taken)."""
 
+    def count_tuples(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        """``count`` of rows given as tuples of the columns' values, in the order the
+        insert was built with: no dict per row."""
+
 
 class LoopReader(Protocol):
     async def rows(self, params: Mapping[str, Any]) -> Rows | None:

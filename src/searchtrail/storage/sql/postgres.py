@@ -172,6 +172,7 @@ class _ImportInsert:
         )
         key = [table.c[c] for c in returning]
         self._sql = str((statement.returning(*key) if key else statement).compile(dialect=dialect))
+        self._columns = columns
 
     def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
         if not rows:
@@ -183,6 +184,10 @@ class _ImportInsert:
         if not rows:
             return 0
         return int(conn.exec_driver_sql(self._sql, self._params(rows)).rowcount)
+
+    def count_tuples(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        columns = self._columns
+        return self.count(conn, [dict(zip(columns, r, strict=True)) for r in rows])
 
     @staticmethod
     def _params(rows: Sequence[dict[str, Any]]) -> dict[str, str]:

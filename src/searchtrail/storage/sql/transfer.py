@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Table, bindparam, select, update
@@ -18,6 +19,8 @@ from searchtrail.storage.sql.dialect import ImportInsert
 from searchtrail.storage.sql.schema import batches, events, session_stats, sessions
 
 __all__ = ["ImportWriter", "SqlTransfer"]
+
+_BUMP_SQLITE = "UPDATE session_stats SET version = version + 1 WHERE session_number IN ({})"
 
 T = TypeVar("T")
 
@@ -175,12 +178,39 @@ class ImportWriter:
         savepoint.rollback()
         return False
 
+    def insert_new_tuples(
+        self, table: Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+    ) -> bool:
+        """``insert_new`` of rows as tuples of ``columns``' values: no dict per row."""
+        savepoint = self.conn.begin_nested()
+        stored = self._store._import_insert(table, columns, ()).count_tuples(self.conn, rows)
+        if stored == len(rows):
+            savepoint.commit()
+            if table is events and rows:
+                at = columns.index("session_number")
+                self._stale_numbers(set(map(itemgetter(at), rows)))
+            return True
+        savepoint.rollback()
+        return False
+
     def _stale(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         """Events came in: their sessions' stats are stale (schema.session_stats), as a
         push makes them. A new session's row is stale from its trigger already."""
-        if table is not events or not rows:
+        if table is events and rows:
+            self._stale_numbers({r["session_number"] for r in rows})
+
+    def _stale_numbers(self, found: set[int]) -> None:
+        """``_stale`` of the sessions numbered ``found``."""
+        numbers = sorted(found)
+        if self._store.dialect == "sqlite":
+            # Through the driver: SQLAlchemy's expanding IN costs more per number than
+            # SQLite's update of the row.
+            driver = self.conn.connection.driver_connection
+            assert driver is not None
+            for start in range(0, len(numbers), 500):
+                part = numbers[start : start + 500]
+                driver.execute(_BUMP_SQLITE.format(",".join("?" * len(part))), part)
             return
-        numbers = sorted({r["session_number"] for r in rows})
         for start in range(0, len(numbers), 500):
             self.conn.execute(
                 update(session_stats)
