@@ -229,17 +229,19 @@ class ImportWriter:
         is the stored number of each id either way.
         """
         out: dict[str, int] = {}
-        ids = list(dict.fromkeys(session_ids))
-        numbers = [n for n in near if type(n) is int and 0 < n <= INT64_MAX]
+        wanted = set(session_ids)
+        ids: list[str] = list(wanted)
+        try:
+            distinct = set(near)
+        except TypeError:  # a hint that is no number at all (a malformed dump's)
+            distinct = set()
+        numbers = [n for n in distinct if type(n) is int and 0 < n <= INT64_MAX]
         if numbers and (top := max(numbers)) - (low := min(numbers)) < 2 * len(ids):
             stored = dict(self._store._numbered(self.conn, low, top))
-            rest: list[str] = []
-            for sid in ids:
-                if (number := stored.get(sid)) is None:
-                    rest.append(sid)
-                else:
-                    out[sid] = number
-            ids = rest
+            ids = list(wanted - stored.keys())
+            if not ids and len(stored) == len(wanted):
+                return stored  # the range holds exactly these sessions (a dump's chunk)
+            out = {sid: stored[sid] for sid in wanted & stored.keys()}
         query = select(sessions.c.session_id, sessions.c.session_number).where(
             sessions.c.session_id.in_(bindparam("ids", expanding=True))
         )
