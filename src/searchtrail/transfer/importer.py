@@ -481,17 +481,10 @@ _SESSION_CONTENT = (
     "extra",
 )
 _EVENT_CONTENT = ("object_id", "event_type", "created_at_ms", "meta", "extra")
-# An event row's columns after its id, in the table's order (ImportWriter.insert_new_tuples).
-_EVENT_COLUMNS = (
-    "session_number",
-    "event_id",
-    "object_id",
-    "event_type",
-    "created_at_ms",
-    "meta",
-    "extra",
-)
-# Every row of a chunk stored: one tuple for all, counted at once (``_count``).
+# An event row's columns after its id, in the table's order (ImportWriter.insert_new_tuples);
+# _all_new_events builds its tuples in this order.
+_EVENT_COLUMNS = tuple(c.name for c in events.c if c.name != "id")
+# Every row of a chunk stored: the same tuple for all, so that a chunk is counted at once.
 _NEW = ("new", "")
 
 
