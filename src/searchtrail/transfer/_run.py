@@ -20,12 +20,15 @@ from searchtrail.limits import Limits
 from searchtrail.storage.api import Transfer as Store
 from searchtrail.storage.sql.schema import api_keys, batches, events, improvement_queue, sessions
 from searchtrail.timestamps import now_ms
+from searchtrail.transfer._pipeline import Chunk, validated_chunks
 from searchtrail.transfer._summary import SUMMARY_REJECTS, TableCounts
 from searchtrail.transfer.records import ImportSource, Reject
 
-__all__ = ["OTHER_CHUNK", "RunState", "chunks", "ms", "through"]
+__all__ = ["NEW", "OTHER_CHUNK", "RunState", "chunks", "ms", "through"]
 
 OTHER_CHUNK = 2000
+# Every row of a chunk stored: the same tuple for all, so that a chunk is counted at once.
+NEW = ("new", "")
 
 R = TypeVar("R")
 
@@ -110,3 +113,18 @@ class RunState:
     def _records_of(self, table: Table, part: list[tuple[int, bytes]]) -> list[Any]:
         """The records the source yields for these lines (of a fast-path source)."""
         return self.source.records_of(table, part)  # type: ignore[attr-defined,no-any-return]
+
+    # -- the own dump's fast path --------------------------------------------------------
+
+    def fast_chunks(self, table: Table, size: int) -> Iterator[Chunk] | None:
+        """The own dump's JSONL chunks, validated ahead (``_pipeline``); None for any other
+        source, whose records go the records' way."""
+        jsonl_file = getattr(self.source, "jsonl_file", None)
+        path = None if jsonl_file is None else jsonl_file(table)
+        if path is None:
+            return None
+        return validated_chunks(path, table.name, size, self.limits)
+
+    def _line_record(self, table: Table, part: list[tuple[int, bytes]], i: int) -> Any:
+        """The record of the ``i``-th line of a fast-path chunk (to refuse it)."""
+        return self._records_of(table, [part[i]])[0]

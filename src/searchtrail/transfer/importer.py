@@ -21,49 +21,45 @@ Rules (docs/import-export.md):
   Store; memory holds a few chunks, the batch map, and the ids of rejected sessions.
 
 Two ways in, to the same rows: the own dump's JSONL sessions and events are validated
-from their lines, a chunk at a time, ahead in a thread (``_pipeline``, ``_validation``);
+from their lines, a chunk at a time, ahead of the writes (``_pipeline``, ``_validation``);
 every other source, and a chunk the fast way refuses, goes record by record through the
 API's models, which name the bad row's field. Either way a chunk is first inserted
 without asking which rows were new (``ImportWriter.insert_new``); only when a key was
 taken are its rows sorted into new, already there and conflicts.
 
-Batches, queue entries and keys: ``_tables``; counts and rejects: ``_run``.
+Events: ``_events``; batches, queue entries and keys: ``_tables``; counts and rejects:
+``_run``.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table
 from tqdm import tqdm
 
 from searchtrail.limits import DEFAULT_LIMITS, Limits
 from searchtrail.storage.api import ImportWriter
 from searchtrail.storage.api import Transfer as Store
-from searchtrail.storage.sql.schema import events, sessions
-from searchtrail.transfer._pipeline import Chunk, validated_chunks
-from searchtrail.transfer._run import RunState, chunks, ms, through
+from searchtrail.storage.sql.schema import sessions
+from searchtrail.transfer._events import EVENT_CHUNK, EventImport
+from searchtrail.transfer._run import NEW, chunks, ms
 from searchtrail.transfer._summary import (
     EXIT_REJECTED,
     ImportSummary,
     TableCounts,
     message,
 )
-from searchtrail.transfer._tables import OtherTables
 from searchtrail.transfer._validation import (
-    EVENTS,
     SESSIONS,
     flat_results,
     validate,
 )
 from searchtrail.transfer.records import (
-    EventRecord,
     ImportSource,
     SessionRecord,
 )
@@ -78,28 +74,13 @@ __all__ = [
 ]
 
 SESSION_CHUNK = 2000
-EVENT_CHUNK = 20_000
-# A valid event, as both paths hand it on (_pipeline.EVENT_FIELDS): session_id, id,
-# event_id, object_id, event_type, created_at_ms or None, meta, extra, and the number the
-# dump gives its session (None from a record), a hint for ImportWriter.session_numbers.
-_EventItem = tuple[str, int | None, str, str | None, str, int | None, Any, Any, Any]
 
 
-def _fast_chunks(run: RunState, table: Table, size: int) -> Iterator[Chunk] | None:
-    """The own dump's JSONL chunks, validated ahead (``_pipeline``); None for any other
-    source, whose records go the records' way."""
-    jsonl_file = getattr(run.source, "jsonl_file", None)
-    path = None if jsonl_file is None else jsonl_file(table)
-    if path is None:
-        return None
-    return validated_chunks(path, table.name, size, run.limits)
-
-
-class _Run(OtherTables):
+class _Run(EventImport):
     # -- sessions ----------------------------------------------------------------------
 
     def sessions(self) -> None:
-        lines = _fast_chunks(self, sessions, SESSION_CHUNK)
+        lines = self.fast_chunks(sessions, SESSION_CHUNK)
         if lines is None:
             for chunk in chunks(self.source.sessions(), SESSION_CHUNK):
                 self._session_records(self.split("sessions", chunk))
@@ -156,10 +137,6 @@ class _Run(OtherTables):
         self.bar.update(len(part))
         self._store_sessions(rows, partial(self._line_record, sessions, part))
         return True
-
-    def _line_record(self, table: Table, part: list[tuple[int, bytes]], i: int) -> Any:
-        """The record of the ``i``-th line of a fast-path chunk (to refuse it)."""
-        return self._records_of(table, [part[i]])[0]
 
     def _session_records(self, records: list[SessionRecord]) -> None:
         data = [
@@ -226,7 +203,7 @@ class _Run(OtherTables):
         """Store a chunk's rows; ``record(i)`` is the record of ``rows[i]`` (for a reject)."""
         outcome = self.store.import_transaction(partial(self._session_chunk, rows=rows))
         counts = self.counts["sessions"]
-        if outcome.count(_NEW) == len(outcome):
+        if outcome.count(NEW) == len(outcome):
             counts.new += len(outcome)
             return
         for i, (kind, why) in enumerate(outcome):
@@ -242,7 +219,7 @@ class _Run(OtherTables):
         if any(r["batch_id"] is None for r in rows):
             collecting = w.open_collecting(self.now)
             rows = [r if r["batch_id"] is not None else {**r, "batch_id": collecting} for r in rows]
-        out: list[tuple[str, str]] = [_NEW] * len(rows)
+        out: list[tuple[str, str]] = [NEW] * len(rows)
         # The first import into an empty database: every row is new, and nothing more is
         # asked of the database than storing them.
         if w.insert_new(sessions, rows):
@@ -278,198 +255,7 @@ class _Run(OtherTables):
 
     # -- events ------------------------------------------------------------------------
 
-    def events(self) -> None:
-        lines = _fast_chunks(self, events, EVENT_CHUNK)
-        if lines is None:
-            for chunk in chunks(self.source.events(), EVENT_CHUNK):
-                self._event_records(self.split("events", chunk))
-            return
-        for part, valid in lines:
-            if valid is None:
-                self._event_records(self.split("events", self._records_of(events, part)))
-                continue
-            self.counts["events"].read += len(part)
-            self.bar.update(len(part))
-            # EVENT_FIELDS: the shape of _EventItem.
-            self._store_events(valid, partial(self._line_record, events, part))
 
-    def _event_records(self, records: list[EventRecord]) -> None:
-        data = [
-            {
-                "session_id": r.session_id,
-                "event_id": r.event_id,
-                "object_id": r.object_id,
-                "event_type": r.event_type,
-                "created_at": r.created_at_ms,
-                "meta": r.meta,
-                "extra": r.extra,
-                "id": r.id,
-            }
-            for r in records
-        ]
-        valid, bad = validate(EVENTS, data, self.limits)
-        for i, why in bad.items():
-            self._refuse("events", records[i], why)
-        good = [r for i, r in enumerate(records) if i not in bad]
-        items = [
-            (
-                e.session_id,
-                e.id,
-                e.event_id,
-                e.object_id,
-                e.event_type,
-                e.created_at,
-                e.meta,
-                e.kept_extra,
-                None,
-            )
-            for e in valid
-        ]
-        self._store_events(items, good.__getitem__)
-
-    def _store_events(self, items: list[Any], record: Callable[[int], Any]) -> None:
-        """Store a chunk of valid events (``_EventItem``s); ``record(i)`` is the record of
-        ``items[i]``, for a reject."""
-        if self.skipped_sessions:
-            kept: list[int] = []
-            for i, item in enumerate(items):
-                if item[0] in self.skipped_sessions:
-                    why = f"session_id: session {item[0]!r} was not imported"
-                    self._refuse("events", record(i), why)
-                else:
-                    kept.append(i)
-            if len(kept) < len(items):
-                items = [items[i] for i in kept]
-                record = partial(through, kept, record)
-        outcome = self.store.import_transaction(partial(self._event_chunk, items=items))
-        counts = self.counts["events"]
-        if outcome.count(_NEW) == len(outcome):
-            counts.new += len(outcome)
-            return
-        for i, (kind, why) in enumerate(outcome):
-            if kind == "new":
-                counts.new += 1
-            elif kind == "already_there":
-                counts.already_there += 1
-            else:
-                self._refuse("events", record(i), why, conflict=kind == "conflict")
-
-    def _event_chunk(self, w: ImportWriter, items: list[_EventItem]) -> list[tuple[str, str]]:
-        numbers = w.session_numbers([item[0] for item in items], [item[8] for item in items])
-        out: list[tuple[str, str]] = [_NEW] * len(items)
-        if self._all_new_events(w, items, numbers):
-            return out
-        rows: list[dict[str, Any]] = []
-        where: list[int] = []
-        now = self.now
-        for i, (
-            session_id,
-            id_,
-            event_id,
-            object_id,
-            event_type,
-            created,
-            meta,
-            extra,
-            _,
-        ) in enumerate(items):
-            number = numbers.get(session_id)
-            if number is None:
-                out[i] = ("rejected", f"session_id: no session {session_id!r} in the database")
-                continue
-            row: dict[str, Any] = {
-                "session_number": number,
-                "event_id": event_id,
-                "object_id": object_id,
-                "event_type": event_type,
-                "created_at_ms": now if created is None else created,
-                "meta": meta,
-                "extra": extra,
-            }
-            if id_ is not None:
-                row = {"id": id_, **row}
-            rows.append(row)
-            where.append(i)
-        if w.insert_new(events, rows):
-            w.reset_sequence(events)
-            return out
-        return self._sort_events(w, items, rows, where, out)
-
-    def _all_new_events(
-        self, w: ImportWriter, items: list[_EventItem], numbers: dict[str, int]
-    ) -> bool:
-        """The common chunk: every session stored, ids all given or all not, and no key
-        taken; its rows stored as tuples (True). False: nothing stored, the chunk goes
-        row by row."""
-        ids = [item[1] for item in items]
-        with_ids = ids.count(None) == 0
-        if not with_ids and ids.count(None) != len(ids):
-            return False
-        now = self.now
-        get = numbers.get
-        columns: tuple[str, ...] = _EVENT_COLUMNS
-        rows: list[tuple[Any, ...]]
-        if with_ids:
-            columns = ("id", *columns)
-            rows = [
-                (i, get(s), event_id, object_id, event_type, now if t is None else t, meta, extra)
-                for s, i, event_id, object_id, event_type, t, meta, extra, _ in items
-            ]
-        else:
-            rows = [
-                (get(s), event_id, object_id, event_type, now if t is None else t, meta, extra)
-                for s, _, event_id, object_id, event_type, t, meta, extra, _ in items
-            ]
-        at = columns.index("session_number")
-        if list(map(itemgetter(at), rows)).count(None):
-            return False  # a session not stored: rejected row by row
-        if not w.insert_new_tuples(events, columns, rows):
-            return False
-        w.reset_sequence(events)
-        return True
-
-    def _sort_events(
-        self,
-        w: ImportWriter,
-        items: list[_EventItem],
-        rows: list[dict[str, Any]],
-        where: list[int],
-        out: list[tuple[str, str]],
-    ) -> list[tuple[str, str]]:
-        """A chunk with a key taken: each row new, already there or in conflict."""
-        inserted = w.insert(events, rows, ("session_number", "event_id"))
-        rest = [
-            k for k, r in enumerate(rows) if (r["session_number"], r["event_id"]) not in inserted
-        ]
-        if rest:
-            stored = {
-                (s["session_number"], s["event_id"]): s
-                for s in w.rows_where(
-                    events, "session_number", [rows[k]["session_number"] for k in rest]
-                )
-            }
-            for k in rest:
-                row = rows[k]
-                found = stored.get((row["session_number"], row["event_id"]))
-                if found is None:
-                    out[where[k]] = ("conflict", f"id: {row.get('id')} is taken by another event")
-                    continue
-                differ = [f for f in _EVENT_CONTENT if f in row and found.get(f) != row[f]]
-                if differ:
-                    out[where[k]] = (
-                        "conflict",
-                        f"event_id: {row['event_id']!r} of session "
-                        f"{items[where[k]][0]!r} is stored with a different "
-                        f"{', '.join(differ)}; the stored event is kept",
-                    )
-                else:
-                    out[where[k]] = ("already_there", "")
-        w.reset_sequence(events)
-        return out
-
-
-# A session is the same session when these are the same (its batch, flags and
-# registration time in the target win: the target may have released or flagged it since).
 _SESSION_CONTENT = (
     "search_query",
     "search_results",
@@ -480,12 +266,6 @@ _SESSION_CONTENT = (
     "created_at_ms",
     "extra",
 )
-_EVENT_CONTENT = ("object_id", "event_type", "created_at_ms", "meta", "extra")
-# An event row's columns after its id, in the table's order (ImportWriter.insert_new_tuples);
-# _all_new_events builds its tuples in this order.
-_EVENT_COLUMNS = tuple(c.name for c in events.c if c.name != "id")
-# Every row of a chunk stored: the same tuple for all, so that a chunk is counted at once.
-_NEW = ("new", "")
 
 
 def import_source(
