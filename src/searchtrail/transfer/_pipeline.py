@@ -27,6 +27,7 @@ import pickle
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from operator import attrgetter, itemgetter
@@ -160,32 +161,31 @@ def _ahead(source: Callable[[], Iterator[Chunk]]) -> Iterator[Chunk]:
 
 def _from_child(path: Path, table: str, size: int, limits: Limits) -> Iterator[Chunk]:
     """The chunks as the child process validates them (``_child``)."""
-    child = subprocess.Popen(
-        [sys.executable, "-m", __name__],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert child.stdin is not None and child.stdout is not None and child.stderr is not None
-    try:
-        child.stdin.write(pickle.dumps((str(path), table, size, limits)))
-        child.stdin.close()
-        while True:
-            try:
-                item = pickle.load(child.stdout)
-            except EOFError:
-                # The traceback's last line: the exception and its message.
-                why = child.stderr.read().decode(errors="replace").strip().rpartition("\n")[2]
-                raise RuntimeError(f"the import's reader of {path.name} failed: {why}") from None
-            if item is None:
-                return
-            yield item
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.wait()
-        for pipe in (child.stdout, child.stderr):
-            pipe.close()
+    # stderr in a file: a pipe nobody reads until the end could fill and stop the child.
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(
+            [sys.executable, "-m", __name__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            child.stdin.write(pickle.dumps((str(path), table, size, limits)))
+            child.stdin.close()
+            while (item := pickle.load(child.stdout)) is not None:
+                yield item
+        except (EOFError, pickle.UnpicklingError):  # the child ended before its None
+            child.wait()
+            errors.seek(0)
+            # The traceback's last line: the exception and its message.
+            why = errors.read().decode(errors="replace").strip().rpartition("\n")[2]
+            raise RuntimeError(f"the import's reader of {path.name} failed: {why}") from None
+        finally:
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+            child.stdout.close()
 
 
 def _child() -> None:
