@@ -11,13 +11,14 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from sqlalchemy import ColumnElement, Connection, Engine, Executable, Table, func
+from sqlalchemy import ColumnElement, Connection, Engine, Executable, Table, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import TypeEngine
 
 from searchtrail.storage.api import EventRow
 from searchtrail.storage.sql._groupcommit import GroupCommit
 from searchtrail.storage.sql._loopreads import Rows
+from searchtrail.storage.sql.schema import session_stats
 
 __all__ = [
     "AppLoopReader",
@@ -151,6 +152,16 @@ class Dialect(ABC):
 
     def reset_sequence(self, conn: Connection, table: Table) -> None:  # noqa: B027
         """Move ``table``'s id sequence past its largest id, where ids come from one."""
+
+    def bump_stats(self, conn: Connection, numbers: Sequence[int]) -> None:
+        """Move ``session_stats.version`` of the sessions numbered ``numbers`` (an import's
+        events came in: their stats are stale), 500 numbers a statement, in order."""
+        for start in range(0, len(numbers), 500):
+            conn.execute(
+                update(session_stats)
+                .where(session_stats.c.session_number.in_(numbers[start : start + 500]))
+                .values(version=session_stats.c.version + 1, stale=True)
+            )
 
     # -- schema changes (migrate.py, migrations/env.py), on Alembic's connection ----------
 

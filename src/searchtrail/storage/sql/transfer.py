@@ -9,18 +9,16 @@ from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import Connection, Table, bindparam, select
 
 from searchtrail.models import INT64_MAX
 from searchtrail.storage.api import DumpPage
 from searchtrail.storage.sql._database import _Database
 from searchtrail.storage.sql.batches import collecting_batch_id
 from searchtrail.storage.sql.dialect import ImportInsert
-from searchtrail.storage.sql.schema import batches, events, session_stats, sessions
+from searchtrail.storage.sql.schema import batches, events, sessions
 
 __all__ = ["ImportWriter", "SqlTransfer"]
-
-_BUMP_SQLITE = "UPDATE session_stats SET version = version + 1 WHERE session_number IN ({})"
 
 T = TypeVar("T")
 
@@ -95,6 +93,9 @@ class SqlTransfer:
 
     def _reset_sequence(self, conn: Connection, table: Table) -> None:
         self._db.dialect.reset_sequence(conn, table)
+
+    def _bump_stats(self, conn: Connection, numbers: Sequence[int]) -> None:
+        self._db.dialect.bump_stats(conn, numbers)
 
     def _numbered(self, conn: Connection, low: int, top: int) -> list[tuple[str, int]]:
         """``(session_id, session_number)`` of the sessions numbered ``low`` to ``top``,
@@ -201,22 +202,7 @@ class ImportWriter:
 
     def _stale_numbers(self, found: set[int]) -> None:
         """``_stale`` of the sessions numbered ``found``."""
-        numbers = sorted(found)
-        if self._store.dialect == "sqlite":
-            # Through the driver: SQLAlchemy's expanding IN costs more per number than
-            # SQLite's update of the row.
-            driver = self.conn.connection.driver_connection
-            assert driver is not None
-            for start in range(0, len(numbers), 500):
-                part = numbers[start : start + 500]
-                driver.execute(_BUMP_SQLITE.format(",".join("?" * len(part))), part)
-            return
-        for start in range(0, len(numbers), 500):
-            self.conn.execute(
-                update(session_stats)
-                .where(session_stats.c.session_number.in_(numbers[start : start + 500]))
-                .values(version=session_stats.c.version + 1, stale=True)
-            )
+        self._store._bump_stats(self.conn, sorted(found))
 
     def session_numbers(
         self, session_ids: Sequence[str], near: Sequence[Any] = ()
