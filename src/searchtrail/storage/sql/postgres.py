@@ -186,8 +186,11 @@ class _ImportInsert:
         return int(conn.exec_driver_sql(self._sql, self._params(rows)).rowcount)
 
     def count_tuples(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
         columns = self._columns
-        return self.count(conn, [dict(zip(columns, r, strict=True)) for r in rows])
+        document = [dict(zip(columns, r, strict=True), position=i) for i, r in enumerate(rows)]
+        return int(conn.exec_driver_sql(self._sql, {"rows": json_dumps(document)}).rowcount)
 
     @staticmethod
     def _params(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
