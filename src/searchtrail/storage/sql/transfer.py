@@ -209,24 +209,21 @@ class ImportWriter:
     ) -> dict[str, int]:
         """``session_id -> session_number`` of the stored sessions among ``session_ids``.
 
-        ``near``: numbers the sessions are likely stored under (a dump's own): when they
-        are dense, the sessions in their range are read by primary key first, and only the
-        ids not found there are looked up by id. A hint only orders the work: the answer
-        is the stored number of each id either way.
+        ``near``: numbers the sessions are likely stored under (a dump's own): the runs
+        of them that are dense (a chunk of a dump holds one or two) are read by primary
+        key first, and only the ids not found there are looked up by id. A hint only
+        orders the work: the answer is the stored number of each id either way.
         """
         out: dict[str, int] = {}
         wanted = set(session_ids)
         ids: list[str] = list(wanted)
-        try:
-            distinct = set(near)
-        except TypeError:  # a hint that is no number at all (a malformed dump's)
-            distinct = set()
-        numbers = [n for n in distinct if type(n) is int and 0 < n <= INT64_MAX]
-        if numbers and (top := max(numbers)) - (low := min(numbers)) < 2 * len(ids):
-            stored = dict(self._store._numbered(self.conn, low, top))
+        stored: dict[str, int] = {}
+        for low, top in _dense_runs(near):
+            stored.update(self._store._numbered(self.conn, low, top))
+        if stored:
             ids = list(wanted - stored.keys())
             if not ids and len(stored) == len(wanted):
-                return stored  # the range holds exactly these sessions (a dump's chunk)
+                return stored  # the runs hold exactly these sessions (a dump's chunk)
             out = {sid: stored[sid] for sid in wanted & stored.keys()}
         query = select(sessions.c.session_id, sessions.c.session_number).where(
             sessions.c.session_id.in_(bindparam("ids", expanding=True))
@@ -273,3 +270,27 @@ class ImportWriter:
         SQLite numbers a rowid from the largest one in the table, so it needs nothing.
         """
         self._store._reset_sequence(self.conn, table)
+
+
+def _dense_runs(near: Sequence[Any]) -> list[tuple[int, int]]:
+    """``(low, top)`` of the runs of these numbers with gaps under ``_GAP``: those of
+    ``_RUN`` numbers or more that hold at least half the numbers in their range (cheaper
+    read whole than id by id; a query per short run would cost more than it saves)."""
+    try:
+        distinct = set(near)
+    except TypeError:  # a hint that is no number at all (a malformed dump's)
+        return []
+    numbers = sorted(n for n in distinct if type(n) is int and 0 < n <= INT64_MAX)
+    runs: list[tuple[int, int]] = []
+    start = 0
+    for i in range(1, len(numbers) + 1):
+        if i == len(numbers) or numbers[i] - numbers[i - 1] >= _GAP:
+            low, top = numbers[start], numbers[i - 1]
+            if i - start >= _RUN and top - low < 2 * (i - start):
+                runs.append((low, top))
+            start = i
+    return runs
+
+
+_GAP = 64
+_RUN = 100
