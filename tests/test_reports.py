@@ -176,6 +176,8 @@ def test_a_report_says_how_to_reproduce_it_and_how_loaded_the_machine_was(
         ("docs/benchmarks-postgresql.md", MAX_LINES),
         ("docs/benchmarks-metrics.md", MAX_LINES),
         ("docs/benchmarks-clickmodels.md", MAX_LINES),
+        ("docs/benchmarks-validation.md", MAX_LINES),
+        ("docs/benchmarks-postgresql-writes.md", MAX_LINES),
         ("docs/performance.md", MAX_PERFORMANCE_LINES),
     ],
 )
