@@ -18,7 +18,7 @@ from sqlalchemy.types import TypeEngine
 from searchtrail.storage.api import EventRow
 from searchtrail.storage.sql._groupcommit import GroupCommit
 from searchtrail.storage.sql._loopreads import Rows
-from searchtrail.storage.sql.schema import session_stats
+from searchtrail.storage.sql.schema import STALE_BUMP, session_stats
 
 __all__ = [
     "AppLoopReader",
@@ -160,7 +160,7 @@ class Dialect(ABC):
             conn.execute(
                 update(session_stats)
                 .where(session_stats.c.session_number.in_(numbers[start : start + 500]))
-                .values(version=session_stats.c.version + 1, stale=True)
+                .values(STALE_BUMP)
             )
 
     # -- schema changes (migrate.py, migrations/env.py), on Alembic's connection ----------

@@ -34,7 +34,7 @@ from searchtrail.metrics.definitions import MAX_POSITION, Counts, session_stats
 from searchtrail.storage.api import MetricsScope, Outcome
 from searchtrail.storage.sql._database import _Database
 from searchtrail.storage.sql._rollup import ROLLUP_COLUMNS
-from searchtrail.storage.sql.schema import events, metrics_state, sessions
+from searchtrail.storage.sql.schema import STALE_BUMP, events, metrics_state, sessions
 from searchtrail.storage.sql.schema import session_stats as stats
 from searchtrail.storage.sql.schema import session_stats_hourly as hourly
 
@@ -143,7 +143,7 @@ class SqlMetrics:
             if kept:
                 # Moving version (not computed) also fails the version check of a write
                 # that a refresh under the old keys has in flight.
-                conn.execute(update(stats).values(version=stats.c.version + 1, stale=True))
+                conn.execute(update(stats).values(STALE_BUMP))
 
         self._db.write(work)
 

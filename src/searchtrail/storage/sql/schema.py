@@ -49,6 +49,7 @@ from sqlalchemy.sql.compiler import TypeCompiler
 from searchtrail.storage.sql._rollup import ROLLUP_COLUMNS
 
 __all__ = [
+    "STALE_BUMP",
     "JsonText",
     "api_keys",
     "batches",
@@ -219,6 +220,10 @@ session_stats = Table(
     ),
     postgresql_with={"fillfactor": 80},
 )
+# The SET of every write that makes a session's stats stale (a push, an import's events, a
+# key change): moving ``version`` fails a refresh in flight, ``stale`` queues the row for
+# the next one. A write that moved one without the other would be lost to the metrics.
+STALE_BUMP = {"version": session_stats.c.version + 1, "stale": True}
 
 # The sums of the computed session_stats rows per hour (storage/sql/_rollup.py): the
 # metrics read whole hours here. Kept by triggers on session_stats (the dialect's).

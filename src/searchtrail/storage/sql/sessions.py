@@ -43,7 +43,7 @@ from searchtrail.storage.sql._rows import (
 from searchtrail.storage.sql._rows import session as _session
 from searchtrail.storage.sql.batches import collecting_batch_id
 from searchtrail.storage.sql.engine import unavailable_on_db_outage
-from searchtrail.storage.sql.schema import batches, events, session_stats, sessions
+from searchtrail.storage.sql.schema import STALE_BUMP, batches, events, session_stats, sessions
 
 __all__ = ["SqlSessions", "write_ops"]
 
@@ -85,7 +85,7 @@ class SqlSessions:
                 .where(sessions.c.session_id == bindparam("session_id"))
                 .scalar_subquery()
             )
-            .values(version=session_stats.c.version + 1, stale=True)
+            .values(STALE_BUMP)
             .returning(
                 session_stats.c.session_number,
                 literal_column(

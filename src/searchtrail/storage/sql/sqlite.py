@@ -37,6 +37,7 @@ SQLITE_POOL_SIZE = 40
 # A SQLite read is CPU work under the GIL: threads beyond two only take turns on it.
 SQLITE_READ_THREADS = 2
 _WRITE_LOCK_POLL_S = 0.0005
+# schema.STALE_BUMP, spelled for the driver.
 _BUMP = "UPDATE session_stats SET version = version + 1, stale = 1 WHERE session_number IN ({})"
 
 
