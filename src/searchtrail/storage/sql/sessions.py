@@ -47,10 +47,20 @@ from searchtrail.storage.sql.schema import STALE_BUMP, batches, events, session_
 
 __all__ = ["SqlSessions", "write_ops"]
 
-# What a registration's write answers: the stored row (a plain dict: from the writer
-# process it is pickled back, and a model pickles several times slower), whether this
-# call created it, and whether its created_at was given by a client.
+# What a registration's write answers: of a session it created, the columns the database
+# chose (number, batch) and its JSON columns as stored, as text (``_CREATED``: the caller
+# holds the rest as it sent them); of a session that existed, the stored row. Then whether
+# this call created it, and whether the stored created_at was given by a client. Plain
+# dicts: from the writer process they are pickled back, where a model pickles several
+# times slower and text faster than the values it holds. The JSON comes back as stored,
+# not as sent: PostgreSQL's JSONB writes some numbers otherwise (1e300, -0.0), and an
+# answer must show what a get will.
 _Stored = tuple[dict[str, Any], bool, bool]
+_CREATED = (
+    sessions.c.session_number,
+    sessions.c.batch_id,
+    *(cast(sessions.c[name], Text).label(name) for name in SESSION_JSON),
+)
 
 
 def write_ops(s: SqlSessions) -> dict[str, WriteBuilder]:
@@ -115,7 +125,7 @@ class SqlSessions:
         )
         self._session_keys = list(self._session_with_events.selected_columns.keys())
         db.read_on_loop(self._session_with_events)
-        self._register_into = sessions.insert().returning(*sessions.c)
+        self._register_into = sessions.insert().returning(*_CREATED)
         given = [c for c in sessions.c if c.name not in ("session_number", "batch_id")]
         self._register_into_collecting = (
             db.dialect.insert(sessions)
@@ -126,16 +136,17 @@ class SqlSessions:
                 ),
             )
             .on_conflict_do_nothing(index_elements=["session_id"])
-            .returning(*sessions.c)
+            .returning(*_CREATED)
         )
 
     # -- registration ---------------------------------------------------------------------
 
     def register(self, row: SessionRow, now: int) -> Registration:
-        return self._as_session(self._db.write(self.register_write(row, now)))
+        return self._as_session(row, now, self._db.write(self.register_write(row, now)))
 
     async def register_async(self, row: SessionRow, now: int) -> Registration:
-        return self._as_session(await self._db.write_async("register_session", row, now))
+        outcome = await self._db.write_async("register_session", row, now)
+        return self._as_session(row, now, outcome)
 
     def register_write(self, row: SessionRow, now: int) -> Callable[[Connection], _Stored]:
         """The write that inserts a session unless its id exists.
@@ -157,13 +168,18 @@ class SqlSessions:
                     return dict(existing._mapping), False, bool(existing.created_at_given)
                 batch_id = collecting_batch_id(conn, self._db.dialect, now)
                 stored = conn.execute(self._register_into, {**params, "batch_id": batch_id}).one()
-            return dict(stored._mapping), True, bool(stored.created_at_given)
+            return dict(stored._mapping), True, bool(row["created_at_given"])
 
         return work
 
     @staticmethod
-    def _as_session(outcome: _Stored) -> Registration:
+    def _as_session(row: SessionRow, now: int, outcome: _Stored) -> Registration:
         stored, created, given = outcome
+        if created:
+            stored = {**row, "registered_at_ms": now, **stored}
+            for name in SESSION_JSON:
+                if stored[name] is not None:
+                    stored[name] = pydantic_core.from_json(stored[name])
         return _session(stored, []), created, given
 
     # -- gets -----------------------------------------------------------------------------
