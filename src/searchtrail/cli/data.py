@@ -82,6 +82,12 @@ def _parse_weights(values: tuple[str, ...]) -> dict[str, float]:
     "directory --out (docs/import-export.md).",
 )
 @click.option(
+    "--lake",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Instead: export the sessions and events new since the last run into this "
+    "Parquet lake directory (docs/lake.md).",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["jsonl", "parquet"]),
@@ -92,9 +98,8 @@ def _parse_weights(values: tuple[str, ...]) -> dict[str, float]:
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    required=True,
     help="The file; a directory of SPLIT.FORMAT files when there is a test or irrelevant "
-    "split, or of TABLE.FORMAT files with --all.",
+    "split, or of TABLE.FORMAT files with --all. Required but with --lake.",
 )
 @click.option("--database-url", help="[SEARCHTRAIL_DATABASE_URL]")
 @click.option(
@@ -155,8 +160,9 @@ def _parse_weights(values: tuple[str, ...]) -> dict[str, float]:
 def export(
     batch_id: int | None,
     everything: bool,
+    lake: Path | None,
     fmt: str,
-    out: Path,
+    out: Path | None,
     database_url: str | None,
     layout: str,
     include_irrelevant: bool,
@@ -169,22 +175,35 @@ def export(
     examined_threshold: float,
     progress: bool | None,
 ) -> None:
-    """Write a released batch as training data (JSONL or Parquet), or with --all dump every
-    table; prints a JSON summary."""
+    """Write a released batch as training data (JSONL or Parquet), with --all dump every
+    table, or with --lake add what is new to a Parquet lake; prints a JSON summary."""
     from searchtrail.service import Clickstream
 
-    if everything == (batch_id is not None):
-        raise click.UsageError("give --batch ID (training data) or --all (a full dump)")
-    if everything:
+    if [everything, batch_id is not None, lake is not None].count(True) != 1:
+        raise click.UsageError(
+            "give --batch ID (training data), --all (a full dump) or --lake DIR (a Parquet lake)"
+        )
+    if everything or lake is not None:
         modelled = negatives != "skip-above" or labels or clickmodel
         if layout != "sessions" or include_irrelevant or test_fraction or split_at or weights:
             modelled = True
         if modelled:
             raise click.UsageError(
-                "--all dumps every table as stored: --layout, --include-irrelevant, "
+                "--all and --lake write every row as stored: --layout, --include-irrelevant, "
                 "--test-fraction, --split-at, --weight, --negatives, --labels and "
                 "--clickmodel apply to --batch only"
             )
+    if lake is not None:
+        if out is not None:
+            raise click.UsageError("--lake writes Parquet into its DIR: no --out")
+        with Clickstream(settings=load_settings(database_url=database_url)) as cs:
+            written = cs.export_lake(lake, progress=progress)
+        click.echo(written.model_dump_json(indent=2))
+        click.echo(f"searchtrail export: {written.message}", err=True)
+        return
+    if out is None:
+        raise click.UsageError("Missing option '--out'.")
+    if everything:
         with Clickstream(settings=load_settings(database_url=database_url)) as cs:
             dumped = cs.export_all(
                 out, format="parquet" if fmt == "parquet" else "jsonl", progress=progress

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from searchtrail.export_clickmodels import ClickModelJudge
     from searchtrail.transfer.dump import DumpFormat, DumpSummary
     from searchtrail.transfer.importer import ImportSummary
+    from searchtrail.transfer.lake import LakeSummary
     from searchtrail.transfer.records import ImportSource
 
 __all__ = ["TrainingOperations"]
@@ -142,6 +143,13 @@ class TrainingOperations(ServiceBase):
         from searchtrail.transfer.dump import export_all
 
         return export_all(self.storage.transfer, out, format=format, progress=progress)
+
+    def export_lake(self, lake: str | Path, *, progress: bool | None = None) -> LakeSummary:
+        """Export the sessions and events above the lake's watermark into the Parquet lake
+        ``lake``, and its batches; see ``searchtrail.transfer.lake`` and docs/lake.md."""
+        from searchtrail.transfer.lake import export_lake
+
+        return export_lake(self.storage.transfer, lake, progress=progress)
 
     def import_from(
         self,

@@ -366,6 +366,10 @@ class Transfer(Protocol):
     def dump_reader(self) -> AbstractContextManager[DumpPage]:
         """Pages of whole tables, all from one snapshot (no event without its session)."""
 
+    def settled_top(self, table: Any) -> int:
+        """The largest primary key of ``table`` (0: empty) such that no row at or below
+        it can commit later, even where ids commit out of order (a lake's horizon)."""
+
     def import_transaction(self, work: Callable[[ImportWriter], T]) -> T:
         """Run ``work`` in one committed transaction of its own; it may run again."""
 

@@ -113,10 +113,13 @@ def _partial(path: Path) -> Path:
 
 
 class _TableWriter:
-    """One table's file, under ``NAME.partial`` until ``close`` renames it."""
+    """One table's file, under ``partial`` (``NAME.partial``) until ``close`` renames it."""
 
-    def __init__(self, path: Path, table: Table, format: DumpFormat) -> None:
+    def __init__(
+        self, path: Path, table: Table, format: DumpFormat, partial: Path | None = None
+    ) -> None:
         self.path = path
+        self.partial = _partial(path) if partial is None else partial
         self.rows = 0
         self._json = _json_columns(table)
         self._file = None
@@ -124,9 +127,9 @@ class _TableWriter:
         self._schema = _arrow_schema(table)
         self._buffer: dict[str, list[Any]] = {n: [] for n in self._schema.names}
         if format == "jsonl":
-            self._file = _partial(path).open("wb")
+            self._file = self.partial.open("wb")
         else:
-            self._writer = pq.ParquetWriter(_partial(path), self._schema)
+            self._writer = pq.ParquetWriter(self.partial, self._schema)
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         if self._file is not None:
@@ -138,30 +141,40 @@ class _TableWriter:
                     if name in self._json and value is not None:
                         value = pydantic_core.to_json(value).decode()
                     values.append(value)
-            if len(self._buffer[self._schema.names[0]]) >= ROW_GROUP_SIZE:
-                self._flush()
+            if self.buffered >= ROW_GROUP_SIZE:
+                self.flush()
         self.rows += len(rows)
 
-    def _flush(self) -> None:
+    @property
+    def buffered(self) -> int:
+        """Rows held for the next Parquet row group."""
+        return len(self._buffer[self._schema.names[0]])
+
+    def flush(self) -> None:
+        """Write the rows held as a row group (Parquet)."""
         if self._writer is not None and self._buffer[self._schema.names[0]]:
             self._writer.write_table(pa.Table.from_pydict(self._buffer, schema=self._schema))
             for values in self._buffer.values():
                 values.clear()
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """Complete the file under its ``partial`` name."""
         if self._file is not None:
             self._file.close()
         if self._writer is not None:
-            self._flush()
+            self.flush()
             self._writer.close()
-        os.replace(_partial(self.path), self.path)
+
+    def close(self) -> None:
+        self.finish()
+        os.replace(self.partial, self.path)
 
     def abort(self) -> None:
         if self._file is not None:
             self._file.close()
         if self._writer is not None:
             self._writer.close()
-        _partial(self.path).unlink(missing_ok=True)
+        self.partial.unlink(missing_ok=True)
 
 
 def export_all(

@@ -153,6 +153,14 @@ class Dialect(ABC):
     def reset_sequence(self, conn: Connection, table: Table) -> None:  # noqa: B027
         """Move ``table``'s id sequence past its largest id, where ids come from one."""
 
+    def settle_inserts(self, conn: Connection, table: Table) -> None:  # noqa: B027
+        """Wait, in ``conn``'s transaction, until no insert into ``table`` is in flight,
+        and hold new ones off until it ends; afterwards its largest id is settled: no row
+        at or below it can commit later (a lake export's horizon).
+
+        With one writer at a time (SQLite), ids commit in order: nothing to wait for.
+        """
+
     def bump_stats(self, conn: Connection, numbers: Sequence[int]) -> None:
         """Move ``session_stats.version`` of the sessions numbered ``numbers`` (an import's
         events came in: their stats are stale), 500 numbers a statement, in order."""

@@ -391,6 +391,18 @@ class PostgresDialect(Dialect):
         if top > last or (top == last and not called):
             conn.execute(select(func.setval(seq, top, True)))
 
+    def settle_inserts(self, conn: Connection, table: Table) -> None:
+        """Ids come from a sequence when a row is inserted, but commit in any order: 105
+        may be visible while the transaction holding 103 is still open, and a horizon of
+        105 read then would skip 103 for ever. SHARE conflicts with the ROW EXCLUSIVE
+        every INSERT (and COPY) takes before it draws an id, so once granted, every id
+        drawn so far is committed or rolled back, and later ones are drawn after the
+        lock ends: larger than any id read under it. One table a transaction, never two:
+        holding one SHARE lock while waiting for another could close a cycle with a
+        group commit that inserts into both, and PostgreSQL would break it after a
+        second by aborting one of us."""
+        conn.exec_driver_sql(f"LOCK TABLE {table.name} IN SHARE MODE")
+
     @classmethod
     def lock_schema(cls, conn: Connection) -> None:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_KEY})")

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, bindparam, select
+from sqlalchemy import Connection, Table, bindparam, func, select
 
 from searchtrail.models import INT64_MAX
 from searchtrail.storage.api import DumpPage
@@ -63,6 +63,18 @@ class SqlTransfer:
                 return [dict(r._mapping) for r in conn.execute(query)]
 
             yield page
+
+    def settled_top(self, table: Table) -> int:
+        """The largest primary key of ``table`` (0 when empty) at or below which no row
+        can commit later: the dialect waits out inserts in flight before reading it
+        (``Dialect.settle_inserts``), in a transaction of its own outside the group."""
+        (key,) = table.primary_key.columns
+
+        def top(conn: Connection) -> int:
+            self._db.dialect.settle_inserts(conn, table)
+            return int(conn.execute(select(func.coalesce(func.max(key), 0))).scalar_one())
+
+        return self._db.write(top, alone=True)
 
     def import_transaction(self, work: Callable[[ImportWriter], T]) -> T:
         """Run ``work`` in one committed transaction of its own (one import chunk).
