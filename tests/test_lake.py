@@ -304,3 +304,46 @@ def test_the_cli_takes_lake_alone(database_url: str, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["export", "--lake", lake, "--database-url", database_url])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["watermark"] == {"event_id": 0, "session_number": 0}
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing in the run catches it."""
+
+
+def crash_after_first_rename(monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(self: object) -> None:
+        raise Crash
+
+    monkeypatch.setattr(lake_module._Run, "after_rename", crash)
+
+
+@pytest.mark.parametrize("lost", [False, True])
+def test_a_pending_step_is_completed_under_the_same_names(
+    cs: Clickstream,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    lost: bool,
+) -> None:
+    """Stopped between two renames of a step: the rerun renames the rest or, when a
+    temporary file is gone (``lost``), writes the step's ranges again under its names."""
+    load_history(cs, 30)
+    lake = tmp_path / "lake"
+    with monkeypatch.context() as patch:
+        crash_after_first_rename(patch)
+        with pytest.raises(Crash):
+            cs.export_lake(lake)
+    pending = _state(lake)["pending"]
+    assert len(files(lake)) == 1 and len(pending["files"]) == 8
+    if lost:
+        (lake / pending["files"][-1][0]).unlink()
+    load_history(cs, 3, start=30)  # the next step's, after the pending one
+    rerun = cs.export_lake(lake)
+    assert rerun.completed_pending
+    assert (rerun.sessions, rerun.events) == (33, 66)
+    assert {Path(f).name for f in files(lake) if "sessions" in f} == {
+        "part-000000000001-000000000030.parquet",
+        "part-000000000031-000000000033.parquet",
+    }
+    assert_lake_is_database(lake, database_url)
+    assert _state(lake)["rows"] == {"sessions": 33, "events": 66}

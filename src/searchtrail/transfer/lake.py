@@ -25,11 +25,13 @@ rename, so a test can kill the process between two renames (tests/test_lake.py).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ __all__ = ["LAKE_FORMAT", "LAKE_VERSION", "STATE_FILE", "LakeSummary", "export_l
 LAKE_FORMAT = "searchtrail-lake"
 LAKE_VERSION = 1
 STATE_FILE = "_searchtrail_lake.json"
+LOCK_FILE = "_searchtrail_lake.lock"
 PAUSE_ENV = "SEARCHTRAIL_LAKE_TEST_PAUSE_S"
 # Date partitions one step keeps open: a file descriptor and a writer each. A step ends
 # before the row that would open one more; the next step goes on from there.
@@ -171,8 +174,7 @@ class _Run:
         pending = self.state["pending"]
         for temporary, final in pending["files"]:
             os.replace(self.lake / temporary, self.lake / final)
-            if self.pause:
-                time.sleep(self.pause)
+            self.after_rename()
         for name, (_, to) in pending["ranges"].items():
             self.state["watermark"][WATERMARK[name]] = to
         for name, rows in pending["rows"].items():
@@ -182,6 +184,11 @@ class _Run:
         self.state["files"] += len(pending["files"])
         self.state["pending"] = None
         self.save()
+
+    def after_rename(self) -> None:
+        """The test hook's pause (``PAUSE_ENV``), between two renames of a step."""
+        if self.pause:
+            time.sleep(self.pause)
 
     def complete_pending(self) -> bool:
         """Complete a crashed run's step: the same ranges, into the same file names."""
@@ -314,7 +321,24 @@ def export_lake(store: Store, lake: str | Path, *, progress: bool | None = None)
     if directory.exists() and not directory.is_dir():
         raise BadRequest(f"{directory} is a file; export --lake writes a directory")
     directory.mkdir(parents=True, exist_ok=True)
-    run = _Run(store, directory, sys.stderr.isatty() if progress is None else progress)
+    with _exclusive(directory):
+        return _export(store, directory, sys.stderr.isatty() if progress is None else progress)
+
+
+@contextmanager
+def _exclusive(lake: Path) -> Iterator[None]:
+    """One run at a time in a lake: two would write the same temporary names and each
+    move the watermark past the other's step. The lock ends with the process."""
+    with (lake / LOCK_FILE).open("a") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BadRequest(f"{lake}: another export --lake is running into it") from None
+        yield
+
+
+def _export(store: Store, directory: Path, progress: bool) -> LakeSummary:
+    run = _Run(store, directory, progress)
     run.sweep()
     completed = run.complete_pending()
     top = _horizon(store)
