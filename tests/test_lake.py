@@ -176,22 +176,23 @@ def test_batches_are_rewritten_when_their_state_changes(cs: Clickstream, tmp_pat
     assert states == ["released"]
 
 
-def test_many_dates_go_in_steps_of_a_capped_number_of_files(
-    cs: Clickstream, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_ids_out_of_date_order_give_one_file_per_date(
+    cs: Clickstream, database_url: str, tmp_path: Path
 ) -> None:
-    """Ids in date order (imported history): past the cap of open dates a run goes on in
-    another step, whose files are named by its own range."""
-    monkeypatch.setattr(lake_module, "MAX_OPEN_DATES", 3)
-    monkeypatch.setattr(lake_module, "BUFFER_ROWS", 5)  # row groups flushed across dates
-    load_history(cs, 10, days=10)
+    """Imported history may number sessions in any order of time: session i is on date
+    i % 10 here, and each date still gets one file of the run, every row in it once."""
+    load_history(cs, 50, days=10)
     lake = tmp_path / "lake"
     summary = cs.export_lake(lake)
-    assert summary.sessions == 10 and summary.watermark["session_number"] == 10
-    names = sorted(p.name for p in (lake / "sessions").rglob("*.parquet"))
-    steps = ["000000000001-000000000003", "000000000004-000000000006", "000000000007-000000000009"]
-    assert names == [f"part-{r}.parquet" for r in steps for _ in range(3)] + [
-        "part-000000000010-000000000010.parquet"
-    ]
+    assert (summary.sessions, summary.files) == (50, 10 + 10 + 1)
+    for name in ("sessions", "events"):
+        dates = sorted((lake / name).iterdir())
+        assert len(dates) == 10
+        for directory in dates:
+            assert [p.name for p in directory.iterdir()] == [
+                "part-000000000001-" + ("000000000050" if name == "sessions" else "000000000100")
+                + ".parquet"
+            ]  # fmt: skip
     assert_lake_is_database(lake, database_url)
 
 

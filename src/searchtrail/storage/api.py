@@ -18,7 +18,7 @@ that is locked or unreachable, ...), never a driver's.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -54,6 +54,7 @@ __all__ = [
     "QueueState",
     "Reads",
     "Registration",
+    "RowPage",
     "SessionActions",
     "SessionRow",
     "Sessions",
@@ -99,6 +100,8 @@ Registration = tuple[Session, bool, bool]
 # A dump's page of one table: ``page(table, after, limit)``, the rows (every column) whose
 # primary key is larger than ``after``, in key order.
 DumpPage = Callable[[Any, int, int], list[dict[str, Any]]]
+# A page of rows, every column, as a dump reads them.
+RowPage = list[dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +368,12 @@ class Transfer(Protocol):
 
     def dump_reader(self) -> AbstractContextManager[DumpPage]:
         """Pages of whole tables, all from one snapshot (no event without its session)."""
+
+    def rows_by_time(
+        self, table: Any, low: int, high: int
+    ) -> AbstractContextManager[Iterator[RowPage]]:
+        """Pages of the rows of sessions or events keyed ``low`` to ``high``, in order of
+        ``created_at_ms`` (then key), from one snapshot; events with their ``session_id``."""
 
     def settled_top(self, table: Any) -> int:
         """The largest primary key of ``table`` (0: empty) such that no row at or below

@@ -141,17 +141,11 @@ class _TableWriter:
                     if name in self._json and value is not None:
                         value = pydantic_core.to_json(value).decode()
                     values.append(value)
-            if self.buffered >= ROW_GROUP_SIZE:
-                self.flush()
+            if len(self._buffer[self._schema.names[0]]) >= ROW_GROUP_SIZE:
+                self._flush()
         self.rows += len(rows)
 
-    @property
-    def buffered(self) -> int:
-        """Rows held for the next Parquet row group."""
-        return len(self._buffer[self._schema.names[0]])
-
-    def flush(self) -> None:
-        """Write the rows held as a row group (Parquet)."""
+    def _flush(self) -> None:
         if self._writer is not None and self._buffer[self._schema.names[0]]:
             self._writer.write_table(pa.Table.from_pydict(self._buffer, schema=self._schema))
             for values in self._buffer.values():
@@ -162,7 +156,7 @@ class _TableWriter:
         if self._file is not None:
             self._file.close()
         if self._writer is not None:
-            self.flush()
+            self._flush()
             self._writer.close()
 
     def close(self) -> None:

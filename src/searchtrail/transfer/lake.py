@@ -12,12 +12,13 @@ table, JSON as JSON text, events with their session's ``session_id``. ``FROM-TO`
 id range (session_number, event id) of the step that wrote the file, zero-padded.
 
 A run fixes a horizon (``Transfer.settled_top``: no row at or below it can commit later),
-then exports in steps the ids above the watermark up to it. A step writes every file
-under a ``_``-prefixed temporary name (readers skip those), records its range and files
-as *pending* in the lake's JSON, renames the files, then moves the watermark and clears
-*pending*. A run that finds a step pending completes it first: renames what is left, or
-writes the same range again under the same names when a file is missing. So a crash
-anywhere leaves no half file visible, and the rerun no duplicate row.
+then exports the ids above the watermark up to it (a *step*), read in time order so one
+date's file is written at a time. A step writes every file under a ``_``-prefixed
+temporary name (readers skip those), records its ranges and files as *pending* in the
+lake's JSON, renames the files, then moves the watermark and clears *pending*. A run
+that finds a step pending completes it first: renames what is left, or writes the same
+ranges again under the same names when a file is missing. So a crash anywhere leaves no
+half file visible, and the rerun no duplicate row.
 
 Test hook: ``SEARCHTRAIL_LAKE_TEST_PAUSE_S`` (seconds, default none) sleeps after each
 rename, so a test can kill the process between two renames (tests/test_lake.py).
@@ -53,12 +54,6 @@ LAKE_VERSION = 1
 STATE_FILE = "_searchtrail_lake.json"
 LOCK_FILE = "_searchtrail_lake.lock"
 PAUSE_ENV = "SEARCHTRAIL_LAKE_TEST_PAUSE_S"
-# Date partitions one step keeps open: a file descriptor and a writer each. A step ends
-# before the row that would open one more; the next step goes on from there.
-MAX_OPEN_DATES = 256
-# Rows held across a step's open files: past it every file writes its rows as a row group,
-# so memory stays flat however many dates a step spans.
-BUFFER_ROWS = 20_000
 ID_WIDTH = 12  # digits of FROM and TO; larger ids are written whole
 DAY_MS = 86_400_000
 _EPOCH = date(1970, 1, 1)
@@ -147,9 +142,9 @@ class _Run:
 
     # -- a step: write, record as pending, rename, advance -----------------------------
 
-    def step(self, top: dict[str, int], *, capped: bool = True) -> bool:
-        """Export the ids above the watermark up to ``top`` (a table's own), at most
-        ``MAX_OPEN_DATES`` dates a table when ``capped``; False when nothing was above."""
+    def step(self, top: dict[str, int]) -> bool:
+        """Export the ids above the watermark up to ``top`` (a table's own); False when
+        nothing was above."""
         mark = self.watermark
         ranges: dict[str, list[int]] = {}
         renames: list[list[str]] = []
@@ -158,8 +153,8 @@ class _Run:
             low, high = mark[WATERMARK[table.name]], top[table.name]
             if high <= low:
                 continue
-            to, written, rows = self._write_range(table, low + 1, high, capped)
-            ranges[table.name] = [low + 1, to]
+            written, rows = self._write_range(table, low + 1, high)
+            ranges[table.name] = [low + 1, high]
             renames += written
             counts[table.name] = rows
         if not ranges:
@@ -204,7 +199,7 @@ class _Run:
             pending["files"] = []
             for name, (low, to) in pending["ranges"].items():
                 table = sessions if name == "sessions" else events
-                _, written, pending["rows"][name] = self._write_range(table, low, to, False)
+                written, pending["rows"][name] = self._write_range(table, low, to)
                 pending["files"] += written
             self.save()
         else:
@@ -214,61 +209,52 @@ class _Run:
         self._finish_pending()
         return True
 
-    def _write_range(
-        self, table: Table, low: int, high: int, capped: bool
-    ) -> tuple[int, list[list[str]], int]:
+    def _write_range(self, table: Table, low: int, high: int) -> tuple[list[list[str]], int]:
         """Write ``table``'s rows with ids ``low``..``high`` into temporary files, one per
-        date: ``(the last id covered, [temporary, final] names, rows)``. ``capped``: stop
-        before a row that would open date ``MAX_OPEN_DATES + 1``."""
-        (key,) = table.primary_key.columns
-        writers: dict[str, _TableWriter] = {}
-        day_names: dict[int, str] = {}
-        to = high
+        date: ``([temporary, final] names, rows)``.
+
+        The rows come in time order (``Transfer.rows_by_time``), so each date's rows come
+        together: one file is open at a time, holding at most a row group, however many
+        dates the range spans and whatever order their ids are in.
+        """
+        done: list[_TableWriter] = []
+        writer: _TableWriter | None = None
+        day = name = None
         rows = 0
         try:
             with (
-                self.store.dump_reader() as page,
+                self.store.rows_by_time(table, low, high) as pages,
                 tqdm(
                     unit="row", desc=table.name, disable=not self.progress, file=sys.stderr
                 ) as bar,
             ):
-                after = low - 1
-                while after < high and (found := page(table, after, PAGE_SIZE)):
-                    for row in found:
-                        number = row[key.name]
-                        if number > high:
-                            break
-                        day = row["created_at_ms"] // DAY_MS
-                        name = day_names.get(day)
-                        if name is None:
-                            name = day_names[day] = (_EPOCH + timedelta(days=day)).isoformat()
-                        writer = writers.get(name)
-                        if writer is None:
-                            if capped and len(writers) == MAX_OPEN_DATES:
-                                to = number - 1
-                                break
-                            writer = writers[name] = self._writer(table, name, low)
+                for page in pages:
+                    for row in page:
+                        if row["created_at_ms"] // DAY_MS != day:
+                            day = row["created_at_ms"] // DAY_MS
+                            name = (_EPOCH + timedelta(days=day)).isoformat()
+                            if writer is not None:
+                                writer.finish()
+                                done.append(writer)
+                            writer = self._writer(table, name, low)
+                        assert writer is not None
                         writer.write([row])
-                        rows += 1
-                    else:
-                        after = found[-1][key.name]
-                        bar.update(len(found))
-                        if sum(w.buffered for w in writers.values()) >= BUFFER_ROWS:
-                            for w in writers.values():
-                                w.flush()
-                        continue
-                    break
-            for writer in writers.values():
+                    rows += len(page)
+                    bar.update(len(page))
+            if writer is not None:
                 writer.finish()
+                done.append(writer)
         except BaseException:
-            for writer in writers.values():
-                writer.abort()
+            for w in [*done, *([writer] if writer is not None else [])]:
+                w.abort()
             raise
         renames = [
-            [self._relative(w.partial), self._relative(w.partial.with_name(_part(low, to)))]
-            for w in writers.values()
+            [self._relative(w.partial), self._relative(w.partial.with_name(_part(low, high)))]
+            for w in done
         ]
-        return to, renames, rows
+        if len({r[1] for r in renames}) != len(renames):  # a date twice: a file overwritten
+            raise RuntimeError(f"{table.name} {low}-{high}: rows came out of time order")
+        return renames, rows
 
     def _writer(self, table: Table, day: str, low: int) -> _TableWriter:
         directory = self.lake / table.name / f"date={day}"
@@ -342,8 +328,7 @@ def _export(store: Store, directory: Path, progress: bool) -> LakeSummary:
     run.sweep()
     completed = run.complete_pending()
     top = _horizon(store)
-    while run.step(top):
-        pass
+    run.step(top)
     batch_rows = run.batches()
     if not run.files:
         message = "nothing new: the lake is up to date, no file written"

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Table, bindparam, func, select
 
 from searchtrail.models import INT64_MAX
-from searchtrail.storage.api import DumpPage
+from searchtrail.storage.api import DumpPage, RowPage
 from searchtrail.storage.sql._database import _Database
 from searchtrail.storage.sql.batches import collecting_batch_id
 from searchtrail.storage.sql.dialect import ImportInsert
@@ -63,6 +63,29 @@ class SqlTransfer:
                 return [dict(r._mapping) for r in conn.execute(query)]
 
             yield page
+
+    @contextmanager
+    def rows_by_time(self, table: Table, low: int, high: int) -> Iterator[Iterator[RowPage]]:
+        """Pages of the rows of ``table`` (sessions or events; events with their session's
+        ``session_id``, as ``dump_reader`` gives them) whose primary key is ``low`` to
+        ``high``, ordered by ``created_at_ms`` then key, from one snapshot.
+
+        One query, streamed (a server-side cursor on PostgreSQL): the database sorts the
+        range once, spilling to disk as it needs, so the reader holds a page at a time and
+        rows of one date arrive together whatever order their ids are in.
+        """
+        (key,) = table.primary_key.columns
+        query = (
+            select(*events.c, sessions.c.session_id).join(
+                sessions, sessions.c.session_number == events.c.session_number
+            )
+            if table is events
+            else select(table)
+        )
+        query = query.where(key.between(low, high)).order_by(table.c.created_at_ms, key)
+        with self._db.read_snapshot() as conn:
+            found = conn.execution_options(yield_per=_STREAM_PAGE).execute(query)
+            yield ([dict(r._mapping) for r in part] for part in found.partitions())
 
     def settled_top(self, table: Table) -> int:
         """The largest primary key of ``table`` (0 when empty) at or below which no row
@@ -304,5 +327,6 @@ def _dense_runs(near: Sequence[Any]) -> list[tuple[int, int]]:
     return runs
 
 
+_STREAM_PAGE = 5000
 _GAP = 64
 _RUN = 100
