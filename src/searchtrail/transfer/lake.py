@@ -219,7 +219,7 @@ class _Run:
         """
         done: list[_TableWriter] = []
         writer: _TableWriter | None = None
-        day = name = None
+        day = None
         rows = 0
         try:
             with (
@@ -229,16 +229,19 @@ class _Run:
                 ) as bar,
             ):
                 for page in pages:
-                    for row in page:
+                    start = 0
+                    for i, row in enumerate(page):
                         if row["created_at_ms"] // DAY_MS != day:
-                            day = row["created_at_ms"] // DAY_MS
-                            name = (_EPOCH + timedelta(days=day)).isoformat()
                             if writer is not None:
+                                writer.write(page[start:i])
                                 writer.finish()
                                 done.append(writer)
+                            start = i
+                            day = row["created_at_ms"] // DAY_MS
+                            name = (_EPOCH + timedelta(days=day)).isoformat()
                             writer = self._writer(table, name, low)
-                        assert writer is not None
-                        writer.write([row])
+                    if writer is not None:
+                        writer.write(page[start:])
                     rows += len(page)
                     bar.update(len(page))
             if writer is not None:
