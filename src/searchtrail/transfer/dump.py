@@ -59,6 +59,7 @@ __all__ = [
     "DumpSummary",
     "export_all",
     "open_source",
+    "read_versioned",
 ]
 
 DumpFormat = Literal["jsonl", "parquet"]
@@ -241,6 +242,22 @@ def export_all(
 # -- reading a dump -------------------------------------------------------------------
 
 
+def read_versioned(path: Path, format: str, version: int, kind: str) -> dict[str, Any]:
+    """A JSON object of ``format`` and ``version`` (a dump's manifest, a lake's state)."""
+    try:
+        found = json.loads(path.read_text())
+    except ValueError as exc:
+        raise BadRequest(f"{path} is not JSON: {exc}") from None
+    if not isinstance(found, dict) or found.get("format") != format:
+        raise BadRequest(f"{path}: format is not {format!r}")
+    if found.get("version") != version:
+        raise BadRequest(
+            f"{path}: {kind} version {found.get('version')!r}, this searchtrail reads "
+            f"version {version}"
+        )
+    return found
+
+
 class DumpSource:
     """A dump directory as an ``ImportSource``: ids kept, rows as written.
 
@@ -255,17 +272,7 @@ class DumpSource:
         manifest_path = path / "manifest.json"
         if not manifest_path.is_file():
             raise BadRequest(f"{path} is not a searchtrail dump: it has no manifest.json")
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except ValueError as exc:
-            raise BadRequest(f"{manifest_path} is not JSON: {exc}") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != DUMP_FORMAT:
-            raise BadRequest(f"{manifest_path}: format is not {DUMP_FORMAT!r}")
-        if manifest.get("version") != DUMP_VERSION:
-            raise BadRequest(
-                f"{manifest_path}: dump version {manifest.get('version')!r}, this searchtrail "
-                f"reads version {DUMP_VERSION}"
-            )
+        manifest = read_versioned(manifest_path, DUMP_FORMAT, DUMP_VERSION, "dump")
         self.path = path
         self.manifest = manifest
         self.file_format = str(manifest.get("file_format", "jsonl"))

@@ -45,7 +45,7 @@ from tqdm import tqdm
 from searchtrail.errors import BadRequest
 from searchtrail.storage.api import Transfer as Store
 from searchtrail.storage.sql.schema import batches, events, sessions
-from searchtrail.transfer.dump import PAGE_SIZE, _columns, _TableWriter
+from searchtrail.transfer.dump import PAGE_SIZE, _columns, _TableWriter, read_versioned
 
 __all__ = ["LAKE_FORMAT", "LAKE_VERSION", "STATE_FILE", "LakeSummary", "export_lake"]
 
@@ -107,14 +107,7 @@ class _Run:
                 "files": 0,
                 "rows": {"sessions": 0, "events": 0},
             }
-        try:
-            state = json.loads(path.read_text())
-        except ValueError as exc:
-            raise BadRequest(f"{path} is not JSON: {exc}") from None
-        if not isinstance(state, dict) or state.get("format") != LAKE_FORMAT:
-            raise BadRequest(f"{path}: format is not {LAKE_FORMAT!r}")
-        if state.get("version") != LAKE_VERSION:
-            raise BadRequest(f"{path}: lake version {state.get('version')!r}, not {LAKE_VERSION}")
+        state = read_versioned(path, LAKE_FORMAT, LAKE_VERSION, "lake")
         # Files of other columns in one dataset would not read as one table: refused, not
         # mixed (a schema revision that adds a column needs a new lake, docs/lake.md).
         if state.get("columns") != self.columns:
