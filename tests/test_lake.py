@@ -220,7 +220,8 @@ def test_the_horizon_waits_for_an_insert_in_flight(
     cs: Clickstream, database_url: str, tmp_path: Path
 ) -> None:
     """A session holds number 2 uncommitted while number 3 commits: a horizon read then
-    as the largest number would pass 2 for ever. The export waits for it instead."""
+    as the largest number would pass 2 for ever. The export waits for it instead, without
+    holding up the writes that come meanwhile."""
     cs.create_session(session_id="first", search_query="q")
     engine = create_engine(normalize_database_url(database_url))
     lake = tmp_path / "lake"
@@ -241,12 +242,18 @@ def test_the_horizon_waits_for_an_insert_in_flight(
             worker.start()
             time.sleep(0.5)
             assert worker.is_alive() and not done  # waiting for the insert in flight
+            # ... in short tries: a write meanwhile is not queued behind the wait.
+            started = time.monotonic()
+            cs.create_session(session_id="during", search_query="q")
+            assert time.monotonic() - started < 2
             tx.commit()
         worker.join(timeout=30)
     finally:
         engine.dispose()
-    assert done[0].sessions == 3
-    assert [r["session_id"] for r in lake_rows(lake, "sessions")] == ["first", "in-flight", "later"]
+    assert done[0].sessions == 4
+    assert [r["session_id"] for r in lake_rows(lake, "sessions")] == [
+        "first", "in-flight", "later", "during",
+    ]  # fmt: skip
 
 
 def _state(lake: Path) -> dict[str, Any]:

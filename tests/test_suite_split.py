@@ -40,6 +40,7 @@ STORAGE = [
     "tests/test_improvement_queue.py",
     "tests/test_keys.py",
     "tests/test_dump_import.py",
+    "tests/test_lake.py",
     "tests/test_groupcommit.py",
     "tests/test_migrations.py",
     "tests/test_dialect_parity.py",

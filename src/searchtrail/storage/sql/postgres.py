@@ -48,7 +48,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from searchtrail.storage.api import EventRow
 from searchtrail.storage.sql._groupcommit import GroupCommit
@@ -77,6 +77,11 @@ _GATE_HOLDER = "searchtrail_gate_holder"
 _CONNECTION_STATES = ("08", "57P01", "57P02", "57P03")
 # deadlock_detected, serialization_failure
 _RETRY_STATES = ("40P01", "40001")
+_PG_LOCK_NOT_AVAILABLE = "55P03"
+# A lake export's lock on a table (settle_inserts): each try waits this long, and gives
+# up after this many seconds in all (the export then fails as DatabaseLocked).
+_SETTLE_TRY_MS = 50
+_SETTLE_WAIT_S = 600
 _CHANGES = "searchtrail_changes"
 _EVENT_FIELDS = ["event_id", "object_id", "event_type", "created_at_ms", "meta", "extra"]
 _EVENT_KEY = ["session_number", "event_id"]
@@ -400,8 +405,24 @@ class PostgresDialect(Dialect):
         lock ends: larger than any id read under it. One table a transaction, never two:
         holding one SHARE lock while waiting for another could close a cycle with a
         group commit that inserts into both, and PostgreSQL would break it after a
-        second by aborting one of us."""
-        conn.exec_driver_sql(f"LOCK TABLE {table.name} IN SHARE MODE")
+        second by aborting one of us.
+
+        The lock is asked for in short tries: while a request waits, the inserts that
+        come after it queue behind it, so one long insert in flight (an import chunk)
+        would stall every write for as long. A try gives up after ``_SETTLE_TRY_MS``
+        (its savepoint rolled back), and writes pass until the next."""
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {_SETTLE_TRY_MS}")
+        deadline = time.monotonic() + _SETTLE_WAIT_S
+        while True:
+            try:
+                with conn.begin_nested():
+                    conn.exec_driver_sql(f"LOCK TABLE {table.name} IN SHARE MODE")
+            except DBAPIError as exc:
+                if _sqlstate(exc) != _PG_LOCK_NOT_AVAILABLE or time.monotonic() > deadline:
+                    raise
+                time.sleep(_SETTLE_TRY_MS / 1000)
+                continue
+            return
 
     @classmethod
     def lock_schema(cls, conn: Connection) -> None:
