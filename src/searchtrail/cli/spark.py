@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from searchtrail.cli._common import Group, _time, load_settings
-from searchtrail.cli.data import _parse_weights
+from searchtrail.cli.data import _parse_weights, export
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -72,29 +72,12 @@ def spark() -> None:
 @click.option("--out", required=True, help="The directory of the split directories.")
 @click.option("--batch-id", "--batch", "batch_id", type=int, required=True, help="The batch.")
 @click.option(
-    "--layout",
-    type=click.Choice(["sessions", "triplets"]),
-    default="sessions",
-    show_default=True,
-    help="One record per session, or one (anchor, positive, negative) row per pair.",
-)
-@click.option(
     "--format",
     "fmt",
     type=click.Choice(["parquet", "jsonl"]),
     default="parquet",
     show_default=True,
     help="Part files in Parquet or JSON lines.",
-)
-@click.option(
-    "--include-irrelevant", is_flag=True, help="Write irrelevant sessions as their own split."
-)
-@click.option(
-    "--weight",
-    "weights",
-    multiple=True,
-    metavar="TYPE=WEIGHT",
-    help="Override one event type's weight (repeatable); 0 removes the type.",
 )
 def training_data(
     lake: str,
@@ -123,6 +106,13 @@ def training_data(
             include_irrelevant=include_irrelevant,
         )
     click.echo(json.dumps(summary, indent=2))
+
+
+# --layout, --include-irrelevant and --weight mean here what they mean to `export`: the
+# very same options, so that their names, defaults and help cannot drift apart.
+training_data.params.extend(
+    p for p in export.params if p.name in ("layout", "include_irrelevant", "weights")
+)
 
 
 @spark.command("metrics")
