@@ -1,8 +1,8 @@
 """The Spark jobs give what the single-machine path gives, on the same data.
 
 A real SQLite database of 100,000 varied sessions (tests/spark_data.py), written as the
-lake (tests/lake_writer.py), read by real Spark in local mode: the training records and
-triplets must equal ``export_batch``'s (order aside, exactly), the metrics
+lake by `export --lake` (transfer/lake.py), read by real Spark in local mode: the training
+records and triplets must equal ``export_batch``'s (order aside, exactly), the metrics
 ``Clickstream.metrics()``'s (counts exactly, ratios to 1e-9). Then the command and
 spark-submit, each on a small lake. Slow: the JVM alone takes 10 s or more to start.
 """
@@ -26,7 +26,6 @@ from click.testing import CliRunner
 
 from searchtrail import Clickstream, Settings
 from searchtrail.cli import main
-from tests.lake_writer import write_lake
 from tests.spark_data import BASE_MS, load
 from tests.support import clean_env
 
@@ -79,7 +78,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Clickstream
     cs.refresh_metrics()
     _timed("refresh the single-machine metrics", started)
     started = time.monotonic()
-    lake = write_lake(cs, root / "lake")
+    lake = root / "lake"
+    cs.export_lake(lake, progress=False)
     _timed("write the lake", started)
     size = sum(p.stat().st_size for p in lake.rglob("*.parquet"))
     print(f"[spark timing] lake size: {size / 1e6:.1f} MB", file=sys.stderr)
@@ -193,7 +193,8 @@ def test_metrics_equal_the_single_machine_ones(
 def _small(tmp_path: Path) -> Path:
     with Clickstream(f"sqlite:///{tmp_path / 'small.db'}") as cs:
         load(cs, 2_000, batches=2, chunk=1_000)
-        return write_lake(cs, tmp_path / "lake")
+        cs.export_lake(tmp_path / "lake", progress=False)
+        return tmp_path / "lake"
 
 
 def test_the_command_runs_the_jobs(spark: SparkSession, tmp_path: Path) -> None:
