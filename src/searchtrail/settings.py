@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from searchtrail.errors import format_loc
@@ -203,6 +203,38 @@ class Settings(BaseSettings):
         min_length=1,
         description="The event types that count as a click for the click models (`searchtrail "
         "clickmodel`, `export --negatives examined`, `--labels`), as JSON.",
+    )
+
+    user_id_key: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="A secret (16 characters or more) under which user ids are stored as "
+        "keyed pseudonyms (HMAC-SHA256, `pu1_` and 64 hex digits) on every path that stores "
+        "a session, so raw ids never reach the database; erase and export by raw id still "
+        "work. Unset: ids are stored as sent (docs/privacy.md).",
+    )
+    user_id_previous_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Keys used before `user_id_key`, as JSON: an erase or export by raw id "
+        "also finds the sessions stored under them (key rotation, docs/privacy.md).",
+    )
+    retention_days: float | None = Field(
+        None,
+        gt=0,
+        description="Sessions created longer ago than this (days) are removed with their "
+        "events, queue entries and metrics stats, by `serve` in the background and by "
+        "`searchtrail prune`. Unset: kept for ever.",
+    )
+    retention_keep_unarchived: bool = Field(
+        True,
+        description="Keep old sessions whose batch is not `archived` yet (collecting, "
+        "released, fine-tuning): retention removes only archived batches' sessions.",
+    )
+    retention_interval_s: float = Field(
+        3600.0,
+        ge=0,
+        description="How often `serve` prunes when `retention_days` is set (0: never in the "
+        "background, only `searchtrail prune`).",
     )
 
     insecure: bool = Field(

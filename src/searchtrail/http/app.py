@@ -7,6 +7,7 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -76,6 +77,41 @@ async def refresh_metrics_forever(cs: Clickstream, every_s: float, stop: asyncio
             log.exception("metrics: background refresh failed, retrying in %g s", every_s)
 
 
+# Prune chunks (storage/sql/privacy.py) per thread hop: shutdown waits for these at most.
+_PRUNE_STEP = 5
+
+
+async def prune_forever(cs: Clickstream, every_s: float, stop: asyncio.Event) -> None:
+    """Remove the sessions past ``retention_days`` every ``every_s`` seconds, until
+    ``stop`` is set.
+
+    Every worker process of ``serve`` runs this, as the metrics refresh: two pruners take
+    turns chunk by chunk (storage/sql/privacy.py), each chunk read after the other's
+    commit, so a session is removed and counted once. The first wait is drawn as the
+    refresh's is; a failure is logged and retried at the next period; ``stop`` is seen
+    every ``_PRUNE_STEP`` chunks, so a first prune of a large backlog never holds
+    shutdown long.
+    """
+    delay = every_s * random.uniform(0.5, 1.5)
+    while not await _set_within(stop, delay):
+        delay = every_s
+        try:
+            removed = 0
+            while not stop.is_set():
+                step = await anyio.to_thread.run_sync(
+                    partial(cs.prune, path="background", max_chunks=_PRUNE_STEP)
+                )
+                removed += step.sessions
+                if not step.more:
+                    break
+            if removed:
+                log.info("retention: removed %d sessions older than the cutoff", removed)
+        except Unavailable as exc:
+            log.warning("retention: background prune failed, retrying in %g s: %s", every_s, exc)
+        except Exception:
+            log.exception("retention: background prune failed, retrying in %g s", every_s)
+
+
 async def _set_within(event: asyncio.Event, seconds: float) -> bool:
     with anyio.move_on_after(seconds):
         await event.wait()
@@ -129,15 +165,23 @@ def create_app(
                 name="searchtrail metrics refresh",
             )
         app.state.metrics_refresh = refresher
+        pruner = None
+        if settings.retention_days is not None and settings.retention_interval_s > 0:
+            pruner = asyncio.create_task(
+                prune_forever(app.state.clickstream, settings.retention_interval_s, stop),
+                name="searchtrail retention",
+            )
+        app.state.retention = pruner
         try:
             async with app.state.clickstream.storage.reads_on_loop():
                 yield
         finally:
-            if refresher is not None:
-                # It ends at once when waiting, or after the step running in its thread:
-                # either way before the storage closes.
-                stop.set()
-                await refresher
+            # Each ends at once when waiting, or after the step running in its thread:
+            # either way before the storage closes.
+            stop.set()
+            for task in (refresher, pruner):
+                if task is not None:
+                    await task
             if owned:
                 app.state.clickstream.close()
             if own_process:

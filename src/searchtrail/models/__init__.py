@@ -12,7 +12,7 @@ the answer. ``Limits.strict_fields`` refuses them instead (422 ``extra_forbidden
 Every name is importable from ``searchtrail.models``; the submodules are its layout:
 ``_validation`` (limits context, field checks, base classes, ``parse``), ``_fast``
 (``parse_json``), ``sessions``,
-``batches``, ``queue`` and ``metrics``.
+``batches``, ``queue``, ``metrics`` and ``privacy``.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ from searchtrail.models.metrics import (
     ResultOutcome,
     TimeToFirstInteraction,
 )
+from searchtrail.models.privacy import PruneSummary, UserDeletion, UserIdRequest
 from searchtrail.models.queue import (
     AckRequest,
     ClaimRequest,
@@ -106,6 +107,7 @@ __all__ = [
     "NewSessionEvent",
     "NonNegativeInt64",
     "PositiveInt64",
+    "PruneSummary",
     "PushResult",
     "QueryLists",
     "QueryMetrics",
@@ -126,6 +128,8 @@ __all__ = [
     "ShownResult",
     "StoredEvent",
     "TimeToFirstInteraction",
+    "UserDeletion",
+    "UserIdRequest",
     "decode_events_cursor",
     "encode_events_cursor",
     "parse",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from searchtrail.limits import Limits
 from searchtrail.models import BatchIdRequest, SessionIdRequest, parse
+from searchtrail.pseudonyms import Pseudonymiser
 from searchtrail.settings import Settings
 from searchtrail.storage import Storage
 from searchtrail.timestamps import TimeWindow
@@ -16,6 +17,7 @@ class ServiceBase:
     limits: Limits
     window: TimeWindow
     storage: Storage
+    pseudonyms: Pseudonymiser
 
     def _session_id(self, session_id: str) -> str:
         return parse(SessionIdRequest, {"session_id": session_id}, self.limits).session_id

@@ -47,6 +47,7 @@ from searchtrail.service.batches import BatchOperations
 from searchtrail.service.clickmodels import ClickModelOperations, FitCache
 from searchtrail.service.metrics import MetricsOperations
 from searchtrail.service.observer import Observer, events_sent, refusal_reason
+from searchtrail.service.privacy import PrivacyOperations, pseudonymiser
 from searchtrail.service.queue import QueueOperations
 from searchtrail.service.training import TrainingOperations
 from searchtrail.settings import Settings
@@ -121,12 +122,18 @@ def _strip_indices(path: str) -> str:
 
 
 class Clickstream(
-    BatchOperations, QueueOperations, TrainingOperations, MetricsOperations, ClickModelOperations
+    BatchOperations,
+    QueueOperations,
+    TrainingOperations,
+    MetricsOperations,
+    ClickModelOperations,
+    PrivacyOperations,
 ):
     """The service: sessions and events here; batches, the improvement queue and training
-    data, metrics and click models in the operations it inherits (``service/batches.py``,
-    ``queue.py``, ``training.py``, ``metrics.py``, ``clickmodels.py``). It talks to
-    storage only through ``searchtrail.storage``'s protocols.
+    data, metrics, click models, erasure and retention in the operations it inherits
+    (``service/batches.py``, ``queue.py``, ``training.py``, ``metrics.py``,
+    ``clickmodels.py``, ``privacy.py``). It talks to storage only through
+    ``searchtrail.storage``'s protocols.
     """
 
     def __init__(
@@ -143,6 +150,8 @@ class Clickstream(
         self.settings = settings
         self.limits = settings.limits
         self.window = settings.time_window
+        # What a session's user id is stored as, on every path that stores one.
+        self.pseudonyms = pseudonymiser(settings.user_id_key, settings.user_id_previous_keys)
         self.storage = open_storage(
             StorageOptions(
                 settings.database_url,
@@ -230,7 +239,7 @@ class Clickstream(
             "search_meta": req.search_meta,
             "payload_filter": req.payload_filter,
             "sort_by": req.sort_by,
-            "user_id": req.user_id,
+            "user_id": self.pseudonyms.stored(req.user_id),
             "created_at_ms": created_at,
             "created_at_given": req.created_at is not None,
             "is_irrelevant": False,
@@ -247,7 +256,13 @@ class Clickstream(
         """The store's answer to a registration; a replay must match what is stored."""
         stored, created, given_before = outcome
         if not created:
-            self._check_replay(stored, row, given_before)
+            # Stored under a previous key of a rotation, the same user is the same.
+            same_user = req.user_id is not None and stored.user_id in self.pseudonyms.candidates(
+                req.user_id
+            )
+            self._check_replay(
+                stored, {**row, "user_id": stored.user_id} if same_user else row, given_before
+            )
         unknown = req.unknown_fields
         self.observer.registered(created, len(unknown))
         if not unknown:

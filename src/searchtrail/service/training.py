@@ -180,4 +180,5 @@ class TrainingOperations(ServiceBase):
             progress=progress,
             source_name=name,
             database=self.storage.location,
+            user_ids=self.pseudonyms.stored,
         )

@@ -51,9 +51,12 @@ __all__ = [
     "Metrics",
     "MetricsScope",
     "Outcome",
+    "Privacy",
+    "PruneResult",
     "QueueState",
     "Reads",
     "Registration",
+    "Removed",
     "RowPage",
     "SessionActions",
     "SessionRow",
@@ -61,6 +64,7 @@ __all__ = [
     "Storage",
     "StorageOptions",
     "Transfer",
+    "UserRecord",
 ]
 
 T = TypeVar("T")
@@ -396,6 +400,64 @@ class Health(Protocol):
         """Room left on the database's disk, where this process can see it (SQLite)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """What an erase or a prune removed (or, dry, would remove)."""
+
+    sessions: int = 0
+    events: int = 0
+    queue_entries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """A prune's outcome: what went (``dry_run``: what would go), in how many
+    transactions (``chunks``), and whether it stopped at ``max_chunks`` with more to go."""
+
+    cutoff_ms: int
+    removed: Removed
+    dry_run: bool
+    chunks: int = 0
+    more: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A session of a user with every event, and its queue entries as stored."""
+
+    session: Session
+    queue_entries: builtins.list[dict[str, Any]]
+
+
+class Privacy(Protocol):
+    """Erasing a user and pruning old sessions, with their events, queue entries and
+    derived stats (metrics stay exact of what remains). ``path`` (``http``, ``cli``,
+    ``library``, ``background``) goes to the audit row; a user id never does."""
+
+    def erase(self, user_ids: Sequence[str], path: str, now_ms: int) -> Removed:
+        """Remove every session whose stored ``user_id`` is one of ``user_ids`` (a raw id
+        and its pseudonyms), in one transaction."""
+
+    def user_sessions(
+        self, user_ids: Sequence[str], after_number: int, limit: int
+    ) -> builtins.list[tuple[int, UserRecord]]:
+        """A keyset page of the sessions of ``user_ids`` after ``after_number``, all events."""
+
+    def prune(
+        self,
+        cutoff_ms: int,
+        keep_unarchived: bool,
+        dry_run: bool,
+        path: str,
+        now_ms: int,
+        max_chunks: int | None = None,
+    ) -> PruneResult:
+        """Remove the sessions created before ``cutoff_ms`` (with ``keep_unarchived``, only
+        those of batches in state ``archived``), in bounded transactions (at most
+        ``max_chunks`` of them); ``dry_run``: count them and change nothing. Safe to run
+        in several processes at once."""
+
+
 class Storage(Protocol):
     """A database opened for the service: its aggregates and its lifecycle."""
 
@@ -422,6 +484,9 @@ class Storage(Protocol):
 
     @property
     def health(self) -> Health: ...
+
+    @property
+    def privacy(self) -> Privacy: ...
 
     @property
     def dialect(self) -> str:

@@ -77,6 +77,9 @@ SESSION_CHUNK = 2000
 
 
 class _Run(EventImport):
+    # What a session's user id is stored as (the service's pseudonyms); None: as read.
+    user_ids: Callable[[str | None], str | None] | None = None
+
     # -- sessions ----------------------------------------------------------------------
 
     def sessions(self) -> None:
@@ -201,6 +204,9 @@ class _Run(EventImport):
 
     def _store_sessions(self, rows: list[dict[str, Any]], record: Callable[[int], Any]) -> None:
         """Store a chunk's rows; ``record(i)`` is the record of ``rows[i]`` (for a reject)."""
+        user_ids = self.user_ids
+        if user_ids is not None:
+            rows = [{**r, "user_id": user_ids(r["user_id"])} for r in rows]
         outcome = self.store.import_transaction(partial(self._session_chunk, rows=rows))
         counts = self.counts["sessions"]
         if outcome.count(NEW) == len(outcome):
@@ -277,6 +283,7 @@ def import_source(
     progress: bool | None = None,
     source_name: str = "",
     database: str = "",
+    user_ids: Callable[[str | None], str | None] | None = None,
 ) -> ImportSummary:
     """Import everything ``source`` yields into ``store``; see the module docstring."""
     started = time.monotonic()
@@ -288,6 +295,7 @@ def import_source(
     try:
         with tqdm(total=total, unit="row", disable=not show, file=sys.stderr) as bar:
             run = _Run(store, source, limits, out, bar)
+            run.user_ids = user_ids
             run.batches()
             run.sessions()
             run.events()

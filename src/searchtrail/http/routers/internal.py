@@ -1,7 +1,8 @@
-"""Internal endpoints: batches for the fine-tuning job, the improvement queue for its worker.
+"""Internal endpoints: batches for the fine-tuning job, the improvement queue for its
+worker, and erasing a user.
 
 Mounted only under ``INTERNAL_PREFIX``. Reading batches needs the ``read`` scope;
-releasing, moving batches and the improvement queue need ``admin``.
+releasing, moving batches, the improvement queue and erasing need ``admin``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from searchtrail.models import (
     ReleaseRequest,
     ReleaseResult,
     SessionIdRequest,
+    UserDeletion,
+    UserIdRequest,
     parse_json,
 )
 
@@ -143,3 +146,17 @@ async def ack_improvement(_key: AdminKey, cs: ClickstreamDep, body: RawBody) -> 
 @router.get("/improvement/counts", response_model=QueueCounts, summary="Entries per state")
 async def improvement_counts(_key: AdminKey, cs: ClickstreamDep) -> Response:
     return json_response(await run_in_threadpool(cs.improvement_counts))
+
+
+@router.post(
+    "/users/delete",
+    response_model=UserDeletion,
+    summary="Erase a user: every session, its events and queue entries",
+    description="In one transaction; sessions stored under the id's pseudonym (user_id_key, "
+    "current or previous) go too. An audit row records when and how many, never the id. "
+    "Again: zeros.",
+    openapi_extra=body_doc(UserIdRequest),
+)
+async def delete_user(_key: AdminKey, cs: ClickstreamDep, body: RawBody) -> Response:
+    req = parse_json(UserIdRequest, body, cs.limits)
+    return json_response(await run_in_threadpool(cs.delete_user, req.user_id, path="http"))

@@ -21,6 +21,7 @@ from searchtrail.storage.sql.health import SqlHealth
 from searchtrail.storage.sql.keys import SqlApiKeys
 from searchtrail.storage.sql.metrics import SqlMetrics
 from searchtrail.storage.sql.migrate import ensure_schema
+from searchtrail.storage.sql.privacy import SqlPrivacy
 from searchtrail.storage.sql.queue import SqlQueue
 from searchtrail.storage.sql.reads import SqlReads
 from searchtrail.storage.sql.schema import metadata
@@ -66,6 +67,7 @@ class SqlStorage:
         self.transfer = SqlTransfer(self.db)
         self.metrics = SqlMetrics(self.db)
         self.health = SqlHealth(self.db)
+        self.privacy = SqlPrivacy(self.db)
         self.db.write_ops.update(write_ops(self.sessions))
         self.db.write_ops["health_check"] = self.health.check_write
 

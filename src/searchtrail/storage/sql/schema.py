@@ -58,6 +58,7 @@ __all__ = [
     "improvement_queue",
     "metadata",
     "metrics_state",
+    "privacy_audit",
     "session_stats",
     "session_stats_hourly",
     "sessions",
@@ -127,6 +128,8 @@ sessions = Table(
     # Keys of the registration that the contract does not name, kept as sent.
     Column("extra", Json, nullable=True),
     Index("ix_sessions_batch_id_session_number", "batch_id", "session_number"),
+    # An erase finds a user's sessions here (storage/sql/privacy.py).
+    Index("ix_sessions_user_id", "user_id"),
 )
 
 events = Table(
@@ -255,4 +258,19 @@ health_checks = Table(
     metadata,
     Column("process", String(200), primary_key=True),
     Column("checked_at_ms", BigInteger, nullable=False),
+)
+
+# One row per erase, and per prune chunk that removed something (storage/sql/privacy.py):
+# when, by which path (http, cli, library, background), how many rows. Never the user id: an
+# audit that kept it would keep what the erase removed.
+privacy_audit = Table(
+    "privacy_audit",
+    metadata,
+    Column("audit_id", Id, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("action", String(16), nullable=False),  # erase, prune
+    Column("path", String(16), nullable=False),
+    Column("sessions", BigInteger, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("queue_entries", BigInteger, nullable=False),
 )
