@@ -33,6 +33,7 @@ EXPECTED_SCOPES = {
     ("POST", "/internal/improvement/claim"): "admin",
     ("POST", "/internal/improvement/ack"): "admin",
     ("GET", "/internal/improvement/counts"): "admin",
+    ("POST", "/internal/users/delete"): "admin",
     ("POST", "/internal/keys"): "admin",
     ("GET", "/internal/keys"): "admin",
     ("POST", "/internal/keys/revoke"): "admin",
