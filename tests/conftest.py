@@ -105,6 +105,15 @@ def database_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -
 
 
 @pytest.fixture
+def second_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """Another empty database of the same dialect, beside ``database_url``."""
+    if dialect == "sqlite":
+        return f"sqlite:///{tmp_path / 'second.db'}"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.new_database()
+
+
+@pytest.fixture
 def settings(database_url: str) -> Settings:
     return Settings(database_url=database_url)
 

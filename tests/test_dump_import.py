@@ -21,7 +21,6 @@ from searchtrail.storage.sql import normalize_database_url
 from searchtrail.storage.sql.schema import metadata
 from searchtrail.timestamps import now_ms
 from searchtrail.transfer.importer import EXIT_REJECTED
-from tests.pg import PgServer
 
 DAY_MS = 86_400_000
 
@@ -70,15 +69,6 @@ def populate(cs: Clickstream) -> None:
     cs.push_events("open-1", [{"object_id": "o1", "event_type": "purchase"}])
     cs.use_for_improvement("s2")
     cs.keys.create("trainer", ["read", "admin"])
-
-
-@pytest.fixture
-def second_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """Another empty database of the same dialect: the import's target."""
-    if dialect == "sqlite":
-        return f"sqlite:///{tmp_path / 'target.db'}"
-    server: PgServer = request.getfixturevalue("pg_server")
-    return server.new_database()
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from searchtrail.storage.sql.engine import normalize_database_url
 from searchtrail.storage.sql.schema import privacy_audit
 from searchtrail.timestamps import now_ms
 from tests.bulk import session_rows
-from tests.pg import PgServer
 from tests.support import clean_env, sqlite_only
 
 HOUR = 3_600_000
@@ -82,15 +81,6 @@ def test_an_erase_counts_what_it_removed_and_again_answers_zeros(
     assert "alice" not in repr(audit)
 
 
-@pytest.fixture
-def twin_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """A second fresh database beside ``database_url``."""
-    if dialect == "sqlite":
-        return f"sqlite:///{tmp_path / 'twin.db'}"
-    server: PgServer = request.getfixturevalue("pg_server")
-    return server.new_database()
-
-
 def _load(cs: Clickstream, prefix: str, n: int, at: int, user: str | None = None) -> None:
     rows, evs = [], []
     for i in range(n):
@@ -132,10 +122,10 @@ def _all_metrics(cs: Clickstream, at: int) -> list[Any]:
 
 
 def test_metrics_after_an_erase_are_those_of_a_database_that_never_had_the_user(
-    cs: Clickstream, twin_url: str
+    cs: Clickstream, second_url: str
 ) -> None:
     at = (now_ms() // HOUR - 30) * HOUR + 17
-    with Clickstream(twin_url) as never:
+    with Clickstream(second_url) as never:
         for db in (cs, never):
             _load(db, "s", 120, at)
         _load(cs, "z", 60, at + 5_000, user="zed")  # the same hours as the others

@@ -15,7 +15,6 @@ from searchtrail import Clickstream, Settings
 from searchtrail.pseudonyms import PREFIX, Pseudonymiser, is_pseudonym
 from searchtrail.storage.sql.engine import normalize_database_url
 from searchtrail.storage.sql.schema import sessions
-from tests.pg import PgServer
 from tests.support import sqlite_only
 
 KEY = "first key, sixteen+ chars"
@@ -42,22 +41,14 @@ def keyed(url: str, key: str | None = KEY, *previous: str) -> Clickstream:
     )
 
 
-@pytest.fixture
-def other_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if dialect == "sqlite":
-        return f"sqlite:///{tmp_path / 'other.db'}"
-    server: PgServer = request.getfixturevalue("pg_server")
-    return server.new_database()
-
-
 def _session(cs: Clickstream, sid: str, user: str) -> None:
     cs.create_session(session_id=sid, user_id=user, search_results=[{"object_id": "o1"}])
     cs.push_events(sid, [{"event_id": "e1", "object_id": "o1"}])
 
 
-def _store_on_every_path(url: str, other_url: str, tmp_path: Path) -> None:
+def _store_on_every_path(url: str, second_url: str, tmp_path: Path) -> None:
     """Sessions of four users, each by one path: the library, HTTP, bulk and import."""
-    with keyed(other_url, None) as plain:  # a database of raw ids, dumped for the import
+    with keyed(second_url, None) as plain:  # a database of raw ids, dumped for the import
         _session(plain, "imp", "user-by-import-9f1")
         plain.export_all(tmp_path / "dump")
     with keyed(url) as cs:
@@ -92,9 +83,9 @@ USERS = {
 
 
 def test_every_path_stores_the_keyed_pseudonym(
-    database_url: str, other_url: str, tmp_path: Path
+    database_url: str, second_url: str, tmp_path: Path
 ) -> None:
-    _store_on_every_path(database_url, other_url, tmp_path)
+    _store_on_every_path(database_url, second_url, tmp_path)
     assert stored_user_ids(database_url) == {s: pseudonym(KEY, u) for s, u in USERS.items()}
     with keyed(database_url) as cs:
         # An export and an erase by raw id find the pseudonymous sessions.

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ from searchtrail.errors import SessionNotFound
 from searchtrail.models import PruneSummary
 from searchtrail.timestamps import now_ms
 from tests.bulk import session_rows
-from tests.pg import PgServer
 from tests.support import sqlite_only
 from tests.test_erase_user import _rounded, audit_rows, cli
 
@@ -123,14 +121,6 @@ def test_a_prune_goes_a_chunk_per_transaction(aged: Clickstream) -> None:
     assert (rest.sessions, rest.chunks, rest.more) == (16, 3, False)
 
 
-@pytest.fixture
-def twin_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if dialect == "sqlite":
-        return f"sqlite:///{tmp_path / 'twin.db'}"
-    server: PgServer = request.getfixturevalue("pg_server")
-    return server.new_database()
-
-
 def _all_metrics(cs: Clickstream, since: int, until: int) -> list[Any]:
     out: list[Any] = [cs.metrics(since, until, include_irrelevant=True).model_dump()]
     for by in ("day", "hour", "query"):
@@ -138,10 +128,12 @@ def _all_metrics(cs: Clickstream, since: int, until: int) -> list[Any]:
     return _rounded(out)
 
 
-def test_metrics_after_a_prune_are_those_of_what_remains(aged: Clickstream, twin_url: str) -> None:
+def test_metrics_after_a_prune_are_those_of_what_remains(
+    aged: Clickstream, second_url: str
+) -> None:
     cs = aged
     cs.refresh_metrics()  # the old sessions count in the hourly sums before they go
-    with Clickstream(twin_url) as remains:
+    with Clickstream(second_url) as remains:
         _load(remains, "kept", 10, now_ms() - 60 * DAY)
         _load(remains, "new", 10, now_ms() - 10 * 3_600_000)
         # The same created_at: _load of the fixture ran a moment earlier.

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import TypeVar
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -33,6 +34,7 @@ from searchtrail.http.routers import (
     prometheus,
     sessions,
 )
+from searchtrail.models import PruneSummary
 from searchtrail.paths import CLIENT_PREFIX, INTERNAL_PREFIX
 from searchtrail.ratelimit import RateLimiter
 from searchtrail.service import Clickstream
@@ -41,6 +43,7 @@ from searchtrail.settings import Settings
 __all__ = ["CLIENT_PREFIX", "INTERNAL_PREFIX", "create_app", "create_app_from_env"]
 
 log = logging.getLogger("searchtrail")
+S = TypeVar("S")
 
 # Sessions a background refresh recomputes per thread hop: between two, shutdown may
 # cancel it, so a large backlog (the first refresh after an upgrade) never holds it long.
@@ -52,29 +55,14 @@ async def refresh_metrics_forever(cs: Clickstream, every_s: float, stop: asyncio
     ``stop`` is set.
 
     Every worker process of ``serve`` runs this: a refresh is idempotent and optimistic
-    (storage/sql/metrics.py), so two at once only repeat work, and the first wait is
-    drawn from [0.5, 1.5) times the period so that workers started together drift apart.
-    A failure (the database locked or gone: ``Unavailable``) is logged and retried at
-    the next period. A refresh runs in a thread, ``_REFRESH_STEP`` sessions at a time;
-    ``stop`` is seen between steps, so shutdown waits at most for one step and the
-    storage is never closed under a running one.
+    (storage/sql/metrics.py), so two at once only repeat work. A refresh runs in a thread,
+    ``_REFRESH_STEP`` sessions at a time (see ``_every`` for the rest).
     """
-    delay = every_s * random.uniform(0.5, 1.5)
-    while not await _set_within(stop, delay):
-        delay = every_s
-        try:
-            done = 0
-            while not stop.is_set():
-                step = await anyio.to_thread.run_sync(cs.refresh_metrics, _REFRESH_STEP)
-                done += step
-                if step < _REFRESH_STEP:
-                    break
-            if done:
-                log.debug("metrics: recomputed the stats of %d sessions", done)
-        except Unavailable as exc:
-            log.warning("metrics: background refresh failed, retrying in %g s: %s", every_s, exc)
-        except Exception:
-            log.exception("metrics: background refresh failed, retrying in %g s", every_s)
+
+    async def step() -> int:
+        return await anyio.to_thread.run_sync(cs.refresh_metrics, _REFRESH_STEP)
+
+    await _every(every_s, stop, step, lambda n: n == _REFRESH_STEP, "metrics", "refresh")
 
 
 # Prune chunks (storage/sql/privacy.py) per thread hop: shutdown waits for these at most.
@@ -85,31 +73,49 @@ async def prune_forever(cs: Clickstream, every_s: float, stop: asyncio.Event) ->
     """Remove the sessions past ``retention_days`` every ``every_s`` seconds, until
     ``stop`` is set.
 
-    Every worker process of ``serve`` runs this, as the metrics refresh: two pruners take
-    turns chunk by chunk (storage/sql/privacy.py), each chunk read after the other's
-    commit, so a session is removed and counted once. The first wait is drawn as the
-    refresh's is; a failure is logged and retried at the next period; ``stop`` is seen
-    every ``_PRUNE_STEP`` chunks, so a first prune of a large backlog never holds
-    shutdown long.
+    Every worker process of ``serve`` runs this: two pruners take turns chunk by chunk
+    (storage/sql/privacy.py), each chunk read after the other's commit, so a session is
+    removed and counted once. A prune runs in a thread, ``_PRUNE_STEP`` chunks at a time.
+    """
+
+    async def step() -> PruneSummary:
+        prune = partial(cs.prune, path="background", max_chunks=_PRUNE_STEP)
+        return await anyio.to_thread.run_sync(prune)
+
+    await _every(every_s, stop, step, lambda s: s.more, "retention", "prune")
+
+
+async def _every(
+    every_s: float,
+    stop: asyncio.Event,
+    step: Callable[[], Awaitable[S]],
+    more: Callable[[S], bool],
+    topic: str,
+    what: str,
+) -> None:
+    """Run ``step`` every ``every_s`` seconds, and again at once while ``more`` of its
+    answer, until ``stop`` is set.
+
+    The first wait is drawn from [0.5, 1.5) times the period so that workers started
+    together drift apart. A failure (the database locked or gone: ``Unavailable``) is
+    logged and retried at the next period. ``stop`` is seen between steps, so shutdown
+    waits at most for one step and the storage is never closed under a running one.
     """
     delay = every_s * random.uniform(0.5, 1.5)
     while not await _set_within(stop, delay):
         delay = every_s
         try:
-            removed = 0
+            steps = 0
             while not stop.is_set():
-                step = await anyio.to_thread.run_sync(
-                    partial(cs.prune, path="background", max_chunks=_PRUNE_STEP)
-                )
-                removed += step.sessions
-                if not step.more:
+                answer = await step()
+                steps += 1
+                if not more(answer):
                     break
-            if removed:
-                log.info("retention: removed %d sessions older than the cutoff", removed)
+            log.debug("%s: %s done in %d steps", topic, what, steps)
         except Unavailable as exc:
-            log.warning("retention: background prune failed, retrying in %g s: %s", every_s, exc)
+            log.warning("%s: background %s failed, retrying in %g s: %s", topic, what, every_s, exc)
         except Exception:
-            log.exception("retention: background prune failed, retrying in %g s", every_s)
+            log.exception("%s: background %s failed, retrying in %g s", topic, what, every_s)
 
 
 async def _set_within(event: asyncio.Event, seconds: float) -> bool:
