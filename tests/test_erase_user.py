@@ -226,3 +226,27 @@ def test_an_empty_user_id_is_refused_naming_the_field(tmp_path: Path) -> None:
             cs.delete_user("")
         with pytest.raises(InvalidInput, match="retention_days"):
             cs.prune()
+
+
+@sqlite_only  # SQLite's plan of the statement the erase runs; PostgreSQL's is the planner's
+def test_an_erase_finds_the_sessions_through_the_user_index(cs: Clickstream) -> None:
+    from sqlalchemy import event
+
+    _sessions_of(cs, "alice", "a", 2)
+    ran: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        ran.append((statement, params))
+
+    writer = cs.storage.db.writer  # type: ignore[attr-defined]
+    event.listen(writer, "before_cursor_execute", seen)
+    try:
+        cs.delete_user("alice")
+    finally:
+        event.remove(writer, "before_cursor_execute", seen)
+    finds = [(s, p) for s, p in ran if s.lstrip().startswith("SELECT") and "user_id IN" in s]
+    assert finds
+    with cs.storage.engine.connect() as conn:  # type: ignore[attr-defined]
+        for statement, params in finds:
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params).all()
+            assert "INDEX ix_sessions_user_id" in str(plan), plan
