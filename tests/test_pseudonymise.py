@@ -148,3 +148,15 @@ def test_the_pseudonymiser() -> None:
 def test_a_short_key_is_refused_naming_the_setting() -> None:
     with pytest.raises(ValueError, match="user_id_key"):
         Settings(user_id_key="short")
+
+
+def test_a_bad_key_is_not_shown_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from searchtrail.settings import describe_settings_error
+
+    monkeypatch.setenv("SEARCHTRAIL_USER_ID_KEY", "tooshort-secret")
+    with pytest.raises(ValidationError) as e:
+        Settings()
+    message = describe_settings_error(e.value)
+    assert "SEARCHTRAIL_USER_ID_KEY" in message and "tooshort-secret" not in message

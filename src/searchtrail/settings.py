@@ -307,6 +307,9 @@ class Settings(BaseSettings):
         return TimeWindow(self.time_max_delta_minus_sec, self.time_max_delta_plus_sec)
 
 
+_SECRETS = frozenset({"user_id_key", "user_id_previous_keys"})
+
+
 def env_names(field: str) -> list[str]:
     """The environment variables that set ``field``, in the order they are looked up."""
     alias = Settings.model_fields[field].validation_alias
@@ -326,7 +329,9 @@ def describe_settings_error(exc: ValidationError) -> str:
             name = next((n for n in names if n in os.environ), names[0])
         elif not name.isupper():
             name = f"SEARCHTRAIL_{name.upper()}"
-        lines.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+        # A secret's value stays out of the message (and so out of logs), even a bad one.
+        got = "a secret, not shown" if field in _SECRETS else repr(err.get("input"))
+        lines.append(f"{name}: {err['msg']} (got {got})")
     return "\n".join(lines)
 
 
