@@ -180,5 +180,6 @@ class TrainingOperations(ServiceBase):
             progress=progress,
             source_name=name,
             database=self.storage.location,
-            user_ids=self.pseudonyms.stored,
+            # Not a copy of every row where ids are stored as read.
+            user_ids=self.pseudonyms.stored if self.pseudonyms.enabled else None,
         )

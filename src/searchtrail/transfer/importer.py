@@ -12,6 +12,8 @@ Rules (docs/import-export.md):
 - Never overwrites: a row whose key (``session_id``, an event's ``(session, event_id)``,
   or a kept id) is taken by different content is a conflict, reported like a reject. The
   events of a session that was rejected or in conflict are not attached to anything.
+- User ids are stored as the service stores them (``user_ids``: keyed pseudonyms under
+  ``user_id_key``, docs/privacy.md), after validation, so raw ids never reach the disk.
 - Ids kept (the own dump): batch_id, session_number, event id, entry_id and key_id are
   inserted as given, and PostgreSQL's id sequences are moved past them.
 - Exactly one batch collects: an imported collecting batch becomes the target's
