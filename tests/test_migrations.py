@@ -26,7 +26,9 @@ from searchtrail.storage.sql.migrate import (
     schema_status,
     upgrade,
 )
+from searchtrail.storage.sql.partitions import month_base, month_of
 from searchtrail.storage.sql.schema import metadata
+from searchtrail.timestamps import now_ms
 from tests.pg import PgServer
 from tests.support import clean_env, free_port, sqlite_only
 
@@ -376,3 +378,42 @@ def test_foreign_keys_are_checked_only_when_an_upgrade_changed_the_schema(empty_
     with pytest.raises(RuntimeError, match="points nowhere"):
         upgrade(other)
     assert _revision(other) == "0002"
+
+
+def _rows(url: str) -> dict[str, list[tuple[object, ...]]]:
+    store = Store(url)
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.exec_driver_sql
+            return {
+                name: list(map(tuple, rows(f"SELECT {cols} FROM {name} ORDER BY 1")))
+                for name, cols in (
+                    ("sessions", "session_number, session_id, batch_id, created_at_ms"),
+                    ("events", "id, session_number, event_id, object_id, created_at_ms"),
+                    ("session_stats", "session_number, created_at_ms, computed, results, clicks"),
+                    ("session_stats_hourly", "hour, is_irrelevant, sessions, clicks"),
+                )
+            }  # fmt: skip
+    finally:
+        store.close()
+
+
+def test_0009_partitions_a_populated_database_keeping_every_row(empty_url: str) -> None:
+    """PostgreSQL: events and session_stats are rebuilt partitioned, every row kept, in
+    the initial partition; new sessions number from this month's base. SQLite: no-op."""
+    upgrade(empty_url, "0007")
+    sessions = [_session(n, f"s{n}", search_results=[{"object_id": "a"}]) for n in (1, 2, 3)]
+    events = [_event(n, f"e{k}", "a") for n in (1, 2) for k in range(n * 2)]
+    _write_as_of_then(empty_url, batches=[_BATCH], sessions=sessions, events=events)
+    before = _rows(empty_url)
+    upgrade(empty_url)
+    assert _differences(empty_url) == []
+    assert _rows(empty_url) == before  # every row, the stats' and the hourly sums' too
+    with Clickstream(empty_url) as cs:
+        cs.refresh_metrics()
+        assert [e.event_id for e in cs.get_session("s2").events] == ["e0", "e1", "e2", "e3"]
+        cs.push_events("s3", [{"event_id": "late", "object_id": "a"}])  # its id: a new one
+        fresh = cs.create_session(session_id="s4")
+        assert cs.storage.count("events") == len(events) + 1
+    if cs.storage.dialect == "postgresql":
+        assert fresh.session_number >= month_base(month_of(now_ms()))

@@ -65,11 +65,14 @@ def serve(**options: Any) -> None:
 
     from searchtrail.http.serving import run
     from searchtrail.service import Clickstream
+    from searchtrail.timestamps import now_ms
 
     settings = load_settings(**options)
     say = _sayer(settings.log_format)
     # Check (or create, when empty) the schema once here, not racing in every worker.
     with Clickstream(settings=settings) as cs:
+        # PostgreSQL: this month's and the next one's partitions, before any worker writes.
+        cs.storage.ensure_partitions(now_ms())
         has_keys = cs.storage.keys.exist()
         on_sqlite = cs.storage.dialect == "sqlite"
     if has_keys:

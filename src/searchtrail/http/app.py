@@ -39,6 +39,7 @@ from searchtrail.paths import CLIENT_PREFIX, INTERNAL_PREFIX
 from searchtrail.ratelimit import RateLimiter
 from searchtrail.service import Clickstream
 from searchtrail.settings import Settings
+from searchtrail.timestamps import now_ms
 
 __all__ = ["CLIENT_PREFIX", "INTERNAL_PREFIX", "create_app", "create_app_from_env"]
 
@@ -48,6 +49,8 @@ S = TypeVar("S")
 # Sessions a background refresh recomputes per thread hop: between two, shutdown may
 # cancel it, so a large backlog (the first refresh after an upgrade) never holds it long.
 _REFRESH_STEP = 5_000
+# serve's partition upkeep (maintain_partitions_forever): hourly, as docs/postgresql.md says.
+_PARTITIONS_EVERY_S = 3600.0
 
 
 async def refresh_metrics_forever(cs: Clickstream, every_s: float, stop: asyncio.Event) -> None:
@@ -118,6 +121,22 @@ async def _every(
             log.exception("%s: background %s failed, retrying in %g s", topic, what, every_s)
 
 
+async def maintain_partitions_forever(cs: Clickstream, every_s: float, stop: asyncio.Event) -> None:
+    """Create the coming months' partitions and move new sessions into the new month
+    (PostgreSQL, storage/sql/partitions.py) every ``every_s`` seconds until ``stop``.
+    Every worker of ``serve`` runs it; the job takes a lock and is idempotent. Without
+    it, a server running past its next month's end would fill that month's partition
+    with the month after's sessions, and retention could drop them only later."""
+
+    async def step() -> list[str]:
+        created = await anyio.to_thread.run_sync(cs.storage.ensure_partitions, now_ms())
+        if created:
+            log.info("partitions: created %s", ", ".join(created))
+        return created
+
+    await _every(every_s, stop, step, lambda _created: False, "partitions", "upkeep")
+
+
 async def _set_within(event: asyncio.Event, seconds: float) -> bool:
     with anyio.move_on_after(seconds):
         await event.wait()
@@ -178,6 +197,14 @@ def create_app(
                 name="searchtrail retention",
             )
         app.state.retention = pruner
+        upkeep = (
+            asyncio.create_task(
+                maintain_partitions_forever(app.state.clickstream, _PARTITIONS_EVERY_S, stop),
+                name="searchtrail partitions",
+            )
+            if own_process
+            else None
+        )
         try:
             async with app.state.clickstream.storage.reads_on_loop():
                 yield
@@ -185,7 +212,7 @@ def create_app(
             # Each ends at once when waiting, or after the step running in its thread:
             # either way before the storage closes.
             stop.set()
-            for task in (refresher, pruner):
+            for task in (refresher, pruner, upkeep):
                 if task is not None:
                     await task
             if owned:

@@ -504,6 +504,18 @@ class Storage(Protocol):
 
     def ping(self) -> None: ...
 
+    def ensure_partitions(self, now_ms: int, months_ahead: int = 1) -> list[str]:
+        """PostgreSQL: create the partitions of ``now_ms``'s month and the next
+        ``months_ahead``, and number new sessions in ``now_ms``'s month; answers the
+        partitions created. Elsewhere nothing (storage/sql/partitions.py)."""
+
+    def drop_expired_partitions(
+        self, cutoff_ms: int, *, keep_unarchived: bool, dry_run: bool
+    ) -> tuple[int, int, int]:
+        """Retention's fast part, before the row-by-row prune: drop the months whose
+        sessions are all older than ``cutoff_ms`` (and, with ``keep_unarchived``, none in
+        a batch not archived); answers (partitions, sessions, events)."""
+
     def start_writer_process(self) -> None:
         """Start the writer process, if there is one, and wait until it is ready."""
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from searchtrail.limits import DEFAULT_MAX_EVENTS_PER_SESSION
 from searchtrail.storage.sql._database import _Database
@@ -95,6 +95,22 @@ class SqlStorage:
     def ping(self) -> None:
         with self.db.read(snapshot=False) as conn:
             conn.exec_driver_sql("SELECT 1")
+
+    def ensure_partitions(self, now_ms: int, months_ahead: int = 1) -> list[str]:
+        maintain = self.db.dialect.maintain
+        with unavailable_on_db_outage():
+            return self.db.write(lambda conn: maintain(conn, now_ms, months_ahead), alone=True)
+
+    def drop_expired_partitions(
+        self, cutoff_ms: int, *, keep_unarchived: bool, dry_run: bool
+    ) -> tuple[int, int, int]:
+        def work(conn: Connection) -> tuple[int, int, int]:
+            return self.db.dialect.drop_expired(
+                conn, cutoff_ms, keep_unarchived=keep_unarchived, dry_run=dry_run
+            )
+
+        with unavailable_on_db_outage():
+            return self.db.write(work, alone=True)
 
     def start_writer_process(self) -> None:
         self.db.start_writer_process()

@@ -173,6 +173,25 @@ class Dialect(ABC):
 
     # -- schema changes (migrate.py, migrations/env.py), on Alembic's connection ----------
 
+    @classmethod
+    def maintain(cls, conn: Connection, now_ms: int, months_ahead: int = 1) -> list[str]:
+        """The schema upkeep that time calls for, in the caller's transaction (PostgreSQL:
+        the coming months' partitions); answers the tables it created."""
+        return []
+
+    @classmethod
+    def partition_names(cls, conn: Connection) -> set[str]:
+        """The tables that are partitions of another (which schema.py does not name)."""
+        return set()
+
+    @classmethod
+    def drop_expired(
+        cls, conn: Connection, cutoff_ms: int, *, keep_unarchived: bool, dry_run: bool
+    ) -> tuple[int, int, int]:
+        """Retention by whole partitions, before the row-by-row prune: (partitions,
+        sessions, events) dropped. Where tables are not partitioned, none."""
+        return 0, 0, 0
+
     # A revision changes a column by rebuilding its table (Alembic's batch mode), with
     # foreign keys off meanwhile (the old table is dropped while others point at it).
     rebuilds_tables: ClassVar[bool] = False

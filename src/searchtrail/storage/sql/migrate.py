@@ -40,6 +40,7 @@ from sqlalchemy.types import TypeEngine
 from searchtrail.errors import SchemaOutdated
 from searchtrail.storage.sql.dialects import dialect_class, dialect_for
 from searchtrail.storage.sql.schema import metadata
+from searchtrail.timestamps import now_ms
 
 __all__ = [
     "SchemaStatus",
@@ -177,6 +178,7 @@ def ensure_schema(engine: Engine) -> None:
         status = _status(conn)
         if status.current is None and status.empty:
             metadata.create_all(conn)
+            dialect_class(conn.dialect.name).maintain(conn, now_ms())
             create_session_stats_triggers(conn)
             MigrationContext.configure(conn).stamp(_scripts(), "head")
             return
@@ -202,6 +204,8 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> tuple[str | 
                 command.stamp(cfg, _INITIAL)
             command.upgrade(cfg, revision)
             after = _status(conn)
+            if after.usable:  # the coming months' partitions, after a long stop too
+                dialect_class(conn.dialect.name).maintain(conn, now_ms())
             if after.current != before.current:
                 dialect_class(conn.dialect.name).check_foreign_keys(conn)
             problem = after.problem()
@@ -230,7 +234,15 @@ def compare_type(
 def schema_differences(engine: Engine) -> list[object]:
     """How the database's tables differ from schema.py (empty when they match)."""
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": compare_type})
+        # A partition is its table's (PostgreSQL): not a table schema.py should name.
+        parts = dialect_class(conn.dialect.name).partition_names(conn)
+
+        def include_name(name: str | None, kind: str, parent: Any) -> bool:
+            table = name if kind == "table" else parent.get("table_name")
+            return table not in parts
+
+        opts = {"compare_type": compare_type, "include_name": include_name}
+        ctx = MigrationContext.configure(conn, opts=opts)
         return list(compare_metadata(ctx, metadata))
 
 

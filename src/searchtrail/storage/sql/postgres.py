@@ -56,6 +56,7 @@ from searchtrail.storage.sql._loopreads import PgLoopReader
 from searchtrail.storage.sql._rollup import postgres_drop, postgres_triggers
 from searchtrail.storage.sql.dialect import Dialect, Transaction, WholePush
 from searchtrail.storage.sql.engine import json_dumps, normalize_database_url
+from searchtrail.storage.sql.partitions import drop_expired_partitions, ensure_partitions
 
 __all__ = ["PG_PING_IDLE_AFTER_S", "PG_READ_WAIT_S", "PostgresDialect"]
 
@@ -423,6 +424,26 @@ class PostgresDialect(Dialect):
                 time.sleep(_SETTLE_TRY_MS / 1000)
                 continue
             return
+
+    @classmethod
+    def maintain(cls, conn: Connection, now_ms: int, months_ahead: int = 1) -> list[str]:
+        return ensure_partitions(conn, now_ms, months_ahead)
+
+    @classmethod
+    def partition_names(cls, conn: Connection) -> set[str]:
+        found = conn.exec_driver_sql(
+            "SELECT relname FROM pg_class WHERE relispartition "
+            "AND relnamespace = to_regnamespace(current_schema())::oid"
+        )
+        return {str(name) for (name,) in found}
+
+    @classmethod
+    def drop_expired(
+        cls, conn: Connection, cutoff_ms: int, *, keep_unarchived: bool, dry_run: bool
+    ) -> tuple[int, int, int]:
+        return drop_expired_partitions(
+            conn, cutoff_ms, keep_unarchived=keep_unarchived, dry_run=dry_run
+        )
 
     @classmethod
     def lock_schema(cls, conn: Connection) -> None:

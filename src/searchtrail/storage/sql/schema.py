@@ -25,6 +25,8 @@ compares what the revisions build with these tables, on both dialects.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -35,6 +37,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -44,11 +47,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import TypeCompiler
+from sqlalchemy.sql.compiler import DDLCompiler, TypeCompiler
 
 from searchtrail.storage.sql._rollup import ROLLUP_COLUMNS
 
 __all__ = [
+    "PARTITION_BY",
     "STALE_BUMP",
     "JsonText",
     "api_keys",
@@ -97,6 +101,26 @@ JsonAny = JsonText(none_as_null=True).with_variant(
     postgresql.JSONB(none_as_null=True), "postgresql"
 )
 
+# On PostgreSQL, events and session_stats are partitioned by month of registration
+# (storage/sql/partitions.py); sessions is not, so that session_id stays unique.
+PARTITION_BY = "RANGE (session_number)"
+
+
+@compiles(PrimaryKeyConstraint, "postgresql")
+def _primary_key_with_partition_key(
+    constraint: PrimaryKeyConstraint, compiler: DDLCompiler, **kw: Any
+) -> str:
+    """A partitioned table's primary key must hold its partition key: events' is (id,
+    session_number) on PostgreSQL, (id) on SQLite, where only "INTEGER PRIMARY KEY" is
+    the rowid. ``id`` alone stays unique: it comes from a sequence."""
+    ddl = compiler.visit_primary_key_constraint(constraint, **kw)
+    table = constraint.table
+    partitioned = table.dialect_options["postgresql"]["partition_by"]
+    if partitioned and "session_number" not in constraint.columns:
+        ddl = ddl.replace(")", ", session_number)", 1) if ddl.endswith(")") else ddl
+    return str(ddl)
+
+
 batches = Table(
     "batches",
     metadata,
@@ -144,6 +168,7 @@ events = Table(
     Column("meta", Json, nullable=True),
     Column("extra", Json, nullable=True),  # the event's keys the contract does not name
     UniqueConstraint("session_number", "event_id"),
+    postgresql_partition_by=PARTITION_BY,
 )
 
 improvement_queue = Table(
@@ -221,7 +246,9 @@ session_stats = Table(
         sqlite_where=text("first_interaction_ms IS NOT NULL"),
         postgresql_where=text("first_interaction_ms IS NOT NULL"),
     ),
-    postgresql_with={"fillfactor": 80},
+    # The fill factor (80) is each partition's: a partitioned table takes no storage
+    # parameters (storage/sql/partitions.py).
+    postgresql_partition_by=PARTITION_BY,
 )
 # The SET of every write that makes a session's stats stale (a push, an import's events, a
 # key change): moving ``version`` fails a refresh in flight, ``stale`` queues the row for
