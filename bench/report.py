@@ -252,6 +252,7 @@ def _results(run: Run) -> list[str]:
         lines += ["", *render_table(run.validation)]
     lines += _metrics(run)
     lines += _clickmodels(run)
+    lines += _prune(run)
     stored = [
         f"{res.title}: {res.rows_after:,}"
         for res in run.results.values()
@@ -328,6 +329,27 @@ def _clickmodels(run: Run) -> list[str]:
                 f"{f.seconds:.1f} s | {f.peak_rss / _MIB:,.0f} MiB |"
             )
     return lines
+
+
+def _prune(run: Run) -> list[str]:
+    p = run.prune
+    if p is None:
+        return []
+    partitions, sessions, events = p.dropped
+    return [
+        "",
+        f"Retention on PostgreSQL: {p.events:,} events in {p.sessions:,} sessions over "
+        f"{p.months} months (loaded in {p.load_s:,.0f} s); the oldest {p.drop_months} months "
+        "pruned on two copies of it:",
+        "",
+        "| prune | sessions | events | seconds |",
+        "|---|---:|---:|---:|",
+        f"| Drop {partitions} month partitions | {sessions:,} | {events:,} | {p.drop_s:,.2f} s |",
+        f"| Row by row (DELETE) | {p.deleted[0]:,} | {p.deleted[1]:,} | {p.delete_s:,.2f} s |",
+        "",
+        f"The DELETE took {p.ratio:,.1f}x as long as dropping partitions; the rows and hourly "
+        f"sums left are {'the same' if p.same_rows else '**not the same**'}.",
+    ]
 
 
 def _top(counts: Counter[str], samples: int, *, code: bool) -> str:

@@ -48,6 +48,7 @@ from bench.procs import (
     interrupts_held,
 )
 from bench.profile import Profile, record
+from bench.prunebench import PruneRun, run_prune
 from bench.rawinsert import RawInsert, raw_copy_rate, raw_insert_rate
 from bench.report import render
 from bench.targets import create_met, get_met, push_met
@@ -67,6 +68,7 @@ SCENARIOS = (
     "import",
     "metrics",
     "clickmodels",
+    "prune",
 )
 # On our own PostgreSQL server, the database every scenario but the get writes to.
 PG_WORK_DATABASE = "bench"
@@ -103,6 +105,9 @@ class Options:
     baseline: str | None = None
     clickmodel_sessions: int = 1_000_000
     clickmodels: list[str] = field(default_factory=lambda: ["pbm", "dbn"])
+    prune_events: int = 10_000_000
+    prune_months: int = 4
+    prune_drop_months: int = 3
 
 
 @dataclass
@@ -157,6 +162,7 @@ class Run:
     imports: list[ImportRate] = field(default_factory=list)
     metrics: MetricsRun | None = None
     clickmodels: ClickModelRun | None = None
+    prune: PruneRun | None = None
     validation: list[Case] | None = None
     baseline: str | None = None
     sustained: Sustained | None = None
@@ -241,6 +247,14 @@ def parse_args(argv: list[str] | None) -> Options:
         help="push and create also run the code at REV (a git worktree of it, this venv), "
         "each server on its own fresh database, in the same alternating rounds",
     )
+    p.add_argument(
+        "--prune-events",
+        type=int,
+        help="events in the prune scenario's database (PostgreSQL), 10 per session "
+        "[10000000; quick 20000]",
+    )
+    p.add_argument("--prune-months", type=int, default=4, help="months they span, to this one [4]")
+    p.add_argument("--prune-drop-months", type=int, default=3, help="the oldest months pruned [3]")
     p.add_argument("--data-dir", type=Path, default=REPO / "bench" / ".data")
     p.add_argument(
         "--out",
@@ -302,6 +316,9 @@ def parse_args(argv: list[str] | None) -> Options:
         baseline=a.baseline,
         clickmodel_sessions=pick(a.clickmodel_sessions, 1_000_000, 20_000),
         clickmodels=[name for name in a.clickmodels.split(",") if name],
+        prune_events=pick(a.prune_events, 10_000_000, 20_000),
+        prune_months=a.prune_months,
+        prune_drop_months=a.prune_drop_months,
         events_per_push=a.events_per_push,
         data_dir=a.data_dir.resolve(),
         out=out.resolve(),
@@ -711,6 +728,18 @@ class Bench:
             f"clickmodels: read {n:,} sessions and fit {','.join(self.o.clickmodels)}", flush=True
         )
         self.run.clickmodels = run_clickmodels(self, n, self.o.clickmodels)
+
+    def prune(self) -> None:
+        if self.postgres is None:
+            self.run.notes.append(
+                "Prune: not run (PostgreSQL's partitions, on a server the run starts: "
+                "`--dialect postgresql --only prune`)."
+            )
+            return
+        o = self.o
+        self.run.prune = run_prune(
+            self.postgres, o.prune_events, o.prune_months, o.prune_drop_months
+        )
 
 
 def _fresh_work_database(server: PgServer) -> None:

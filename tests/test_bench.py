@@ -360,3 +360,24 @@ def test_quick_clickmodels_scenario_fits_and_reports_what_is_missing(tmp_path: P
     line = next(line for line in report.splitlines() if line.startswith("| Click model pbm:"))
     assert "**met**" in line or "**missed**" in line
     assert _ours(tmp_path) == []
+
+
+def test_quick_prune_scenario_drops_partitions_beside_a_row_delete(tmp_path: Path) -> None:
+    """PostgreSQL's retention by partitions and by DELETE, on copies of one database: the
+    report has both lines, their ratio, and that the same rows remain."""
+    data = Path(tempfile.mkdtemp(prefix="searchtrail-bench-"))
+    data.chmod(0o755)  # the server runs as an unprivileged user
+    try:
+        args = _bench_args(tmp_path, "--dialect", "postgresql", "--only", "prune")
+        args[args.index("--data-dir") + 1] = str(data)
+        done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        report = (tmp_path / "report.md").read_text()
+        assert "Retention on PostgreSQL: 20,000 events in 2,000 sessions over 4 months" in report
+        assert "| Drop 3 month partitions | 1,500 | 15,000 |" in report
+        assert "| Row by row (DELETE) | 1,500 | 15,000 |" in report
+        assert "as long as dropping partitions; the rows and hourly sums left are the same" in (
+            report
+        )
+    finally:
+        shutil.rmtree(data, ignore_errors=True)

@@ -32,10 +32,12 @@ __all__ = [
     "MONTH_BITS",
     "PARTITIONED",
     "Partition",
+    "add_to_hourly",
     "drop_expired_partitions",
     "ensure_partitions",
     "month_base",
     "month_of",
+    "month_start_ms",
     "partitions",
 ]
 
@@ -177,15 +179,15 @@ def _unarchived(conn: Connection, p: Partition) -> bool:
     return held is not None
 
 
-def _subtract_hourly(conn: Connection, stats: str) -> None:
-    """Take the computed rows of partition ``stats`` out of the hourly sums, as the row
-    trigger on delete does one row at a time (_rollup)."""
+def add_to_hourly(conn: Connection, relation: str, sign: str = "") -> None:
+    """Add (``sign`` "") or take out ("-") the computed rows of ``relation`` (session_stats
+    or a partition) in the hourly sums, set-based: what the row triggers do one by one."""
     names = ", ".join(ROLLUP_COLUMNS)
-    parts = ", ".join(f"-SUM({expr.format(r='r')})" for _, expr in CONTRIBUTIONS)
+    parts = ", ".join(f"{sign}SUM({expr.format(r='r')})" for _, expr in CONTRIBUTIONS)
     sets = ", ".join(f"{c} = session_stats_hourly.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)
     conn.exec_driver_sql(
         f"INSERT INTO session_stats_hourly (hour, is_irrelevant, {names}) "
-        f"SELECT r.created_at_ms / {HOUR_MS}, r.is_irrelevant, {parts} FROM {stats} r "
+        f"SELECT r.created_at_ms / {HOUR_MS}, r.is_irrelevant, {parts} FROM {relation} r "
         f"WHERE r.computed > 0 GROUP BY 1, 2 "
         f"ON CONFLICT (hour, is_irrelevant) DO UPDATE SET {sets}"
     )
@@ -224,7 +226,7 @@ def drop_expired_partitions(
             n_sessions = conn.exec_driver_sql(f"SELECT count(*) FROM sessions WHERE {where}")
             sessions += int(n_sessions.scalar_one())
         else:
-            _subtract_hourly(conn, stats)
+            add_to_hourly(conn, stats, "-")
             conn.exec_driver_sql(f"DROP TABLE {stats}")
             conn.exec_driver_sql(f"DROP TABLE {p.name}")
             conn.exec_driver_sql(
