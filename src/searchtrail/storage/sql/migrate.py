@@ -39,7 +39,7 @@ from sqlalchemy.types import TypeEngine
 
 from searchtrail.errors import SchemaOutdated
 from searchtrail.storage.sql.dialects import dialect_class, dialect_for
-from searchtrail.storage.sql.schema import metadata
+from searchtrail.storage.sql.schema import created_on, metadata
 from searchtrail.timestamps import now_ms
 
 __all__ = [
@@ -241,7 +241,17 @@ def schema_differences(engine: Engine) -> list[object]:
             table = name if kind == "table" else parent.get("table_name")
             return table not in parts
 
-        opts = {"compare_type": compare_type, "include_name": include_name}
+        def include_object(item: Any, _name: Any, kind: str, reflected: bool, _to: Any) -> bool:
+            # A constraint of schema.py that this dialect goes without (its ddl_if).
+            if kind == "foreign_key_constraint" and not reflected:
+                return created_on(item, conn.dialect.name)
+            return True
+
+        opts = {
+            "compare_type": compare_type,
+            "include_name": include_name,
+            "include_object": include_object,
+        }
         ctx = MigrationContext.configure(conn, opts=opts)
         return list(compare_metadata(ctx, metadata))
 
