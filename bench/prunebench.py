@@ -185,7 +185,9 @@ def _delete(url: str, cutoff: int) -> tuple[tuple[int, int], float]:
 
 def run_prune(server: PgServer, events: int, months: int, drop_months: int) -> PruneRun:
     sessions = max(months, events // EVENTS_PER_SESSION)
-    print(f"prune: loading {sessions * EVENTS_PER_SESSION:,} events over {months} months")
+    print(
+        f"prune: loading {sessions * EVENTS_PER_SESSION:,} events over {months} months", flush=True
+    )
     load_s = _build(server, sessions, months)
     for name in (_DROP, _DELETE):
         server.admin(f"DROP DATABASE IF EXISTS {name}")

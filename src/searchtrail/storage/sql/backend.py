@@ -27,6 +27,7 @@ from searchtrail.storage.sql.reads import SqlReads
 from searchtrail.storage.sql.schema import metadata
 from searchtrail.storage.sql.sessions import SqlSessions, write_ops
 from searchtrail.storage.sql.transfer import SqlTransfer
+from searchtrail.timestamps import now_ms
 
 __all__ = ["SqlStorage", "open_writer_child"]
 
@@ -105,6 +106,9 @@ class SqlStorage:
         self, cutoff_ms: int, *, keep_unarchived: bool, dry_run: bool
     ) -> tuple[int, int, int]:
         def work(conn: Connection) -> tuple[int, int, int]:
+            # New sessions into this month first: a month still numbered is never dropped.
+            if not dry_run:
+                self.db.dialect.maintain(conn, now_ms())
             return self.db.dialect.drop_expired(
                 conn, cutoff_ms, keep_unarchived=keep_unarchived, dry_run=dry_run
             )
