@@ -193,22 +193,12 @@ def add_to_hourly(conn: Connection, relation: str, sign: str = "") -> None:
     )
 
 
-def drop_expired_partitions(
-    conn: Connection, cutoff_ms: int, *, keep_unarchived: bool, dry_run: bool
-) -> tuple[int, int, int]:
-    """Drop the months whose sessions are all older than ``cutoff_ms``; answers
-    (partitions, sessions, events) dropped, or that would be with ``dry_run``.
-
-    Only a month below the number sequence is considered: no registration lands there
-    any more. Sessions a month left behind (a newer one in it, or one in an unarchived
-    batch) are the row-by-row prune's. Run in the caller's transaction: the DROPs take
-    the parents' ACCESS EXCLUSIVE lock until it commits, so writes wait that long.
-    """
-    _lock(conn)
+def _expired(conn: Connection, cutoff_ms: int, keep_unarchived: bool) -> list[Partition]:
+    """The months to drop, oldest first, up to the first one kept: what is dropped is a
+    prefix of the number range, which an empty initial partition then covers again.
+    Only months below the number sequence: no registration lands there any more."""
     below = _next_number(conn, _sequence(conn))
-    dropped = sessions = events = 0
-    # Oldest first, stopping at the first month kept: what is dropped is a prefix of the
-    # number range, which an empty initial partition then covers again (below).
+    found = []
     for p in partitions(conn, "events"):
         if p.high > below:
             break
@@ -219,26 +209,50 @@ def drop_expired_partitions(
             keep_unarchived and _unarchived(conn, p)
         ):
             break
-        stats = p.name.replace("events_", "session_stats_", 1)
-        n_events = int(conn.exec_driver_sql(f"SELECT count(*) FROM {p.name}").scalar_one())
-        where = _range(p)
-        if dry_run:
-            n_sessions = conn.exec_driver_sql(f"SELECT count(*) FROM sessions WHERE {where}")
-            sessions += int(n_sessions.scalar_one())
-        else:
-            add_to_hourly(conn, stats, "-")
-            conn.exec_driver_sql(f"DROP TABLE {stats}")
-            conn.exec_driver_sql(f"DROP TABLE {p.name}")
-            conn.exec_driver_sql(
-                "DELETE FROM improvement_queue WHERE session_id IN "
-                f"(SELECT session_id FROM sessions WHERE {where})"
-            )
-            sessions += conn.exec_driver_sql(f"DELETE FROM sessions WHERE {where}").rowcount
-        dropped += 1
-        events += n_events
-    if dropped and not dry_run:
+        found.append(p)
+    return found
+
+
+def drop_expired_partitions(
+    conn: Connection, cutoff_ms: int, *, keep_unarchived: bool, dry_run: bool
+) -> tuple[int, int, int]:
+    """Drop the months whose sessions are all older than ``cutoff_ms``; answers
+    (partitions, sessions, events) dropped, or that would be with ``dry_run``.
+
+    Sessions a month left behind (a newer one in it, or one in an unarchived batch) are
+    the row-by-row prune's. Run in the caller's transaction. A DROP holds its parent's
+    ACCESS EXCLUSIVE lock until the commit, so the reads and the hourly sums go first;
+    the stats' lock (pushes wait on it) is held while sessions are deleted, the events'
+    (gets wait on it) only at the end.
+    """
+    _lock(conn)
+    months = _expired(conn, cutoff_ms, keep_unarchived)
+    events = sum(
+        int(conn.exec_driver_sql(f"SELECT count(*) FROM {p.name}").scalar_one()) for p in months
+    )
+    stats = [p.name.replace("events_", "session_stats_", 1) for p in months]
+    if dry_run:
+        counted = (
+            conn.exec_driver_sql(f"SELECT count(*) FROM sessions WHERE {_range(p)}").scalar_one()
+            for p in months
+        )
+        return len(months), sum(int(n) for n in counted), events
+    for name in stats:
+        add_to_hourly(conn, name, "-")
+    sessions = 0
+    for name, p in zip(stats, months, strict=True):
+        # Before the sessions: their delete trigger would take each stats row out alone.
+        conn.exec_driver_sql(f"DROP TABLE {name}")
+        conn.exec_driver_sql(
+            "DELETE FROM improvement_queue WHERE session_id IN "
+            f"(SELECT session_id FROM sessions WHERE {_range(p)})"
+        )
+        sessions += conn.exec_driver_sql(f"DELETE FROM sessions WHERE {_range(p)}").rowcount
+    for p in months:
+        conn.exec_driver_sql(f"DROP TABLE {p.name}")
+    if months:
         _cover_below(conn)
-    return dropped, sessions, events
+    return len(months), sessions, events
 
 
 def _cover_below(conn: Connection) -> None:
