@@ -3,6 +3,7 @@ retention by dropping whole months, which must leave the metrics exact."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from sqlalchemy import text
 
 from searchtrail import Clickstream, Settings
 from searchtrail.errors import SessionFull
+from searchtrail.http.app import maintain_partitions_forever
 from searchtrail.storage.sql.partitions import (
     month_base,
     month_of,
@@ -45,7 +47,8 @@ def cs(url: str) -> Iterator[Clickstream]:
 
 def _sql(cs: Clickstream, sql: str, **params: Any) -> list[tuple[Any, ...]]:
     with cs.storage.engine.begin() as conn:  # type: ignore[attr-defined]
-        return [tuple(r) for r in conn.execute(text(sql), params)]
+        found = conn.execute(text(sql), params)
+        return [tuple(r) for r in found] if found.returns_rows else []
 
 
 def _names(cs: Clickstream, table: str) -> list[str]:
@@ -218,3 +221,24 @@ def test_keep_unarchived_keeps_a_month_with_a_batch_not_archived(cs: Clickstream
     assert cs.storage.drop_expired_partitions(CUTOFF_MS, **keep) == (0, 0, 0)
     cs.set_batch_state(released.batch_id, "archived")
     assert cs.storage.drop_expired_partitions(CUTOFF_MS, **keep)[:2] == (1, 10)
+
+
+def test_serve_upkeep_creates_the_next_month_in_the_background(cs: Clickstream) -> None:
+    """``serve``'s hourly job (here every few milliseconds) puts back a missing month."""
+    month = month_of(now_ms())
+    for table in ("events", "session_stats"):
+        _sql(cs, f"DROP TABLE {_month_name(table, month + 1)}")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        upkeep = asyncio.create_task(maintain_partitions_forever(cs, 0.01, stop))
+        for _ in range(500):
+            if _month_name("events", month + 1) in _names(cs, "events"):
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await upkeep
+
+    asyncio.run(run())
+    for table in ("events", "session_stats"):
+        assert _month_name(table, month + 1) in _names(cs, table)
