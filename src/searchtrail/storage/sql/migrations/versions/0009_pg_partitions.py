@@ -83,36 +83,29 @@ def _fill_and_key(conn: Connection, table: str, old: str, *, partitioned: bool) 
     conn.exec_driver_sql(f"DROP TABLE {old}")
 
 
-def upgrade() -> None:
+def _rebuild(*, partitioned: bool) -> None:
     conn = op.get_bind()
     if conn.dialect.name != "postgresql":
         return
     for ddl in postgres_drop():
         conn.exec_driver_sql(ddl)
     old = {table: _set_aside(conn, table) for table in ("events", "session_stats")}
+    by = " PARTITION BY RANGE (session_number)" if partitioned else ""
     for table, was in old.items():
-        conn.exec_driver_sql(
-            f"CREATE TABLE {table} (LIKE {was} INCLUDING DEFAULTS) "
-            "PARTITION BY RANGE (session_number)"
-        )
-    ensure_partitions(conn, int(time.time() * 1000))
+        conn.exec_driver_sql(f"CREATE TABLE {table} (LIKE {was} INCLUDING DEFAULTS){by}")
+    if partitioned:
+        ensure_partitions(conn, int(time.time() * 1000))
+    else:
+        conn.exec_driver_sql("ALTER TABLE session_stats SET (fillfactor = 80)")
     for table, was in old.items():
-        _fill_and_key(conn, table, was, partitioned=True)
+        _fill_and_key(conn, table, was, partitioned=partitioned)
     for ddl in postgres_triggers():
         conn.exec_driver_sql(ddl)
+
+
+def upgrade() -> None:
+    _rebuild(partitioned=True)
 
 
 def downgrade() -> None:
-    conn = op.get_bind()
-    if conn.dialect.name != "postgresql":
-        return
-    for ddl in postgres_drop():
-        conn.exec_driver_sql(ddl)
-    old = {table: _set_aside(conn, table) for table in ("events", "session_stats")}
-    for table, was in old.items():
-        conn.exec_driver_sql(f"CREATE TABLE {table} (LIKE {was} INCLUDING DEFAULTS)")
-    conn.exec_driver_sql("ALTER TABLE session_stats SET (fillfactor = 80)")
-    for table, was in old.items():
-        _fill_and_key(conn, table, was, partitioned=False)
-    for ddl in postgres_triggers():
-        conn.exec_driver_sql(ddl)
+    _rebuild(partitioned=False)
