@@ -31,6 +31,7 @@ from searchtrail.storage.sql._rollup import CONTRIBUTIONS, HOUR_MS, ROLLUP_COLUM
 __all__ = [
     "MONTH_BITS",
     "PARTITIONED",
+    "SCHEMA_LOCK_KEY",
     "Partition",
     "add_to_hourly",
     "drop_expired_partitions",
@@ -47,9 +48,9 @@ MONTH_BITS = 40
 # the fill factor that lets a push's version bump stay a HOT update (schema.session_stats).
 _WITH = {"session_stats": " WITH (fillfactor = 80)"}
 _BOUND = re.compile(r"FROM \(([^)]*)\) TO \(([^)]*)\)")
-# pg_advisory_xact_lock key shared with PostgresDialect.lock_schema: partition DDL and
-# schema revisions never run side by side, nor two maintenance jobs.
-_SCHEMA_LOCK_KEY = 0x5EA2C47A11
+# pg_advisory_xact_lock key of "searchtrail schema" (PostgresDialect.lock_schema takes it
+# too): partition DDL and schema revisions never run side by side, nor two upkeep jobs.
+SCHEMA_LOCK_KEY = 0x5EA2C47A11
 
 
 def month_of(ms: int) -> int:
@@ -105,7 +106,7 @@ def partitions(conn: Connection, table: str = "events") -> list[Partition]:
 
 
 def _lock(conn: Connection) -> None:
-    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_KEY})")
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
 
 
 def _sequence(conn: Connection) -> str:

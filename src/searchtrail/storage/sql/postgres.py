@@ -56,7 +56,11 @@ from searchtrail.storage.sql._loopreads import PgLoopReader
 from searchtrail.storage.sql._rollup import postgres_drop, postgres_triggers
 from searchtrail.storage.sql.dialect import Dialect, Transaction, WholePush
 from searchtrail.storage.sql.engine import json_dumps, normalize_database_url
-from searchtrail.storage.sql.partitions import drop_expired_partitions, ensure_partitions
+from searchtrail.storage.sql.partitions import (
+    SCHEMA_LOCK_KEY,
+    drop_expired_partitions,
+    ensure_partitions,
+)
 
 __all__ = ["PG_PING_IDLE_AFTER_S", "PG_READ_WAIT_S", "PostgresDialect"]
 
@@ -69,9 +73,8 @@ PG_READ_WAIT_S = 5.0
 # server restart ends every connection); in steady use none is, to save a round trip.
 PG_PING_IDLE_AFTER_S = 1.0
 
-# pg_advisory_xact_lock keys: the batch gate, and "searchtrail schema" (lock_schema).
+# pg_advisory_xact_lock key of the batch gate ("searchtrail schema": partitions.py).
 _BATCH_GATE_KEY = 0x5EA2C4BA7C
-_SCHEMA_LOCK_KEY = 0x5EA2C47A11
 # Connection.info key: the transaction or savepoint that took the gate shared.
 _GATE_HOLDER = "searchtrail_gate_holder"
 # connection_exception, and the server shutting down or starting
@@ -447,4 +450,4 @@ class PostgresDialect(Dialect):
 
     @classmethod
     def lock_schema(cls, conn: Connection) -> None:
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_KEY})")
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
