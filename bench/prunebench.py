@@ -51,7 +51,7 @@ class PruneRun:
     months: int
     drop_months: int
     load_s: float
-    dropped: tuple[int, int, int]  # partitions, sessions, events
+    dropped: tuple[int, int, int, int]  # partitions, sessions, events, queue entries
     drop_s: float
     deleted: tuple[int, int]  # sessions, events
     delete_s: float
@@ -152,7 +152,7 @@ def _state(url: str) -> tuple[object, ...]:
     return tuple(row)
 
 
-def _drop(url: str, cutoff: int) -> tuple[tuple[int, int, int], float]:
+def _drop(url: str, cutoff: int) -> tuple[tuple[int, int, int, int], float]:
     engine = create_engine(normalize_database_url(url))
     try:
         started = time.monotonic()

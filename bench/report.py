@@ -335,7 +335,7 @@ def _prune(run: Run) -> list[str]:
     p = run.prune
     if p is None:
         return []
-    partitions, sessions, events = p.dropped
+    partitions, sessions, events, _queued = p.dropped
     return [
         "",
         f"Retention on PostgreSQL: {p.events:,} events in {p.sessions:,} sessions over "

@@ -171,7 +171,7 @@ def test_dropping_an_expired_month_removes_exactly_its_rows_and_keeps_metrics_ex
     counts = {t: cs.storage.count(t) for t in ("sessions", "events", "session_stats")}
     old_events = sum(i % 3 for i in range(10))
     dropped = cs.storage.drop_expired_partitions(CUTOFF_MS, keep_unarchived=False, dry_run=False)
-    assert dropped == (1, 10, old_events)
+    assert dropped == (1, 10, old_events, 1)  # old1 was queued
     assert _month_name("events", month) not in _names(cs, "events")
     assert _month_name("session_stats", month) not in _names(cs, "session_stats")
     assert cs.storage.count("sessions") == counts["sessions"] - 10
@@ -193,11 +193,8 @@ def test_dropping_an_expired_month_removes_exactly_its_rows_and_keeps_metrics_ex
     # A number below every month (an import's) still finds a partition.
     assert _names(cs, "events")[0] == "events_initial"
     # Nothing more expires: the next month holds sessions past the cutoff.
-    assert cs.storage.drop_expired_partitions(CUTOFF_MS, keep_unarchived=False, dry_run=False) == (
-        0,
-        0,
-        0,
-    )
+    again = cs.storage.drop_expired_partitions(CUTOFF_MS, keep_unarchived=False, dry_run=False)
+    assert again == (0, 0, 0, 0)
 
 
 def test_a_dry_run_counts_and_changes_nothing(cs: Clickstream) -> None:
@@ -206,7 +203,7 @@ def test_a_dry_run_counts_and_changes_nothing(cs: Clickstream) -> None:
     names = _names(cs, "events")
     hourly = _sql(cs, "SELECT * FROM session_stats_hourly ORDER BY 1, 2")
     found = cs.storage.drop_expired_partitions(CUTOFF_MS, keep_unarchived=False, dry_run=True)
-    assert found == (1, 10, sum(i % 3 for i in range(10)))
+    assert found == (1, 10, sum(i % 3 for i in range(10)), 0)
     assert {t: cs.storage.count(t) for t in before} == before
     assert _names(cs, "events") == names
     assert _sql(cs, "SELECT * FROM session_stats_hourly ORDER BY 1, 2") == hourly
@@ -215,10 +212,10 @@ def test_a_dry_run_counts_and_changes_nothing(cs: Clickstream) -> None:
 def test_keep_unarchived_keeps_a_month_with_a_batch_not_archived(cs: Clickstream) -> None:
     _load_two_months(cs)
     keep = {"keep_unarchived": True, "dry_run": False}
-    assert cs.storage.drop_expired_partitions(CUTOFF_MS, **keep) == (0, 0, 0)  # collecting
+    assert cs.storage.drop_expired_partitions(CUTOFF_MS, **keep) == (0, 0, 0, 0)  # collecting
     released = cs.release_batch("r1")
     cs.set_batch_state(released.batch_id, "fine_tuning")
-    assert cs.storage.drop_expired_partitions(CUTOFF_MS, **keep) == (0, 0, 0)
+    assert cs.storage.drop_expired_partitions(CUTOFF_MS, **keep) == (0, 0, 0, 0)
     cs.set_batch_state(released.batch_id, "archived")
     assert cs.storage.drop_expired_partitions(CUTOFF_MS, **keep)[:2] == (1, 10)
 

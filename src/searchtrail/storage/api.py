@@ -36,6 +36,7 @@ from searchtrail.models import (
     ReleaseResult,
     Session,
 )
+from searchtrail.storage.privacy import Privacy, PruneResult, Removed, UserRecord
 
 __all__ = [
     "ApiKeys",
@@ -400,64 +401,6 @@ class Health(Protocol):
         """Room left on the database's disk, where this process can see it (SQLite)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Removed:
-    """What an erase or a prune removed (or, dry, would remove)."""
-
-    sessions: int = 0
-    events: int = 0
-    queue_entries: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class PruneResult:
-    """A prune's outcome: what went (``dry_run``: what would go), in how many
-    transactions (``chunks``), and whether it stopped at ``max_chunks`` with more to go."""
-
-    cutoff_ms: int
-    removed: Removed
-    dry_run: bool
-    chunks: int = 0
-    more: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class UserRecord:
-    """A session of a user with every event, and its queue entries as stored."""
-
-    session: Session
-    queue_entries: builtins.list[dict[str, Any]]
-
-
-class Privacy(Protocol):
-    """Erasing a user and pruning old sessions, with their events, queue entries and
-    derived stats (metrics stay exact of what remains). ``path`` (``http``, ``cli``,
-    ``library``, ``background``) goes to the audit row; a user id never does."""
-
-    def erase(self, user_ids: Sequence[str], path: str, now_ms: int) -> Removed:
-        """Remove every session whose stored ``user_id`` is one of ``user_ids`` (a raw id
-        and its pseudonyms), in one transaction."""
-
-    def user_sessions(
-        self, user_ids: Sequence[str], after_number: int, limit: int
-    ) -> builtins.list[tuple[int, UserRecord]]:
-        """A keyset page of the sessions of ``user_ids`` after ``after_number``, all events."""
-
-    def prune(
-        self,
-        cutoff_ms: int,
-        keep_unarchived: bool,
-        dry_run: bool,
-        path: str,
-        now_ms: int,
-        max_chunks: int | None = None,
-    ) -> PruneResult:
-        """Remove the sessions created before ``cutoff_ms`` (with ``keep_unarchived``, only
-        those of batches in state ``archived``), in bounded transactions (at most
-        ``max_chunks`` of them); ``dry_run``: count them and change nothing. Safe to run
-        in several processes at once."""
-
-
 class Storage(Protocol):
     """A database opened for the service: its aggregates and its lifecycle."""
 
@@ -511,10 +454,10 @@ class Storage(Protocol):
 
     def drop_expired_partitions(
         self, cutoff_ms: int, *, keep_unarchived: bool, dry_run: bool
-    ) -> tuple[int, int, int]:
+    ) -> tuple[int, int, int, int]:
         """Retention's fast part, before the row-by-row prune: drop the months whose
         sessions are all older than ``cutoff_ms`` (and, with ``keep_unarchived``, none in
-        a batch not archived); answers (partitions, sessions, events)."""
+        a batch not archived); answers (partitions, sessions, events, queue entries)."""
 
     def start_writer_process(self) -> None:
         """Start the writer process, if there is one, and wait until it is ready."""

@@ -104,8 +104,8 @@ class SqlStorage:
 
     def drop_expired_partitions(
         self, cutoff_ms: int, *, keep_unarchived: bool, dry_run: bool
-    ) -> tuple[int, int, int]:
-        def work(conn: Connection) -> tuple[int, int, int]:
+    ) -> tuple[int, int, int, int]:
+        def work(conn: Connection) -> tuple[int, int, int, int]:
             # New sessions into this month first: a month still numbered is never dropped.
             if not dry_run:
                 self.db.dialect.maintain(conn, now_ms())

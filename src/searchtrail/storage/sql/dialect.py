@@ -187,10 +187,10 @@ class Dialect(ABC):
     @classmethod
     def drop_expired(
         cls, conn: Connection, cutoff_ms: int, *, keep_unarchived: bool, dry_run: bool
-    ) -> tuple[int, int, int]:
+    ) -> tuple[int, int, int, int]:
         """Retention by whole partitions, before the row-by-row prune: (partitions,
-        sessions, events) dropped. Where tables are not partitioned, none."""
-        return 0, 0, 0
+        sessions, events, queue entries) dropped. Where tables are not partitioned, none."""
+        return 0, 0, 0, 0
 
     # A revision changes a column by rebuilding its table (Alembic's batch mode), with
     # foreign keys off meanwhile (the old table is dropped while others point at it).

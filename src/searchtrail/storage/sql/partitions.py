@@ -216,9 +216,10 @@ def _expired(conn: Connection, cutoff_ms: int, keep_unarchived: bool) -> list[Pa
 
 def drop_expired_partitions(
     conn: Connection, cutoff_ms: int, *, keep_unarchived: bool, dry_run: bool
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int, int]:
     """Drop the months whose sessions are all older than ``cutoff_ms``; answers
-    (partitions, sessions, events) dropped, or that would be with ``dry_run``.
+    (partitions, sessions, events, queue entries) dropped, or that would be with
+    ``dry_run`` (queue entries then uncounted: 0).
 
     Sessions a month left behind (a newer one in it, or one in an unarchived batch) are
     the row-by-row prune's. Run in the caller's transaction. A DROP holds its parent's
@@ -237,23 +238,23 @@ def drop_expired_partitions(
             conn.exec_driver_sql(f"SELECT count(*) FROM sessions WHERE {_range(p)}").scalar_one()
             for p in months
         )
-        return len(months), sum(int(n) for n in counted), events
+        return len(months), sum(int(n) for n in counted), events, 0
     for name in stats:
         add_to_hourly(conn, name, "-")
-    sessions = 0
+    sessions = queued = 0
     for name, p in zip(stats, months, strict=True):
         # Before the sessions: their delete trigger would take each stats row out alone.
         conn.exec_driver_sql(f"DROP TABLE {name}")
-        conn.exec_driver_sql(
+        queued += conn.exec_driver_sql(
             "DELETE FROM improvement_queue WHERE session_id IN "
             f"(SELECT session_id FROM sessions WHERE {_range(p)})"
-        )
+        ).rowcount
         sessions += conn.exec_driver_sql(f"DELETE FROM sessions WHERE {_range(p)}").rowcount
     for p in months:
         conn.exec_driver_sql(f"DROP TABLE {p.name}")
     if months:
         _cover_below(conn)
-    return len(months), sessions, events
+    return len(months), sessions, events, queued
 
 
 def _cover_below(conn: Connection) -> None:

@@ -443,7 +443,7 @@ class PostgresDialect(Dialect):
     @classmethod
     def drop_expired(
         cls, conn: Connection, cutoff_ms: int, *, keep_unarchived: bool, dry_run: bool
-    ) -> tuple[int, int, int]:
+    ) -> tuple[int, int, int, int]:
         return drop_expired_partitions(
             conn, cutoff_ms, keep_unarchived=keep_unarchived, dry_run=dry_run
         )

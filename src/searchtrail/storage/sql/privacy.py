@@ -20,8 +20,8 @@ chunk is read after the other's commit, so a session is counted by one of them o
 Retention: ``prune`` removes at most ``PRUNE_CHUNK`` sessions per transaction, oldest
 first, found by ``session_stats``' index on ``created_at_ms`` (every session has its
 row: schema.session_stats), so live writes wait for one chunk at most. On PostgreSQL
-a step that drops whole monthly partitions belongs before the row deletes, in
-``prune``; the rows left (a partial month, sessions kept) then go as here.
+``prune`` first drops the whole months that have expired (``_drop_months``); the rows
+left (a partial month, sessions kept) then go as here.
 """
 
 from __future__ import annotations
@@ -121,8 +121,34 @@ class SqlPrivacy:
         max_chunks: int | None = None,
     ) -> PruneResult:
         if dry_run:
+            # Every session a month's drop would take is one the rows' count finds.
             return PruneResult(cutoff_ms, self._count(cutoff_ms, keep_unarchived), True)
-        return self._prune_rows(cutoff_ms, keep_unarchived, path, now_ms, max_chunks)
+        dropped = self._drop_months(cutoff_ms, keep_unarchived, path, now_ms)
+        rows = self._prune_rows(cutoff_ms, keep_unarchived, path, now_ms, max_chunks)
+        total = Removed(
+            *(a + b for a, b in zip(_counts(dropped), _counts(rows.removed), strict=True))
+        )
+        return PruneResult(cutoff_ms, total, False, rows.chunks, rows.more)
+
+    def _drop_months(
+        self, cutoff_ms: int, keep_unarchived: bool, path: str, now_ms: int
+    ) -> Removed:
+        """PostgreSQL: drop the whole months that have expired (storage/sql/partitions.py),
+        one transaction; elsewhere, and for what a month leaves, the row deletes follow."""
+        dialect = self._db.dialect
+
+        def work(conn: Connection) -> Removed:
+            dialect.serialize_refresh(conn)  # it rewrites the hourly sums, as deletes do
+            dialect.maintain(conn, now_ms)  # a month still numbered is never dropped
+            _parts, n, e, q = dialect.drop_expired(
+                conn, cutoff_ms, keep_unarchived=keep_unarchived, dry_run=False
+            )
+            removed = Removed(n, e, q)
+            if n:
+                _audit(conn, "prune", path, now_ms, removed)
+            return removed
+
+        return self._db.write(work, alone=True)
 
     def _prune_rows(
         self,

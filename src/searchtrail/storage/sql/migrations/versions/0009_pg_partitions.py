@@ -25,7 +25,7 @@ from searchtrail.storage.sql._rollup import postgres_drop, postgres_triggers
 from searchtrail.storage.sql.partitions import ensure_partitions
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
