@@ -239,3 +239,17 @@ def test_serve_upkeep_creates_the_next_month_in_the_background(cs: Clickstream) 
     asyncio.run(run())
     for table in ("events", "session_stats"):
         assert _month_name(table, month + 1) in _names(cs, table)
+
+
+def test_prune_drops_the_expired_month_then_deletes_rows(cs: Clickstream) -> None:
+    """Retention's one entry (storage/sql/privacy.py) takes the fast path on PostgreSQL:
+    the expired month goes as a partition, counted and audited like a row prune."""
+    _load_two_months(cs)
+    month = month_of(now_ms())
+    result = cs.storage.privacy.prune(CUTOFF_MS, False, False, "library", now_ms())
+    assert (result.removed.sessions, result.removed.queue_entries) == (10, 1)
+    assert result.removed.events == sum(i % 3 for i in range(10))
+    assert _month_name("events", month) not in _names(cs, "events")
+    assert _sql(cs, "SELECT action, sessions FROM privacy_audit") == [("prune", 10)]
+    again = cs.storage.privacy.prune(CUTOFF_MS, False, False, "library", now_ms())
+    assert again.removed == type(again.removed)()
