@@ -81,7 +81,17 @@ def test_events_on_a_full_tablespace_are_507_and_nothing_acknowledged_is_lost(
 def _move_events(server: PgServer, url: str) -> None:
     import psycopg
 
+    # events is partitioned by month (storage/sql/partitions.py): the parent's tablespace
+    # only names where new partitions go, so each partition and its indexes move too.
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
         c.execute("ALTER TABLE events SET TABLESPACE small")
-        for (name,) in c.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'events'"):
-            c.execute(f'ALTER INDEX "{name}" SET TABLESPACE small')
+        parts = c.execute(
+            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'events'::regclass"
+        ).fetchall()
+        for table in ["events", *(name for (name,) in parts)]:
+            if table != "events":
+                c.execute(f'ALTER TABLE "{table}" SET TABLESPACE small')
+            for (name,) in c.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = %s", (table,)
+            ).fetchall():
+                c.execute(f'ALTER INDEX "{name}" SET TABLESPACE small')
