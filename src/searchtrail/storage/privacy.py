@@ -23,6 +23,13 @@ class Removed:
     events: int = 0
     queue_entries: int = 0
 
+    def __add__(self, other: Removed) -> Removed:
+        return Removed(
+            self.sessions + other.sessions,
+            self.events + other.events,
+            self.queue_entries + other.queue_entries,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PruneResult:

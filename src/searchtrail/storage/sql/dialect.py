@@ -74,6 +74,9 @@ class Dialect(ABC):
     # A release commits alone, outside the group (it takes the batch gate exclusive,
     # which registrations in the same group hold shared).
     release_alone: ClassVar[bool]
+    # events and session_stats are partitioned by month (storage/sql/partitions.py), so
+    # retention may drop whole months; otherwise ``maintain`` and ``drop_expired`` do nothing.
+    partitioned: ClassVar[bool] = False
 
     def __init__(self, url: str, *, busy_timeout_ms: int, synchronous: str, pool_size: int):
         self.url = url

@@ -209,6 +209,7 @@ class _ImportInsert:
 class PostgresDialect(Dialect):
     name = "postgresql"
     release_alone = True
+    partitioned = True
 
     @classmethod
     def text_list(cls, column: Any) -> Any:

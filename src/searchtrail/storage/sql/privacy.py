@@ -125,10 +125,7 @@ class SqlPrivacy:
             return PruneResult(cutoff_ms, self._count(cutoff_ms, keep_unarchived), True)
         dropped = self._drop_months(cutoff_ms, keep_unarchived, path, now_ms)
         rows = self._prune_rows(cutoff_ms, keep_unarchived, path, now_ms, max_chunks)
-        total = Removed(
-            *(a + b for a, b in zip(_counts(dropped), _counts(rows.removed), strict=True))
-        )
-        return PruneResult(cutoff_ms, total, False, rows.chunks, rows.more)
+        return PruneResult(cutoff_ms, dropped + rows.removed, False, rows.chunks, rows.more)
 
     def _drop_months(
         self, cutoff_ms: int, keep_unarchived: bool, path: str, now_ms: int
@@ -136,6 +133,8 @@ class SqlPrivacy:
         """PostgreSQL: drop the whole months that have expired (storage/sql/partitions.py),
         one transaction; elsewhere, and for what a month leaves, the row deletes follow."""
         dialect = self._db.dialect
+        if not dialect.partitioned:
+            return Removed()  # no transaction: on SQLite it would be a commit, for nothing
 
         def work(conn: Connection) -> Removed:
             dialect.serialize_refresh(conn)  # it rewrites the hourly sums, as deletes do
@@ -144,8 +143,7 @@ class SqlPrivacy:
                 conn, cutoff_ms, keep_unarchived=keep_unarchived, dry_run=False
             )
             removed = Removed(n, e, q)
-            if n:
-                _audit(conn, "prune", path, now_ms, removed)
+            _audit(conn, "prune", path, now_ms, removed)  # nothing removed: no row
             return removed
 
         return self._db.write(work, alone=True)
@@ -183,7 +181,7 @@ class SqlPrivacy:
             seen, removed = self._db.write(work, alone=True)
             if seen:
                 chunks += 1
-            total = Removed(*(a + b for a, b in zip(_counts(total), _counts(removed), strict=True)))
+            total += removed
             if seen < chunk:
                 return PruneResult(cutoff_ms, total, False, chunks)
             if max_chunks is not None and chunks >= max_chunks:
@@ -218,10 +216,6 @@ def _old(cutoff_ms: int, keep_unarchived: bool) -> Select[Any]:
         archived = select(batches.c.batch_id).where(batches.c.state == _ARCHIVED)
         query = query.where(session_stats.c.batch_id.in_(archived.scalar_subquery()))
     return query
-
-
-def _counts(r: Removed) -> tuple[int, int, int]:
-    return r.sessions, r.events, r.queue_entries
 
 
 def _parts(values: Sequence[Any]) -> list[Sequence[Any]]:
